@@ -1,0 +1,1 @@
+"""Implementation-agnostic Hypothesis properties of batch normalization."""

@@ -1,0 +1,309 @@
+"""Properties of the batch-norm forward pass, for any `Implementation`.
+
+Each check computes the exact claim's two sides and compares them within the bound of
+`properties.tolerances` (derivation there). Numbers refer to the properties of issue 2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from hypothesis import strategies as st
+
+import reference
+from properties.adapter import Array, Implementation
+from properties.checks import compare, unchanged
+from properties.framework import Measurement, Property
+from properties.strategies import BatchCase, batch_cases, upstream_gradients
+from properties.tolerances import (
+    SAFETY,
+    U64,
+    ExactStats,
+    channel_rows,
+    exact_stats,
+    expand,
+    mean_shift_bound,
+    per_channel_max,
+    scale_error_bound,
+    x_hat_bound,
+)
+
+
+def _forward(impl: Implementation, case: BatchCase) -> Array:
+    return impl.forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis).y
+
+
+def _y_bound(stats: ExactStats, case: BatchCase) -> Array:
+    """Bound on |y' - y| for y = gamma*x_hat + beta: gamma times the x_hat bound, plus the
+    rounding of the product and the sum (u each, relative to their magnitudes)."""
+    nd = case.x.ndim
+    g = expand(stats, case.gamma, nd)
+    gx = np.abs(g * stats.x_hat)
+    y = np.abs(gx + expand(stats, case.beta, nd))
+    return np.abs(g) * x_hat_bound(stats, nd) + SAFETY * U64 * (gx + y)
+
+
+def _fsum_mean_var(rows: Array) -> tuple[Array, Array]:
+    n = rows.shape[1]
+    mean = np.array([math.fsum(r) / n for r in rows])
+    var = np.array([math.fsum((r - m) ** 2) / n for r, m in zip(rows, mean, strict=True)])
+    return mean, var
+
+
+def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
+    """Properties 1 and 3: channel mean of y is beta, its variance gamma**2 * var/(var+eps).
+
+    Variance bound: y' = y + common shift + r with rms(r) <= R, so
+    |var(y') - var(y)| <= 2 sqrt(var(y)) R + R**2, R = |gamma| (sqrt(rho) rel + u shift)
+    + u (|gamma| max|x_hat| + max|y|) for the rounding of gamma*x_hat + beta; the checker's
+    own fsum variance adds 4u var(y) + (2u max|y|)**2.
+    """
+    y = _forward(impl, case)
+    stats = exact_stats(case.x, case.axis, case.eps)
+    if y.shape != case.x.shape:
+        return [Measurement(f"shape of y {y.shape} != {case.x.shape}", math.inf, 0.0)]
+    mean_y, var_y = _fsum_mean_var(channel_rows(y, stats))
+    rho = stats.var / (stats.var + case.eps)
+    g, b = np.abs(case.gamma), case.beta
+    max_xhat = per_channel_max(np.abs(stats.x_hat), stats)
+    max_y = g * max_xhat + np.abs(b)
+    x_err = per_channel_max(x_hat_bound(stats, case.x.ndim), stats)
+    rel = scale_error_bound(stats) + 2 * U64
+    rounding = U64 * (g * max_xhat + max_y)
+    tol_mean = g * x_err + SAFETY * rounding + U64 * np.abs(b)
+    r = g * (np.sqrt(rho) * rel + U64 * mean_shift_bound(stats)) + rounding
+    want_var = g**2 * rho
+    tol_var = SAFETY * (2 * np.sqrt(want_var) * r + r**2) + 4 * U64 * want_var
+    tol_var = tol_var + (2 * U64 * max_y) ** 2
+    # |sd' - sd| <= min(sqrt(|dvar|), |dvar| / (sd' + sd)) for sd', sd >= 0.
+    sd_y, want_sd = np.sqrt(var_y), np.sqrt(want_var)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan; fmin keeps the sqrt
+        tol_sd = np.fmin(np.sqrt(tol_var), tol_var / (sd_y + want_sd))
+    return [
+        compare("channel mean of y vs beta", mean_y, b, tol_mean),
+        compare("channel variance of y vs gamma^2 var/(var+eps)", var_y, want_var, tol_var),
+        compare("channel std of y vs |gamma| sqrt(var/(var+eps))", sd_y, want_sd, tol_sd),
+    ]
+
+
+def check_identity(impl: Implementation, case: BatchCase) -> list[Measurement]:
+    """Property 2: with gamma, beta = identity_params(mean, var, eps), y == x.
+
+    y_i = s x_hat'_i + m: error <= s * (x_hat bound) + u (2 s |x_hat_i| + |x_i| + |m|) from
+    rounding gamma = sqrt(var+eps), beta = m, the product and the sum.
+    """
+    stats = exact_stats(case.x, case.axis, case.eps)
+    params = reference.identity_params(stats.mean, stats.var, case.eps)
+    y = impl.forward(case.x, params.gamma, params.beta, eps=case.eps, axis=case.axis).y
+    nd = case.x.ndim
+    s, m = expand(stats, stats.scale, nd), expand(stats, stats.mean, nd)
+    tol = s * x_hat_bound(stats, nd) + SAFETY * U64 * (
+        2 * s * np.abs(stats.x_hat) + np.abs(case.x) + np.abs(m)
+    )
+    return [compare("y with identity_params vs x", y, case.x, tol)]
+
+
+@dataclass(frozen=True)
+class ShiftScaleCase:
+    """A case, a per-channel shift c and a positive scale a."""
+
+    case: BatchCase
+    shift: Array
+    scale: float
+
+
+@st.composite
+def _shift_scale_cases(draw: st.DrawFn) -> ShiftScaleCase:
+    case = draw(batch_cases(unit_affine=True))
+    c = case.x.shape[case.axis]
+    shift = np.array(draw(st.lists(st.floats(-1e3, 1e3), min_size=c, max_size=c)))
+    scale = draw(st.floats(1e-3, 1e3))
+    return ShiftScaleCase(case, shift, scale)
+
+
+def check_shift_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Measurement]:
+    """Property 5a: BN(x + c) == BN(x) for a per-channel constant c (the bias is redundant).
+
+    x + c is rounded (|d_i| <= u max|x + c|), which moves x_hat_i by at most
+    max|d| (2 + |x_hat_i|) / s; the rest is the x_hat bound of each side.
+    """
+    case = sc.case
+    stats = exact_stats(case.x, case.axis, case.eps)
+    moved = case.x + expand(stats, sc.shift, case.x.ndim)
+    moved_stats = exact_stats(moved, case.axis, case.eps)
+    y0 = _forward(impl, case)
+    y1 = _forward(impl, replace(case, x=moved))
+    nd = case.x.ndim
+    d = expand(stats, per_channel_max(np.abs(moved), stats) * U64 / stats.scale, nd)
+    tol = x_hat_bound(stats, nd) + x_hat_bound(moved_stats, nd) + SAFETY * d * (
+        2 + np.abs(stats.x_hat)
+    )
+    return [compare("BN(x + c) vs BN(x)", y1, y0, tol)]
+
+
+def check_scale_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Measurement]:
+    """Property 5b: BN(a x; eps a**2) == BN(x; eps) for a > 0.
+
+    Rounding a*x moves x_hat_i by <= u kappa (2 + |x_hat_i|); rounding eps*a**2 moves s by
+    u/2 relative, so x_hat_i by u|x_hat_i|/2.
+    """
+    case = sc.case
+    a = sc.scale
+    stats = exact_stats(case.x, case.axis, case.eps)
+    scaled = replace(case, x=a * case.x, eps=case.eps * a * a)
+    scaled_stats = exact_stats(scaled.x, scaled.axis, scaled.eps)
+    y0 = _forward(impl, case)
+    y1 = _forward(impl, scaled)
+    nd = case.x.ndim
+    xh = np.abs(stats.x_hat)
+    kappa = expand(stats, stats.kappa, nd)
+    tol = x_hat_bound(stats, nd) + x_hat_bound(scaled_stats, nd) + SAFETY * U64 * (
+        kappa * (2 + xh) + xh / 2
+    )
+    return [compare("BN(a x; eps a^2) vs BN(x; eps)", y1, y0, tol)]
+
+
+@dataclass(frozen=True)
+class PermutedCase:
+    """A case and a permutation of its first non-channel axis (the examples)."""
+
+    case: BatchCase
+    along: int
+    permutation: tuple[int, ...]
+
+
+@st.composite
+def _permuted_cases(draw: st.DrawFn) -> PermutedCase:
+    case = draw(batch_cases())
+    ax = case.axis % case.x.ndim
+    along = 0 if ax != 0 else 1
+    perm = draw(st.permutations(range(case.x.shape[along])))
+    return PermutedCase(case, along, tuple(perm))
+
+
+def check_permutation(impl: Implementation, pc: PermutedCase) -> list[Measurement]:
+    """Property 7: permuting the examples permutes the output the same way.
+
+    Only the summation order changes, so each side is within the y bound of the exact value.
+    """
+    case = pc.case
+    perm = np.array(pc.permutation, dtype=np.intp)
+    permuted = replace(case, x=np.take(case.x, perm, axis=pc.along))
+    y0 = np.take(_forward(impl, case), perm, axis=pc.along)
+    y1 = _forward(impl, permuted)
+    stats = exact_stats(case.x, case.axis, case.eps)
+    tol = 2 * np.take(_y_bound(stats, case), perm, axis=pc.along)
+    return [compare("BN(x[perm]) vs BN(x)[perm]", y1, y0, tol)]
+
+
+def check_layouts(impl: Implementation, case: BatchCase) -> list[Measurement]:
+    """Property 8: channel axis k equals channels-last on the moved array and equals the dense
+    (n, C) form on the reshape; only the summation order differs."""
+    ax = case.axis % case.x.ndim
+    y = _forward(impl, case)
+    stats = exact_stats(case.x, case.axis, case.eps)
+    tol = 2 * _y_bound(stats, case)
+    last = np.moveaxis(case.x, ax, -1)
+    y_last = np.moveaxis(_forward(impl, replace(case, x=last, axis=-1)), -1, ax)
+    dense = last.reshape(-1, case.x.shape[ax])
+    y_dense = _forward(impl, replace(case, x=dense, axis=1))
+    y_dense = np.moveaxis(y_dense.reshape(last.shape), -1, ax)
+    return [
+        compare("channels-last vs channel axis", y_last, y, tol),
+        compare("dense (n, C) reshape vs channel axis", y_dense, y, tol),
+    ]
+
+
+@dataclass(frozen=True)
+class GradientCase:
+    """A case with an upstream gradient dy and running statistics."""
+
+    case: BatchCase
+    dy: Array
+    running_mean: Array
+    running_var: Array
+
+
+@st.composite
+def gradient_cases(draw: st.DrawFn) -> GradientCase:
+    """A batch case with a non-uniform dy and arbitrary non-negative running statistics."""
+    case = draw(batch_cases())
+    c = case.x.shape[case.axis]
+    dy = draw(upstream_gradients(case.x.shape))
+    rm = np.array(draw(st.lists(st.floats(-1e3, 1e3), min_size=c, max_size=c)))
+    rv = np.array(draw(st.lists(st.floats(0.0, 1e3), min_size=c, max_size=c)))
+    return GradientCase(case, dy, rm, rv)
+
+
+def check_no_mutation(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """Property 12a: forward, backward and inference leave every argument bit-for-bit intact."""
+    c = gc.case
+    args = {
+        "x": c.x,
+        "gamma": c.gamma,
+        "beta": c.beta,
+        "dy": gc.dy,
+        "running_mean": gc.running_mean,
+        "running_var": gc.running_var,
+    }
+    copies = {k: v.copy() for k, v in args.items()}
+    impl.forward(c.x, c.gamma, c.beta, eps=c.eps, axis=c.axis)
+    impl.backward(gc.dy, c.x, c.gamma, eps=c.eps, axis=c.axis)
+    impl.inference(
+        c.x, c.gamma, c.beta, gc.running_mean, gc.running_var, eps=c.eps, axis=c.axis
+    )
+    return [unchanged(f"{k} after forward/backward/inference", copies[k], v) for k, v in args.items()]
+
+
+PROPERTIES: tuple[Property, ...] = (
+    Property(
+        "zero-mean-unit-var",
+        "with gamma=1, beta=0 each channel of y has mean 0 and variance var/(var+eps)",
+        batch_cases(unit_affine=True),
+        check_moments,
+    ),
+    Property(
+        "identity-params",
+        "with gamma, beta = identity_params(mean, var, eps), forward returns x",
+        batch_cases(),
+        check_identity,
+    ),
+    Property(
+        "affine-moments",
+        "each channel of y has mean beta and std |gamma| sqrt(var/(var+eps))",
+        batch_cases(),
+        check_moments,
+    ),
+    Property(
+        "shift-invariance",
+        "adding a per-channel constant to x changes nothing (the bias before BN is redundant)",
+        _shift_scale_cases(),
+        check_shift_invariance,
+    ),
+    Property(
+        "scale-invariance",
+        "BN(a x; eps a^2) == BN(x; eps) for a > 0",
+        _shift_scale_cases(),
+        check_scale_invariance,
+    ),
+    Property(
+        "permutation-equivariance",
+        "permuting the examples permutes the output the same way",
+        _permuted_cases(),
+        check_permutation,
+    ),
+    Property(
+        "layout-equivalence",
+        "channel axis k == channels-last on the moved array == dense form on the (n, C) reshape",
+        batch_cases(),
+        check_layouts,
+    ),
+    Property(
+        "no-mutation",
+        "forward, backward and inference do not modify their arguments",
+        gradient_cases(),
+        check_no_mutation,
+    ),
+)

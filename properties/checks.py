@@ -1,0 +1,37 @@
+"""Assertion helpers: turn arrays of errors and bounds into one `Measurement`."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from properties.framework import Measurement
+
+Array = NDArray[np.float64]
+
+
+def compare(quantity: str, got: Array, want: Array, tolerance: Array | float) -> Measurement:
+    """The element of |got - want| that comes closest to (or furthest past) its own tolerance.
+
+    A shape mismatch or a NaN is an infinite error: an implementation that returns the wrong
+    shape or a NaN fails, it is never compared by broadcasting.
+    """
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return Measurement(f"{quantity} (shape {got.shape} != {want.shape})", np.inf, 0.0)
+    tol = np.broadcast_to(np.asarray(tolerance, dtype=np.float64), want.shape)
+    if want.size == 0:
+        return Measurement(quantity, 0.0, 0.0)
+    err = np.abs(got - want)
+    err = np.where(np.isnan(err), np.inf, err)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(tol > 0, err / tol, np.where(err == 0, 0.0, np.inf))
+    i = np.unravel_index(int(np.argmax(ratio)), want.shape)
+    return Measurement(quantity, float(err[i]), float(tol[i]))
+
+
+def unchanged(quantity: str, before: Array, after: Array) -> Measurement:
+    """An exact claim: `after` is bit-for-bit `before` (used for "inputs are not mutated")."""
+    same = before.shape == after.shape and bool(np.array_equal(before, after, equal_nan=True))
+    return Measurement(quantity, 0.0 if same else 1.0, 0.0)

@@ -1,0 +1,129 @@
+"""What a property is, how one example is judged, and how a property is run under Hypothesis.
+
+A `Property` pairs a Hypothesis strategy (the cases) with a check. The check takes an
+implementation and one case and returns `Measurement`s: a named error next to the tolerance it
+must stay within, with the tolerance's reason. The same objects serve pytest (`as_test`) and the
+`bnref check` table (`run_property`), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from properties.adapter import Implementation
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One compared quantity: its worst error and the tolerance it must not exceed.
+
+    An exact claim (a count, an index set, "unchanged") uses tolerance 0 and error 0 or 1.
+    """
+
+    quantity: str
+    error: float
+    tolerance: float
+
+    @property
+    def ratio(self) -> float:
+        """error / tolerance; <= 1 passes. An exact claim's ratio is 0 or infinity."""
+        if self.tolerance > 0:
+            return self.error / self.tolerance
+        return 0.0 if self.error == 0 else math.inf
+
+    @property
+    def passed(self) -> bool:
+        """Whether the error is within tolerance (a NaN error never passes)."""
+        return not math.isnan(self.error) and self.error <= self.tolerance
+
+
+class PropertyFailure(AssertionError):
+    """A property did not hold; the message names the property, quantity and excess."""
+
+
+Check = Callable[[Implementation, Any], Sequence[Measurement]]
+
+
+@dataclass(frozen=True)
+class Property:
+    """A claim about batch norm, checkable against any implementation."""
+
+    name: str
+    statement: str
+    strategy: st.SearchStrategy[Any]
+    check: Check
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    def judge(self, impl: Implementation, case: Any) -> Measurement:
+        """Run the check on one case; raise `PropertyFailure` naming the worst excess."""
+        measurements = list(self.check(impl, case))
+        if not measurements:
+            raise PropertyFailure(f"property {self.name!r} measured nothing")
+        worst = max(measurements, key=lambda m: (math.isnan(m.error), m.ratio))
+        failed = [m for m in measurements if not m.passed]
+        if failed:
+            lines = "\n".join(
+                f"  {m.quantity}: error {m.error:.3e} > tolerance {m.tolerance:.3e}" for m in failed
+            )
+            raise PropertyFailure(
+                f"property {self.name!r} failed for {impl.name}: {self.statement}\n{lines}"
+            )
+        return worst
+
+    def as_test(self, impl: Implementation) -> Callable[[], None]:
+        """A Hypothesis test function for pytest, using the active settings profile."""
+
+        @given(case=self.strategy)
+        def test(case: Any) -> None:
+            self.judge(impl, case)
+
+        return test
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    """The outcome of running one property: examples run and the worst measurement seen."""
+
+    name: str
+    examples: int
+    worst: Measurement | None
+    passed: bool
+    failure: str = ""
+
+
+def run_property(
+    prop: Property, impl: Implementation, settings: hypothesis_settings | None = None
+) -> PropertyResult:
+    """Run `prop` on `impl` under `settings` (default: the loaded profile) and summarise it.
+
+    Every example counts, including those Hypothesis runs while shrinking a failure; the
+    failure text is Hypothesis's own report with the minimal falsifying example.
+    """
+    seen: list[Measurement] = []
+
+    @given(case=prop.strategy)
+    def run(case: Any) -> None:
+        try:
+            seen.append(prop.judge(impl, case))
+        except PropertyFailure:
+            seen.append(Measurement("failure", math.inf, 0.0))
+            raise
+
+    test = settings(run) if settings is not None else run
+    try:
+        test()
+    except Exception as exc:  # noqa: BLE001 -- any failure of the implementation is a finding
+        worst = max((m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None)
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        notes = "\n".join(getattr(exc, "__notes__", []))
+        return PropertyResult(prop.name, len(seen), worst, False, f"{text}\n{notes}".strip())
+    worst = max(seen, key=lambda m: m.ratio, default=None)
+    return PropertyResult(prop.name, len(seen), worst, True)

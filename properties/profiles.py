@@ -1,0 +1,48 @@
+"""Hypothesis settings profiles: `dev` (quick), `ci` (reproducible), `thorough` (>= 1000 examples).
+
+`load_profile()` picks `ci` when the CI environment variable is set, else the profile named by
+BNREF_PROFILE, else `dev`. The `ci` profile derandomizes (the same examples on every run, so a
+green CI stays green) and turns deadlines off (timing on a shared 2-core machine is noise, not a
+property of the math).
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+PROFILES = ("dev", "ci", "thorough")
+
+_NO_TIMING = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "dev", max_examples=40, deadline=None, suppress_health_check=_NO_TIMING, print_blob=True
+)
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=_NO_TIMING,
+    print_blob=True,
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=_NO_TIMING, print_blob=True
+)
+
+
+def profile_name() -> str:
+    """The profile to use in this environment."""
+    if os.environ.get("CI"):
+        return "ci"
+    return os.environ.get("BNREF_PROFILE", "dev")
+
+
+def load_profile(name: str | None = None) -> str:
+    """Load profile `name` (default: `profile_name()`) and return its name."""
+    chosen = name or profile_name()
+    if chosen not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {chosen!r}")
+    settings.load_profile(chosen)
+    return chosen

@@ -1,0 +1,129 @@
+"""Input checks shared by the reference functions.
+
+Every public function of `reference` validates its arguments here before any arithmetic, so that
+bad input ends in a `TypeError` or `ValueError` that names the argument, what was expected and
+what was given -- never a NaN, a silent broadcast or a traceback from inside NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Float64Array = NDArray[np.float64]
+
+
+def as_float64_array(value: ArrayLike, name: str, *, check_finite: bool = True) -> Float64Array:
+    """Return `value` as a float64 array after checking that it holds real numbers.
+
+    Accepted dtypes are the real integer and floating kinds (float16/32/64, int, uint); they are
+    converted to float64. Booleans, complex numbers, strings and objects are rejected with a
+    `TypeError`. With `check_finite` (the default) NaN or infinity raise a `ValueError`.
+    The input is never modified: a conversion makes a copy, and a float64 input is only read.
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested sequences end up here
+        raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}") from exc
+    kind = arr.dtype.kind
+    if kind not in "iuf":
+        what = {
+            "b": "boolean",
+            "c": "complex",
+            "O": "object",
+            "U": "string",
+            "S": "bytes",
+        }.get(kind, str(arr.dtype))
+        raise TypeError(
+            f"{name} must have a real integer or floating dtype, got {what} dtype {arr.dtype}"
+        )
+    out = arr.astype(np.float64, copy=False)
+    if check_finite and not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))
+        first = tuple(int(i) for i in bad[0]) if out.ndim else ()
+        raise ValueError(
+            f"{name} must be finite, got {len(bad)} non-finite value(s), the first "
+            f"{out[first] if out.ndim else out} at index {first}; pass check_finite=False "
+            "to let them propagate"
+        )
+    return out
+
+
+def check_positive_scalar(value: Any, name: str) -> float:
+    """Return `value` as a float after checking it is a finite real number > 0 (e.g. eps)."""
+    number = real_scalar(value, name)
+    if not (math.isfinite(number) and number > 0.0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def check_unit_interval(value: Any, name: str) -> float:
+    """Return `value` as a float after checking it lies in the closed interval [0, 1]."""
+    number = real_scalar(value, name)
+    if not (0.0 <= number <= 1.0):
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return number
+
+
+def real_scalar(value: Any, name: str) -> float:
+    """Return `value` as a float; reject booleans, non-numbers and arrays with a `TypeError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_int(value: Any, name: str, *, minimum: int) -> int:
+    """Return `value` as an int after checking it is an integer >= `minimum`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """Return `axis` as a non-negative index into an array of `ndim` dimensions."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(axis).__name__} {axis!r}")
+    if not -ndim <= int(axis) < ndim:
+        raise ValueError(
+            f"{name} must be in [{-ndim}, {ndim - 1}] for an input with {ndim} dimension(s), "
+            f"got {axis}"
+        )
+    return int(axis) % ndim
+
+
+def check_channel_vector(
+    value: ArrayLike, name: str, channels: int, *, check_finite: bool = True
+) -> Float64Array:
+    """Return a per-channel parameter as a float64 vector of shape (channels,).
+
+    Only the exact shape is accepted: a (C, 1) column or a scalar would broadcast silently in
+    NumPy, and an oracle that guesses the layout can hide the very bug it should find.
+    """
+    arr = as_float64_array(value, name, check_finite=check_finite)
+    if arr.shape != (channels,):
+        raise ValueError(
+            f"{name} must have shape ({channels},), one value per channel, got shape {arr.shape}"
+        )
+    return arr
+
+
+def check_same_shape(value: Float64Array, name: str, shape: tuple[int, ...], ref: str) -> None:
+    """Raise a `ValueError` unless `value` has exactly `shape` (the shape of argument `ref`)."""
+    if value.shape != shape:
+        raise ValueError(
+            f"{name} must have the shape of {ref}, {shape}, got shape {value.shape}"
+        )
+
+
+def frozen(arr: Float64Array) -> Float64Array:
+    """Mark an array the function owns as read-only, so results cannot be edited in place."""
+    arr.flags.writeable = False
+    return arr

@@ -1,0 +1,257 @@
+"""Batch normalization: training forward, closed-form backward, inference, identity parameters.
+
+Notation (Ioffe & Szegedy 2015, Algorithm 1), per channel c over the n values that share it::
+
+    mean    = (1/n) * sum_i x_i
+    var     = (1/n) * sum_i (x_i - mean)**2          (biased: divide by n, not n - 1)
+    inv_std = 1 / sqrt(var + eps)                     (eps inside the square root)
+    x_hat   = (x - mean) * inv_std
+    y       = gamma * x_hat + beta
+
+`axis` names the channel axis, which keeps its own statistics; every other axis is reduced.
+`axis=1` is PyTorch/ONNX `(N, C, *spatial)`, `axis=-1` Keras/Flax channels-last, `axis=0` the
+course notes' `(features, examples)` layout.
+
+Dtype rule: inputs of any real dtype are converted to float64 and every result is float64. The
+reference is the oracle; a caller comparing a float32 implementation rounds or compares at that
+dtype's tolerance (see `properties.tolerances`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from reference._validation import (
+    Float64Array,
+    as_float64_array,
+    check_channel_vector,
+    check_positive_scalar,
+    check_same_shape,
+    frozen,
+    normalize_axis,
+)
+
+DEFAULT_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class BatchNormForward:
+    """Result of `batch_norm_forward`; per-channel arrays have shape (C,), the rest x's shape."""
+
+    y: Float64Array
+    x_hat: Float64Array
+    mean: Float64Array
+    var: Float64Array
+    inv_std: Float64Array
+    axis: int
+    eps: float
+
+
+@dataclass(frozen=True)
+class BatchNormBackward:
+    """Gradients of a scalar loss L given dy = dL/dy: dx has x's shape, dgamma/dbeta (C,)."""
+
+    dx: Float64Array
+    dgamma: Float64Array
+    dbeta: Float64Array
+
+
+@dataclass(frozen=True)
+class IdentityParams:
+    """The gamma and beta for which batch norm returns its input: y == x."""
+
+    gamma: Float64Array
+    beta: Float64Array
+
+
+@dataclass(frozen=True)
+class ChannelLayout:
+    """Where the channel axis is and how per-channel vectors broadcast against x."""
+
+    axis: int
+    reduce_axes: tuple[int, ...]
+    channels: int
+    count: int  # values per channel, n
+    broadcast_shape: tuple[int, ...]
+
+    def expand(self, vector: Float64Array) -> Float64Array:
+        """Reshape a (C,) vector so that it broadcasts along the channel axis of x."""
+        return vector.reshape(self.broadcast_shape)
+
+
+def channel_layout(x: Float64Array, axis: object, *, name: str = "x") -> ChannelLayout:
+    """Validate `axis` against `x` and describe the per-channel reduction."""
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension, got a 0-d array")
+    ax = normalize_axis(axis, x.ndim)
+    channels = x.shape[ax]
+    count = x.size // channels if channels else 0
+    broadcast = tuple(channels if i == ax else 1 for i in range(x.ndim))
+    reduce_axes = tuple(i for i in range(x.ndim) if i != ax)
+    return ChannelLayout(ax, reduce_axes, channels, count, broadcast)
+
+
+def training_layout(x: Float64Array, axis: object) -> ChannelLayout:
+    layout = channel_layout(x, axis)
+    if x.size == 0:
+        raise ValueError(f"x must not be empty (an empty batch has no statistics), got shape {x.shape}")
+    if layout.count < 2:
+        raise ValueError(
+            "x must have at least 2 values per channel in training mode (the variance of one "
+            f"value is 0 and carries no information), got {layout.count} for shape {x.shape} "
+            f"with channel axis {layout.axis}"
+        )
+    return layout
+
+
+def _channel_mean(values: Float64Array, layout: ChannelLayout) -> Float64Array:
+    mean: Float64Array = np.mean(values, axis=layout.reduce_axes)
+    return mean
+
+
+def _statistics(x: Float64Array, layout: ChannelLayout) -> tuple[Float64Array, Float64Array]:
+    """Per-channel mean and biased variance, accurate for |mean|/std up to ~1e8.
+
+    Two passes with a corrected mean: the first mean m0 carries an error of order n*u*|mean|;
+    averaging the residuals x - m0 (which are small when |mean| >> std) recovers it, so that
+    the deviations x - mean are accurate to the rounding of x itself. The one-pass form
+    E[x^2] - E[x]^2 cancels catastrophically and is never used.
+    """
+    m0 = _channel_mean(x, layout)
+    mean = m0 + _channel_mean(x - layout.expand(m0), layout)
+    centered = x - layout.expand(mean)
+    var = _channel_mean(centered * centered, layout)
+    return mean, var
+
+
+def batch_norm_forward(
+    x: ArrayLike,
+    gamma: ArrayLike,
+    beta: ArrayLike,
+    *,
+    eps: float = DEFAULT_EPS,
+    axis: int = 1,
+    check_finite: bool = True,
+) -> BatchNormForward:
+    """Training-mode batch normalization over every axis but `axis`.
+
+    Computes, per channel, ``mean = sum(x)/n``, ``var = sum((x-mean)**2)/n`` (biased),
+    ``inv_std = 1/sqrt(var+eps)``, ``x_hat = (x-mean)*inv_std`` and
+    ``y = gamma*x_hat + beta``. gamma and beta have shape (C,) with C = x.shape[axis].
+    Raises ValueError for an empty batch, fewer than 2 values per channel, eps <= 0,
+    an axis out of range, wrongly shaped parameters, or non-finite input (unless
+    ``check_finite=False``); TypeError for non-real dtypes.
+    """
+    eps_ = check_positive_scalar(eps, "eps")
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = training_layout(x64, axis)
+    g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+    b = check_channel_vector(beta, "beta", layout.channels, check_finite=check_finite)
+
+    mean, var = _statistics(x64, layout)
+    inv_std = 1.0 / np.sqrt(var + eps_)
+    x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)
+    y = layout.expand(g) * x_hat + layout.expand(b)
+    return BatchNormForward(
+        y=frozen(y),
+        x_hat=frozen(x_hat),
+        mean=frozen(mean),
+        var=frozen(var),
+        inv_std=frozen(inv_std),
+        axis=layout.axis,
+        eps=eps_,
+    )
+
+
+def batch_norm_backward(
+    dy: ArrayLike,
+    x: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    eps: float = DEFAULT_EPS,
+    axis: int = 1,
+    check_finite: bool = True,
+) -> BatchNormBackward:
+    """Closed-form gradients of training-mode batch norm, given the upstream gradient dy.
+
+    With x_hat and inv_std recomputed from x as in `batch_norm_forward`, per channel::
+
+        dbeta  = sum(dy)
+        dgamma = sum(dy * x_hat)
+        dx     = gamma * inv_std / n * (n * dy - dbeta - x_hat * dgamma)
+
+    The derivation from the computation graph is in docs/backward.md; the node-by-node version
+    is `reference.batchnorm_graph.batch_norm_backward_graph`.
+    """
+    eps_ = check_positive_scalar(eps, "eps")
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = training_layout(x64, axis)
+    dy64 = as_float64_array(dy, "dy", check_finite=check_finite)
+    check_same_shape(dy64, "dy", x64.shape, "x")
+    g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+
+    mean, var = _statistics(x64, layout)
+    inv_std = 1.0 / np.sqrt(var + eps_)
+    x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)
+
+    dbeta = np.sum(dy64, axis=layout.reduce_axes)
+    dgamma = np.sum(dy64 * x_hat, axis=layout.reduce_axes)
+    n = layout.count
+    # The three terms: the direct path, the path through the mean, the path through the variance.
+    dx = layout.expand(g * inv_std / n) * (
+        n * dy64 - layout.expand(dbeta) - x_hat * layout.expand(dgamma)
+    )
+    return BatchNormBackward(dx=frozen(dx), dgamma=frozen(dgamma), dbeta=frozen(dbeta))
+
+
+def batch_norm_inference(
+    x: ArrayLike,
+    gamma: ArrayLike,
+    beta: ArrayLike,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    *,
+    eps: float = DEFAULT_EPS,
+    axis: int = 1,
+    check_finite: bool = True,
+) -> Float64Array:
+    """Inference-mode batch norm with fixed statistics.
+
+    ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``, per channel. Unlike
+    training mode any batch size is accepted, including a single example or an empty batch.
+    running_var must be >= 0 (a negative variance would give NaN).
+    """
+    eps_ = check_positive_scalar(eps, "eps")
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = channel_layout(x64, axis)
+    c = layout.channels
+    g = check_channel_vector(gamma, "gamma", c, check_finite=check_finite)
+    b = check_channel_vector(beta, "beta", c, check_finite=check_finite)
+    rm = check_channel_vector(running_mean, "running_mean", c, check_finite=check_finite)
+    rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
+    if np.any(rv < 0):
+        raise ValueError(
+            f"running_var must be >= 0 in every channel, got {rv[rv < 0][0]!r} at channel "
+            f"{int(np.argmax(rv < 0))}"
+        )
+    scale = g / np.sqrt(rv + eps_)
+    y = layout.expand(scale) * (x64 - layout.expand(rm)) + layout.expand(b)
+    return frozen(y)
+
+
+def identity_params(mean: ArrayLike, var: ArrayLike, eps: float = DEFAULT_EPS) -> IdentityParams:
+    """The gamma and beta that undo the normalization: ``gamma = sqrt(var + eps)``, ``beta = mean``.
+
+    With these, ``gamma * (x - mean) / sqrt(var + eps) + beta == x`` (the course notes' remark
+    that batch norm can learn the identity).
+    """
+    eps_ = check_positive_scalar(eps, "eps")
+    m = as_float64_array(mean, "mean")
+    v = as_float64_array(var, "var")
+    check_same_shape(v, "var", m.shape, "mean")
+    if np.any(v < 0):
+        raise ValueError(f"var must be >= 0, got a minimum of {float(v.min())!r}")
+    return IdentityParams(gamma=frozen(np.sqrt(v + eps_)), beta=frozen(m.copy()))

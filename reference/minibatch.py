@@ -1,0 +1,140 @@
+"""Random mini-batches: shuffle the examples once, then cut the shuffled order into batches.
+
+With m examples, batch size s and a permutation p of 0..m-1 drawn from `seed`::
+
+    batch k  =  examples p[k*s : (k+1)*s],   k = 0, 1, ..., ceil(m/s) - 1
+
+Every batch holds s examples except the last, which holds m - (ceil(m/s) - 1)*s (between 1
+and s). With ``drop_last=True`` that last batch is dropped when it is smaller than s, leaving
+floor(m/s) batches: the first floor(m/s)*s entries of the same p (the meaning of PyTorch
+DataLoader's ``drop_last``, https://pytorch.org/docs/stable/data.html).
+
+The course notes' ``random_mini_batches`` calls ``np.random.seed(seed)`` and then
+``np.random.permutation(m)``. ``np.random.seed`` reseeds NumPy's singleton legacy ``RandomState``
+(https://numpy.org/devdocs/reference/random/generated/numpy.random.seed.html), so
+``np.random.RandomState(seed).permutation(m)`` draws exactly the same p from a private MT19937
+stream: the course's batches are reproduced bit for bit and the global RNG is left alone.
+A ``numpy.random.Generator`` seed uses ``generator.permutation(m)`` (and advances that
+generator, which is what handing over a Generator means).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from reference._validation import as_float64_array, check_int, frozen, normalize_axis
+
+IndexArray = NDArray[np.intp]
+
+# The seeds np.random.seed accepts as a single integer: the MT19937 key is one uint32.
+_MAX_SEED = 2**32 - 1
+
+
+class MiniBatch(NamedTuple):
+    """One mini-batch: the X examples and their Y labels, in the shuffled order.
+
+    A NamedTuple of exactly two fields, so ``(mini_batch_X, mini_batch_Y) = batch`` unpacks it
+    like the course's tuples. The example indices are given by `mini_batch_indices`.
+    """
+
+    X: NDArray[Any]
+    Y: NDArray[Any]
+
+
+def _permutation(m: int, seed: object) -> IndexArray:
+    """p, a permutation of 0..m-1 drawn from `seed` (an int in [0, 2**32 - 1] or a Generator)."""
+    if isinstance(seed, np.random.Generator):
+        return np.asarray(seed.permutation(m), dtype=np.intp)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an integer or a numpy.random.Generator, "
+            f"got {type(seed).__name__} {seed!r}"
+        )
+    value = check_int(seed, "seed", minimum=0)
+    if value > _MAX_SEED:
+        raise ValueError(
+            f"seed must be an integer in [0, 2**32 - 1] (as np.random.seed), got {seed!r}"
+        )
+    return np.asarray(np.random.RandomState(value).permutation(m), dtype=np.intp)
+
+
+def mini_batch_indices(
+    m: int,
+    mini_batch_size: int = 64,
+    seed: int | np.random.Generator = 0,
+    *,
+    drop_last: bool = False,
+) -> list[IndexArray]:
+    """The example indices of each mini-batch: batch k is p[k*s : (k+1)*s].
+
+    p is the permutation of 0..m-1 drawn from `seed` (see the module docstring), s is
+    `mini_batch_size`. There are ceil(m/s) batches, all of size s but the last; with
+    `drop_last` there are floor(m/s), all of size s (none when s > m). The arrays are read-only.
+    """
+    count = check_int(m, "m", minimum=1)
+    size = check_int(mini_batch_size, "mini_batch_size", minimum=1)
+    if not isinstance(drop_last, (bool, np.bool_)):
+        raise TypeError(f"drop_last must be a bool, got {type(drop_last).__name__} {drop_last!r}")
+    p = _permutation(count, seed)
+    p.flags.writeable = False  # slices of p are views: read-only, so no caller can edit p
+    batches = count // size if drop_last else -(-count // size)  # floor or ceil of m/s
+    return [p[k * size : (k + 1) * size] for k in range(batches)]
+
+
+def _examples(value: ArrayLike, name: str, axis: object) -> tuple[NDArray[Any], int]:
+    """`value` as an array of real numbers (its own dtype kept) and its example axis."""
+    as_float64_array(value, name, check_finite=False)  # the type check only: reals, any dtype
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the examples), got a scalar")
+    return arr, normalize_axis(axis, arr.ndim, f"axis (for {name} of shape {arr.shape})")
+
+
+def random_mini_batches(
+    X: ArrayLike,
+    Y: ArrayLike,
+    mini_batch_size: int = 64,
+    seed: int | np.random.Generator = 0,
+    *,
+    axis: int = 1,
+    drop_last: bool = False,
+) -> list[MiniBatch]:
+    """Shuffle the examples of (X, Y) with one permutation p and cut it into mini-batches.
+
+    Batch k is ``MiniBatch(X[..., p[k*s:(k+1)*s], ...], Y[..., p[k*s:(k+1)*s], ...])`` with the
+    indices taken along `axis` of each array, s = `mini_batch_size`; there are ceil(m/s) batches,
+    the last one smaller when s does not divide m, and floor(m/s) with `drop_last` (p and the
+    batch indices are `mini_batch_indices(m, s, seed, drop_last=drop_last)`).
+
+    `axis` is the example axis, applied to X and to Y (a negative axis counts from each array's
+    own end). The default ``axis=1`` is the course layout, X (n_x, m) and Y (1, m), and with an
+    integer seed gives the course function's batches exactly. ``axis=0`` is the (m, ...) layout:
+    X (m, ...) with Y (m,) or (m, k). Y keeps its shape (the course reshapes Y to (1, m), which
+    is the same thing for a (1, m) Y) and both keep their dtype: a shuffle moves values, it
+    computes none, and int64 labels above 2**53 would not survive float64.
+
+    Every batch is a read-only copy: nothing returned shares memory with X or Y, and neither
+    input is modified. Raises ValueError when X and Y disagree on m, when m = 0, or for a
+    negative or too large seed; TypeError for non-numeric data or a seed of another type.
+    """
+    x, x_axis = _examples(X, "X", axis)
+    y, y_axis = _examples(Y, "Y", axis)
+    m, m_y = x.shape[x_axis], y.shape[y_axis]
+    if m != m_y:
+        raise ValueError(
+            f"X and Y must hold the same number of examples along axis {axis}, got "
+            f"{m} in X (shape {x.shape}) and {m_y} in Y (shape {y.shape})"
+        )
+    if m == 0:
+        raise ValueError(
+            f"X and Y must hold at least one example along axis {axis}, got X of shape "
+            f"{x.shape} and Y of shape {y.shape}"
+        )
+    return [
+        MiniBatch(frozen(np.take(x, idx, axis=x_axis)), frozen(np.take(y, idx, axis=y_axis)))
+        for idx in mini_batch_indices(m, mini_batch_size, seed, drop_last=drop_last)
+    ]
