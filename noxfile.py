@@ -1,0 +1,50 @@
+"""Nox sessions: `nox` runs tests, typecheck and lint; `nox -s thorough` the 1000-example run."""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+# uv makes a fresh environment in seconds; fall back to virtualenv where uv is missing.
+nox.options.default_venv_backend = "uv" if shutil.which("uv") else "virtualenv"
+nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+CODE = ["reference", "properties", "tests", "noxfile.py"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite with the Hypothesis profile of the environment (`ci` under CI)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def thorough(session: nox.Session) -> None:
+    """Every property with >= 1000 examples (the `thorough` Hypothesis profile)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env={"BNREF_PROFILE": "thorough", "CI": ""})
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the reference, the properties and the tests."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "reference", "properties", "tests", "noxfile.py")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", *CODE)
+    session.run("ruff", "format", "--check", *CODE)
+
+
+@nox.session
+def check(session: nox.Session) -> None:
+    """The main job, `bnref check`, as a user runs it."""
+    session.install(".[check]")
+    session.run("bnref", "check", *session.posargs)

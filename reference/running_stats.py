@@ -1,0 +1,186 @@
+"""Running statistics: the per-channel averages that batch norm uses at inference time.
+
+One training step updates, per channel, with the batch mean ``mean``, the BIASED batch variance
+``var`` over n values, and the weights ``(a, b)`` that `Convention.weights` gives for the
+momentum (``a`` on the running value, ``b`` on the batch statistic)::
+
+    running_mean <- a * running_mean + b * mean
+    running_var  <- a * running_var  + b * c * var,     c = n/(n-1) if the convention is
+                                                        unbiased (PyTorch, TensorFlow) else 1
+
+PyTorch's ``momentum=None`` is the cumulative moving average: b = 1/num_batches_tracked, the
+counter including this batch, so after k batches the running values are the plain averages of
+the k batch means and unbiased variances.
+
+`population_statistics` is the estimate of the original paper instead (Ioffe & Szegedy 2015,
+Algorithm 2, https://arxiv.org/abs/1502.03167): the average over all training mini-batches.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from reference._validation import (
+    Float64Array,
+    as_float64_array,
+    check_channel_vector,
+    check_int,
+    check_unit_interval,
+    frozen,
+)
+from reference.conventions import CONVENTIONS, Convention, get_convention
+
+
+class RunningStats(NamedTuple):
+    """Per-channel running mean and running variance, each of shape (C,)."""
+
+    mean: Float64Array
+    var: Float64Array
+
+
+class _Default(enum.Enum):
+    MOMENTUM = "the convention's default momentum"
+
+
+# The default of `momentum`: take it from the convention. A sentinel, because None already
+# means PyTorch's cumulative moving average.
+CONVENTION_DEFAULT = _Default.MOMENTUM
+
+
+def _resolve_convention(convention: str | Convention) -> Convention:
+    if isinstance(convention, Convention):
+        return convention
+    return get_convention(convention)  # raises TypeError for a non-string itself
+
+
+def _batch_weight(
+    conv: Convention, momentum: object, num_batches_tracked: object
+) -> tuple[float, float]:
+    """(weight of the running value, weight of the batch statistic) after validation."""
+    if num_batches_tracked is not None:
+        check_int(num_batches_tracked, "num_batches_tracked", minimum=1)
+    if momentum is CONVENTION_DEFAULT:
+        return conv.weights(conv.momentum)
+    if momentum is None:
+        if not conv.cumulative_average:
+            cumulative = sorted(c.name for c in CONVENTIONS.values() if c.cumulative_average)
+            raise ValueError(
+                f"momentum=None (the cumulative moving average) is defined only for the "
+                f"conventions {cumulative}, got convention {conv.name!r}; pass a momentum in "
+                "[0, 1]"
+            )
+        if num_batches_tracked is None:
+            raise ValueError(
+                "num_batches_tracked must be an integer >= 1 (the number of batches seen, "
+                "this one included) when momentum is None, got None"
+            )
+        k = check_int(num_batches_tracked, "num_batches_tracked", minimum=1)
+        return 1.0 - 1.0 / k, 1.0 / k
+    return conv.weights(check_unit_interval(momentum, "momentum"))
+
+
+def _check_nonnegative(values: Float64Array, name: str) -> None:
+    if np.any(values < 0):
+        channel = int(np.argmax(values < 0))
+        raise ValueError(
+            f"{name} must be >= 0 in every channel (a variance), got {values[channel]!r} "
+            f"at channel {channel}"
+        )
+
+
+def update_running_stats(
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    batch_mean: ArrayLike,
+    batch_var: ArrayLike,
+    count: int,
+    *,
+    convention: str | Convention = "pytorch",
+    momentum: float | _Default | None = CONVENTION_DEFAULT,
+    num_batches_tracked: int | None = None,
+) -> RunningStats:
+    """The running statistics after one training step, under `convention`.
+
+    ``running_mean' = a * running_mean + b * batch_mean`` and
+    ``running_var' = a * running_var + b * c * batch_var`` with ``(a, b)`` the weights of the
+    convention for `momentum` (PyTorch: ``(1 - momentum, momentum)``; Keras, TensorFlow, Flax,
+    ONNX and the textbook: ``(momentum, 1 - momentum)``) and ``c = count / (count - 1)`` for
+    the unbiased conventions (PyTorch, TensorFlow), else 1.
+
+    batch_var is the BIASED variance of the batch (as `batch_norm_forward` returns it) and
+    count is n, the number of values per channel. All four vectors have shape (C,).
+    momentum defaults to the convention's; ``momentum=None`` (PyTorch only) gives
+    ``b = 1 / num_batches_tracked``, the counter including this batch. num_batches_tracked is
+    otherwise ignored, as in PyTorch, but still has to be an integer >= 1 if given.
+    Inputs are never modified. Raises ValueError for an unknown convention, a momentum outside
+    [0, 1], shape mismatches, negative or non-finite values, or count < 1 (count < 2 when the
+    convention is unbiased); TypeError for non-numeric arguments.
+    """
+    conv = _resolve_convention(convention)
+    old_w, new_w = _batch_weight(conv, momentum, num_batches_tracked)
+    rm = as_float64_array(running_mean, "running_mean")
+    if rm.ndim != 1:
+        raise ValueError(
+            f"running_mean must be a vector of shape (C,), one value per channel, "
+            f"got shape {rm.shape}"
+        )
+    channels = rm.shape[0]
+    rv = check_channel_vector(running_var, "running_var", channels)
+    bm = check_channel_vector(batch_mean, "batch_mean", channels)
+    bv = check_channel_vector(batch_var, "batch_var", channels)
+    _check_nonnegative(rv, "running_var")
+    _check_nonnegative(bv, "batch_var")
+    n = check_int(count, "count", minimum=1)
+    if conv.unbiased_var and n < 2:
+        raise ValueError(
+            f"count must be an integer >= 2 for convention {conv.name!r}, whose running "
+            f"variance is unbiased (n/(n-1) * var), got {count!r}"
+        )
+    correction = n / (n - 1) if conv.unbiased_var else 1.0
+    mean = old_w * rm + new_w * bm
+    var = old_w * rv + new_w * (correction * bv)
+    return RunningStats(mean=frozen(mean), var=frozen(var))
+
+
+def population_statistics(
+    batch_means: ArrayLike, batch_vars: ArrayLike, count: int
+) -> RunningStats:
+    """Inference statistics from all training mini-batches (Ioffe & Szegedy 2015, Algorithm 2).
+
+    With K mini-batches of m = `count` values per channel, batch means mu_k and biased batch
+    variances sigma2_k, per channel::
+
+        E[x]   = (1/K) * sum_k mu_k
+        Var[x] = m/(m-1) * (1/K) * sum_k sigma2_k
+
+    batch_means and batch_vars have shape (K, C); K >= 1, count >= 2. Sums are exactly rounded
+    (math.fsum). Raises ValueError for mismatched or wrong shapes, K = 0, negative variances,
+    non-finite values or count < 2.
+    """
+    means = as_float64_array(batch_means, "batch_means")
+    variances = as_float64_array(batch_vars, "batch_vars")
+    if means.ndim != 2 or means.shape[0] == 0:
+        raise ValueError(
+            f"batch_means must have shape (num_batches, C) with num_batches >= 1, "
+            f"got shape {means.shape}"
+        )
+    if variances.shape != means.shape:
+        raise ValueError(
+            f"batch_vars must have the shape of batch_means, {means.shape}, "
+            f"got shape {variances.shape}"
+        )
+    if np.any(variances < 0):
+        raise ValueError(
+            f"batch_vars must be >= 0 (biased variances), got a minimum of "
+            f"{float(variances.min())!r}"
+        )
+    m = check_int(count, "count", minimum=2)
+    k = means.shape[0]
+    mean = np.array([math.fsum(column) / k for column in means.T])
+    var = np.array([m / (m - 1) * (math.fsum(column) / k) for column in variances.T])
+    return RunningStats(mean=frozen(mean), var=frozen(var))

@@ -1,0 +1,235 @@
+"""Every bad input to the batch-norm core gives a clear error naming the argument (property 12)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reference import (
+    batch_norm_backward,
+    batch_norm_backward_graph,
+    batch_norm_forward,
+    batch_norm_inference,
+    identity_params,
+)
+
+X = np.arange(12.0).reshape(4, 3)
+ONES = np.ones(3)
+ZEROS = np.zeros(3)
+
+
+def forward(**kw: Any) -> object:
+    args: dict[str, Any] = {"x": X, "gamma": ONES, "beta": ZEROS}
+    args.update(kw)
+    return batch_norm_forward(args.pop("x"), args.pop("gamma"), args.pop("beta"), **args)
+
+
+def backward(**kw: Any) -> object:
+    args: dict[str, Any] = {"dy": X, "x": X, "gamma": ONES}
+    args.update(kw)
+    return batch_norm_backward(args.pop("dy"), args.pop("x"), args.pop("gamma"), **args)
+
+
+def graph(**kw: Any) -> object:
+    args: dict[str, Any] = {"dy": X, "x": X, "gamma": ONES}
+    args.update(kw)
+    return batch_norm_backward_graph(args.pop("dy"), args.pop("x"), args.pop("gamma"), **args)
+
+
+def inference(**kw: Any) -> object:
+    args: dict[str, Any] = {
+        "x": X,
+        "gamma": ONES,
+        "beta": ZEROS,
+        "running_mean": ZEROS,
+        "running_var": ONES,
+    }
+    args.update(kw)
+    pos = [args.pop(k) for k in ("x", "gamma", "beta", "running_mean", "running_var")]
+    return batch_norm_inference(*pos, **args)
+
+
+TRAINING: list[Callable[..., object]] = [forward, backward, graph]
+ALL: list[Callable[..., object]] = [*TRAINING, inference]
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan"), float("inf")])
+def test_eps_must_be_finite_and_positive(fn: Callable[..., object], eps: float) -> None:
+    with pytest.raises(ValueError, match=r"eps must be a finite number > 0, got"):
+        fn(eps=eps)
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("eps", ["1e-5", None, True, np.ones(1)])
+def test_eps_must_be_a_real_number(fn: Callable[..., object], eps: object) -> None:
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        fn(eps=eps)
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("axis", [2, -3, 7])
+def test_axis_out_of_range(fn: Callable[..., object], axis: int) -> None:
+    with pytest.raises(ValueError, match=r"axis must be in \[-2, 1\] .* got"):
+        fn(axis=axis)
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("axis", [1.0, "1", None, True])
+def test_axis_must_be_an_integer(fn: Callable[..., object], axis: object) -> None:
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        fn(axis=axis)
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("shape", [(2,), (4,), (3, 1), (1, 3), ()])
+def test_gamma_of_the_wrong_shape(fn: Callable[..., object], shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"gamma must have shape \(3,\), one value per channel"):
+        fn(gamma=np.ones(shape))
+
+
+@pytest.mark.parametrize("fn", [forward, inference])
+def test_beta_of_the_wrong_shape(fn: Callable[..., object]) -> None:
+    with pytest.raises(ValueError, match=r"beta must have shape \(3,\)"):
+        fn(beta=np.zeros(4))
+
+
+@pytest.mark.parametrize("name", ["running_mean", "running_var"])
+def test_running_stats_of_the_wrong_shape(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"{name} must have shape \(3,\)"):
+        inference(**{name: np.ones((3, 1))})
+
+
+def test_negative_running_var() -> None:
+    with pytest.raises(ValueError, match="running_var must be >= 0"):
+        inference(running_var=np.array([1.0, -0.5, 1.0]))
+
+
+@pytest.mark.parametrize("fn", [backward, graph])
+def test_dy_of_the_wrong_shape(fn: Callable[..., object]) -> None:
+    with pytest.raises(ValueError, match=r"dy must have the shape of x, \(4, 3\), got shape"):
+        fn(dy=np.ones((4, 1)))
+
+
+BAD_DTYPES = [
+    (X.astype(np.complex128), "complex"),
+    (X > 3, "boolean"),
+    (X.astype(object), "object"),
+    (np.array([["a", "b", "c"]] * 2), "string"),
+]
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize(("bad", "what"), BAD_DTYPES)
+def test_non_real_x(fn: Callable[..., object], bad: object, what: str) -> None:
+    with pytest.raises(TypeError, match=rf"x must have a real integer or floating dtype, got {what}"):
+        fn(x=bad)
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_non_numeric_gamma(fn: Callable[..., object]) -> None:
+    with pytest.raises(TypeError, match="gamma must"):
+        fn(gamma="one")
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_ragged_x(fn: Callable[..., object]) -> None:
+    with pytest.raises(TypeError, match="x must be a real numeric array"):
+        fn(x=[[1.0, 2.0, 3.0], [1.0]])
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_x_is_rejected_by_default(fn: Callable[..., object], value: float) -> None:
+    x = X.copy()
+    x[2, 1] = value
+    with pytest.raises(ValueError, match=r"x must be finite, got 1 non-finite value\(s\).*\(2, 1\)"):
+        fn(x=x)
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_non_finite_gamma_is_rejected(fn: Callable[..., object]) -> None:
+    with pytest.raises(ValueError, match="gamma must be finite"):
+        fn(gamma=np.array([1.0, np.nan, 1.0]))
+
+
+@pytest.mark.parametrize("fn", [backward, graph])
+def test_non_finite_dy_is_rejected(fn: Callable[..., object]) -> None:
+    dy = X.copy()
+    dy[0, 0] = np.nan
+    with pytest.raises(ValueError, match="dy must be finite"):
+        fn(dy=dy)
+
+
+def test_check_finite_false_lets_nan_propagate() -> None:
+    x = X.copy()
+    x[1, 0] = np.nan
+    out = batch_norm_forward(x, ONES, ZEROS, check_finite=False)
+    assert np.isnan(out.y[:, 0]).all()
+    assert np.isfinite(out.y[:, 1:]).all()
+
+
+@pytest.mark.parametrize("fn", TRAINING)
+def test_one_value_per_channel_is_rejected_in_training(fn: Callable[..., object]) -> None:
+    x = np.arange(3.0).reshape(1, 3)
+    with pytest.raises(ValueError, match="at least 2 values per channel.*got 1"):
+        fn(x=x, dy=x) if fn is not forward else fn(x=x)
+
+
+def test_one_example_is_fine_in_inference() -> None:
+    y = batch_norm_inference(np.arange(3.0).reshape(1, 3), ONES, ZEROS, ZEROS, ONES, eps=1.0)
+    np.testing.assert_array_equal(y, np.arange(3.0).reshape(1, 3) / np.sqrt(2.0))
+
+
+@pytest.mark.parametrize("fn", TRAINING)
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (2, 3, 0)])
+def test_empty_batch_is_rejected_in_training(fn: Callable[..., object], shape: tuple[int, ...]) -> None:
+    x = np.zeros(shape)
+    with pytest.raises(ValueError, match="x must not be empty"):
+        fn(x=x, dy=x) if fn is not forward else fn(x=x)
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_zero_dimensional_x(fn: Callable[..., object]) -> None:
+    with pytest.raises(ValueError, match="x must have at least one dimension"):
+        fn(x=np.float64(1.0))
+
+
+def test_identity_params_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"var must have the shape of mean"):
+        identity_params(np.zeros(3), np.ones(2))
+    with pytest.raises(ValueError, match="var must be >= 0"):
+        identity_params(np.zeros(2), np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        identity_params(np.zeros(2), np.ones(2), eps=0.0)
+
+
+def test_integer_and_float32_input_compute_in_float64() -> None:
+    ints = np.arange(12).reshape(4, 3)
+    out_int = batch_norm_forward(ints, ONES, ZEROS)
+    out_f32 = batch_norm_forward(ints.astype(np.float32), ONES.astype(np.float32), ZEROS)
+    out_f64 = batch_norm_forward(ints.astype(np.float64), ONES, ZEROS)
+    for out in (out_int, out_f32):
+        assert out.y.dtype == np.float64
+        np.testing.assert_array_equal(out.y, out_f64.y)
+
+
+def test_results_are_read_only() -> None:
+    out = batch_norm_forward(X, ONES, ZEROS)
+    for arr in (out.y, out.x_hat, out.mean, out.var, out.inv_std):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[...] = 0.0
+
+
+def test_inputs_stay_writable_and_unchanged() -> None:
+    x, g, b = X.copy(), ONES.copy(), ZEROS.copy()
+    batch_norm_forward(x, g, b)
+    batch_norm_backward(x, x, g)
+    batch_norm_inference(x, g, b, b, g)
+    identity_params(b, g)
+    for arr, ref in ((x, X), (g, ONES), (b, ZEROS)):
+        assert arr.flags.writeable
+        np.testing.assert_array_equal(arr, ref)
