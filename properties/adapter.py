@@ -54,7 +54,9 @@ class Implementation(Protocol):
     @property
     def convention(self) -> str: ...
 
-    def forward(self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int) -> ForwardOutput:
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
         """Training-mode forward pass."""
         ...
 
@@ -106,7 +108,9 @@ class ReferenceImplementation:
     def convention(self) -> str:
         return self._convention
 
-    def forward(self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int) -> ForwardOutput:
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
         out = reference.batch_norm_forward(x, gamma, beta, eps=eps, axis=axis)
         return ForwardOutput(out.y, out.mean, out.var)
 

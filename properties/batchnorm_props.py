@@ -137,8 +137,10 @@ def check_shift_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
     y1 = _forward(impl, replace(case, x=moved))
     nd = case.x.ndim
     d = expand(stats, per_channel_max(np.abs(moved), stats) * U64 / stats.scale, nd)
-    tol = x_hat_bound(stats, nd) + x_hat_bound(moved_stats, nd) + SAFETY * d * (
-        2 + np.abs(stats.x_hat)
+    tol = (
+        x_hat_bound(stats, nd)
+        + x_hat_bound(moved_stats, nd)
+        + SAFETY * d * (2 + np.abs(stats.x_hat))
     )
     return [compare("BN(x + c) vs BN(x)", y1, y0, tol)]
 
@@ -159,8 +161,10 @@ def check_scale_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
     nd = case.x.ndim
     xh = np.abs(stats.x_hat)
     kappa = expand(stats, stats.kappa, nd)
-    tol = x_hat_bound(stats, nd) + x_hat_bound(scaled_stats, nd) + SAFETY * U64 * (
-        kappa * (2 + xh) + xh / 2
+    tol = (
+        x_hat_bound(stats, nd)
+        + x_hat_bound(scaled_stats, nd)
+        + SAFETY * U64 * (kappa * (2 + xh) + xh / 2)
     )
     return [compare("BN(a x; eps a^2) vs BN(x; eps)", y1, y0, tol)]
 
@@ -251,10 +255,10 @@ def check_no_mutation(impl: Implementation, gc: GradientCase) -> list[Measuremen
     copies = {k: v.copy() for k, v in args.items()}
     impl.forward(c.x, c.gamma, c.beta, eps=c.eps, axis=c.axis)
     impl.backward(gc.dy, c.x, c.gamma, eps=c.eps, axis=c.axis)
-    impl.inference(
-        c.x, c.gamma, c.beta, gc.running_mean, gc.running_var, eps=c.eps, axis=c.axis
-    )
-    return [unchanged(f"{k} after forward/backward/inference", copies[k], v) for k, v in args.items()]
+    impl.inference(c.x, c.gamma, c.beta, gc.running_mean, gc.running_var, eps=c.eps, axis=c.axis)
+    return [
+        unchanged(f"{k} after forward/backward/inference", copies[k], v) for k, v in args.items()
+    ]
 
 
 PROPERTIES: tuple[Property, ...] = (

@@ -45,7 +45,7 @@ class Measurement:
         return not math.isnan(self.error) and self.error <= self.tolerance
 
 
-class PropertyFailure(AssertionError):
+class PropertyFailure(AssertionError):  # noqa: N818 -- a failed claim, not an error
     """A property did not hold; the message names the property, quantity and excess."""
 
 
@@ -120,8 +120,10 @@ def run_property(
     test = settings(run) if settings is not None else run
     try:
         test()
-    except Exception as exc:  # noqa: BLE001 -- any failure of the implementation is a finding
-        worst = max((m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None)
+    except Exception as exc:
+        worst = max(
+            (m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None
+        )
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         notes = "\n".join(getattr(exc, "__notes__", []))
         return PropertyResult(prop.name, len(seen), worst, False, f"{text}\n{notes}".strip())

@@ -118,7 +118,8 @@ def x_hat_bound(stats: ExactStats, ndim: int, u: float = U64) -> Array:
 
 def per_channel_max(values: Array, stats: ExactStats) -> Array:
     """Maximum over the reduced axes of an array shaped like x: one value per channel."""
-    return np.max(_channel_moved(values, stats.axis), axis=1)
+    maxima: Array = np.max(_channel_moved(values, stats.axis), axis=1)
+    return maxima
 
 
 def channel_rows(values: Array, stats: ExactStats) -> Array:

@@ -118,9 +118,7 @@ def check_channel_vector(
 def check_same_shape(value: Float64Array, name: str, shape: tuple[int, ...], ref: str) -> None:
     """Raise a `ValueError` unless `value` has exactly `shape` (the shape of argument `ref`)."""
     if value.shape != shape:
-        raise ValueError(
-            f"{name} must have the shape of {ref}, {shape}, got shape {value.shape}"
-        )
+        raise ValueError(f"{name} must have the shape of {ref}, {shape}, got shape {value.shape}")
 
 
 def frozen(arr: Float64Array) -> Float64Array:

@@ -97,7 +97,9 @@ def channel_layout(x: Float64Array, axis: object, *, name: str = "x") -> Channel
 def training_layout(x: Float64Array, axis: object) -> ChannelLayout:
     layout = channel_layout(x, axis)
     if x.size == 0:
-        raise ValueError(f"x must not be empty (an empty batch has no statistics), got shape {x.shape}")
+        raise ValueError(
+            f"x must not be empty (an empty batch has no statistics), got shape {x.shape}"
+        )
     if layout.count < 2:
         raise ValueError(
             "x must have at least 2 values per channel in training mode (the variance of one "

@@ -47,7 +47,9 @@ def batch_norm_backward_graph(
     layout = training_layout(x64, axis)
     dout = as_float64_array(dy, "dy", check_finite=check_finite)
     check_same_shape(dout, "dy", x64.shape, "x")
-    g = layout.expand(check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite))
+    g = layout.expand(
+        check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+    )
     n = layout.count
 
     def channel_sum(values: Float64Array) -> Float64Array:

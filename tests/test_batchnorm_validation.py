@@ -125,7 +125,9 @@ BAD_DTYPES = [
 @pytest.mark.parametrize("fn", ALL)
 @pytest.mark.parametrize(("bad", "what"), BAD_DTYPES)
 def test_non_real_x(fn: Callable[..., object], bad: object, what: str) -> None:
-    with pytest.raises(TypeError, match=rf"x must have a real integer or floating dtype, got {what}"):
+    with pytest.raises(
+        TypeError, match=rf"x must have a real integer or floating dtype, got {what}"
+    ):
         fn(x=bad)
 
 
@@ -146,7 +148,9 @@ def test_ragged_x(fn: Callable[..., object]) -> None:
 def test_non_finite_x_is_rejected_by_default(fn: Callable[..., object], value: float) -> None:
     x = X.copy()
     x[2, 1] = value
-    with pytest.raises(ValueError, match=r"x must be finite, got 1 non-finite value\(s\).*\(2, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"x must be finite, got 1 non-finite value\(s\).*\(2, 1\)"
+    ):
         fn(x=x)
 
 
@@ -175,7 +179,7 @@ def test_check_finite_false_lets_nan_propagate() -> None:
 @pytest.mark.parametrize("fn", TRAINING)
 def test_one_value_per_channel_is_rejected_in_training(fn: Callable[..., object]) -> None:
     x = np.arange(3.0).reshape(1, 3)
-    with pytest.raises(ValueError, match="at least 2 values per channel.*got 1"):
+    with pytest.raises(ValueError, match=r"at least 2 values per channel.*got 1"):
         fn(x=x, dy=x) if fn is not forward else fn(x=x)
 
 
@@ -186,7 +190,9 @@ def test_one_example_is_fine_in_inference() -> None:
 
 @pytest.mark.parametrize("fn", TRAINING)
 @pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (2, 3, 0)])
-def test_empty_batch_is_rejected_in_training(fn: Callable[..., object], shape: tuple[int, ...]) -> None:
+def test_empty_batch_is_rejected_in_training(
+    fn: Callable[..., object], shape: tuple[int, ...]
+) -> None:
     x = np.zeros(shape)
     with pytest.raises(ValueError, match="x must not be empty"):
         fn(x=x, dy=x) if fn is not forward else fn(x=x)

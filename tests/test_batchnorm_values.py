@@ -42,8 +42,14 @@ def test_large_offset_normalizes() -> None:
 
 def test_inference_formula() -> None:
     x = np.array([[1.0, -2.0], [3.0, 4.0], [5.0, 0.0]])
-    y = batch_norm_inference(x, np.array([2.0, 3.0]), np.array([1.0, 0.0]),
-                             np.array([1.0, 2.0]), np.array([3.0, 8.0]), eps=1.0)
+    y = batch_norm_inference(
+        x,
+        np.array([2.0, 3.0]),
+        np.array([1.0, 0.0]),
+        np.array([1.0, 2.0]),
+        np.array([3.0, 8.0]),
+        eps=1.0,
+    )
     np.testing.assert_allclose(y, [[1.0, -4.0], [3.0, 2.0], [5.0, -2.0]], rtol=4 * U64)
 
 
