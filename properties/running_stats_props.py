@@ -1,0 +1,374 @@
+"""Property 9: running statistics and inference, for any `Implementation`.
+
+a) inference-equals-training: inference with the batch's own mean and biased variance as the
+   running statistics gives the training-mode output.
+b) running-stats-formula: one update follows the written formula of `impl.convention`.
+d) cumulative-average: PyTorch's momentum=None averages the batch statistics arithmetically.
+
+The PyTorch/Keras momentum relation (c) is a fact about two conventions, not about an
+implementation, so it is a plain test of the reference (tests/test_running_stats.py): as a
+Property it would be reported as "passed" for any implementation without looking at it.
+
+Expected values are exact: the batch mean and variance are rational functions of the float
+inputs, computed with `fractions.Fraction` and rounded once, so the checker's own error is u/2
+relative. The tolerances bound what a correct float64 implementation may add (u = 2**-53):
+
+* batch mean over n values with max|x| = M: |m' - m| <= E_m = (n + 1) u M (any summation
+  order; properties.tolerances, item 1);
+* biased variance from the deviations: |v' - v| <= E_v = (n + 2) u v + E_m**2 (the shift of
+  the mean adds E_m**2, the cross term cancels);
+* the weights a, b <= 1 (and n/(n-1)) are computed with an absolute error <= 2u, and each
+  product and sum rounds once more (u relative);
+* gradual underflow: a product or quotient in the subnormal range may also be off by ETA/2
+  absolutely (ETA = 2**-1074), so each bound adds ETA per such operation (data of 1e-159
+  have a subnormal variance that no float64 implementation gets to u relative).
+Each bound is first order and multiplied by SAFETY, as in properties.tolerances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from properties.adapter import Array, Implementation
+from properties.checks import compare, unchanged
+from properties.framework import Measurement, Property
+from properties.strategies import BatchCase, Layout, batch_cases, layouts
+from properties.tolerances import SAFETY, U64, exact_stats, expand, x_hat_bound
+from reference.conventions import Convention, get_convention
+
+# Running statistics drawn for a case: moderate magnitudes, no subnormals.
+_RUNNING_MEAN = st.floats(-1e6, 1e6, allow_subnormal=False)
+_RUNNING_VAR = st.floats(0.0, 1e6, allow_subnormal=False)
+_MOMENTUM = st.one_of(st.sampled_from([0.0, 1.0, 0.1, 0.9, 0.99]), st.floats(0.0, 1.0))
+MAX_BATCHES = 6  # batches fed in a row for the cumulative average
+ETA = 2.0**-1074  # the smallest subnormal float64: the absolute error unit of underflow
+
+
+@dataclass(frozen=True)
+class ExactMoments:
+    """Per-channel batch mean and biased variance as exact rationals, and max|x| per channel."""
+
+    mean: tuple[Fraction, ...]
+    var: tuple[Fraction, ...]
+    count: int
+    max_abs: Array
+
+
+def exact_moments(x: Array, axis: int) -> ExactMoments:
+    """mean = sum(x)/n and var = sum((x - mean)**2)/n per channel, in exact rational arithmetic."""
+    rows = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+    n = rows.shape[1]
+    means, variances = [], []
+    for row in rows:
+        values = [Fraction(v) for v in row.tolist()]
+        mean = sum(values, Fraction(0)) / n
+        means.append(mean)
+        variances.append(sum(((v - mean) ** 2 for v in values), Fraction(0)) / n)
+    return ExactMoments(tuple(means), tuple(variances), n, np.max(np.abs(rows), axis=1))
+
+
+def _as_floats(values: list[Fraction]) -> Array:
+    return np.array([float(v) for v in values], dtype=np.float64)
+
+
+def _stat_errors(moments: ExactMoments) -> tuple[Array, Array]:
+    """(E_m, E_v) per channel: what a correct float64 batch mean and biased variance may miss."""
+    n = moments.count
+    e_mean = (n + 1) * U64 * moments.max_abs + ETA  # the division by n may underflow
+    # n squares may underflow, ETA/2 each; the squared mean shift adds e_mean**2
+    e_var = (n + 2) * U64 * _as_floats(list(moments.var)) + e_mean**2 + (n + 2) * ETA
+    return e_mean, e_var
+
+
+# --- a) inference with the batch's own statistics equals training ---------------------------
+
+
+def check_inference_equals_training(impl: Implementation, case: BatchCase) -> list[Measurement]:
+    """inference(x; running_mean = mean(x), running_var = var(x)) == forward(x).y.
+
+    Training side: the y bound of the forward properties, |gamma| * x_hat_bound plus the
+    rounding of gamma*x_hat + beta. Inference side, y = gamma (x - rm) / sqrt(rv + eps) + beta
+    with the checker's rm, rv rounded (|rm - m| <= 2u|m|, rv = (v + dm**2)(1 + 5u)): the
+    shift costs |gamma| 2u kappa, the scale |gamma x_hat| (6.5u + 2 (u kappa)**2), the final
+    sum u|y|.
+    """
+    stats = exact_stats(case.x, case.axis, case.eps)
+    y_train = impl.forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis).y
+    y_inf = impl.inference(
+        case.x, case.gamma, case.beta, stats.mean, stats.var, eps=case.eps, axis=case.axis
+    )
+    nd = case.x.ndim
+    g = np.abs(expand(stats, case.gamma, nd))
+    gx = g * np.abs(stats.x_hat)
+    y_abs = np.abs(expand(stats, case.gamma, nd) * stats.x_hat + expand(stats, case.beta, nd))
+    kappa = expand(stats, stats.kappa, nd)
+    train = g * x_hat_bound(stats, nd) + SAFETY * U64 * (gx + y_abs)
+    infer = SAFETY * (
+        g * U64 * (2 * kappa + np.abs(stats.x_hat) * (7 + 2 * U64 * kappa**2)) + U64 * y_abs
+    )
+    return [
+        compare(
+            "inference with the batch's statistics vs training y", y_inf, y_train, train + infer
+        )
+    ]
+
+
+# --- b) one update follows the convention's formula ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningStatsCase:
+    """A batch x, running statistics before the step, and the momentum to use.
+
+    With `cumulative` and a convention that has a cumulative average, momentum=None and
+    num_batches_tracked are used instead of `momentum`.
+    """
+
+    x: Array
+    axis: int
+    running_mean: Array
+    running_var: Array
+    momentum: float
+    cumulative: bool
+    num_batches_tracked: int
+
+    def __repr__(self) -> str:
+        # Printed by Hypothesis for a falsifying example: valid Python that rebuilds the case.
+        return (
+            f"RunningStatsCase(x=np.array({self.x.tolist()!r}), axis={self.axis!r}, "
+            f"running_mean=np.array({self.running_mean.tolist()!r}), "
+            f"running_var=np.array({self.running_var.tolist()!r}), momentum={self.momentum!r}, "
+            f"cumulative={self.cumulative!r}, num_batches_tracked={self.num_batches_tracked!r})"
+        )
+
+
+@st.composite
+def running_stats_cases(draw: st.DrawFn) -> RunningStatsCase:
+    """Any batch of `batch_cases` (hard cases included) with running statistics and momentum."""
+    case = draw(batch_cases(unit_affine=True))
+    c = case.x.shape[case.axis]
+    rm = np.array(draw(st.lists(_RUNNING_MEAN, min_size=c, max_size=c)))
+    rv = np.array(draw(st.lists(_RUNNING_VAR, min_size=c, max_size=c)))
+    return RunningStatsCase(
+        x=case.x,
+        axis=case.axis,
+        running_mean=rm,
+        running_var=rv,
+        momentum=draw(_MOMENTUM),
+        cumulative=draw(st.booleans()),
+        num_batches_tracked=draw(st.integers(1, 10_000)),
+    )
+
+
+def _exact_weights(
+    conv: Convention, momentum: float, tracked: int | None
+) -> tuple[Fraction, Fraction]:
+    """(a, b): the exact weights of the running value and of the batch statistic.
+
+    `tracked` is given exactly when the cumulative average is used (momentum=None).
+    """
+    if tracked is not None:
+        b = Fraction(1, tracked)
+        return 1 - b, b
+    m = Fraction(momentum)
+    return (1 - m, m) if conv.momentum_weights == "new" else (m, 1 - m)
+
+
+def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) -> list[Measurement]:
+    """One update equals a*running + b*batch (and b*c*var) with the convention's a, b, c.
+
+    Mean: |error| <= b E_m + 4u (|rm| + |m|) (weights 2u absolute, product and sum u each).
+    Variance: |error| <= b c E_v + 4u (rv + c v) + 2u b c v (rounding of c = n/(n-1)).
+    Both plus 4 ETA for underflow, times SAFETY, plus the checker's own rounding
+    u|expected| + ETA. Also: no argument changes.
+    """
+    conv = get_convention(impl.convention)
+    cumulative = case.cumulative and conv.cumulative_average
+    momentum = None if cumulative else case.momentum
+    tracked = case.num_batches_tracked if cumulative else None
+    x, rm, rv = case.x.copy(), case.running_mean.copy(), case.running_var.copy()
+    got = impl.update_running_stats(
+        x, rm, rv, momentum=momentum, num_batches_tracked=tracked, axis=case.axis
+    )
+    moments = exact_moments(case.x, case.axis)
+    n = moments.count
+    a, b = _exact_weights(conv, case.momentum, tracked)
+    c = Fraction(n, n - 1) if conv.unbiased_var else Fraction(1)
+    rm_q = [Fraction(v) for v in case.running_mean.tolist()]
+    rv_q = [Fraction(v) for v in case.running_var.tolist()]
+    want_mean = _as_floats([a * r + b * m for r, m in zip(rm_q, moments.mean, strict=True)])
+    want_var = _as_floats([a * r + b * c * v for r, v in zip(rv_q, moments.var, strict=True)])
+
+    e_mean, e_var = _stat_errors(moments)
+    bf, cf = float(b), float(c)
+    mean_abs = np.abs(_as_floats(list(moments.mean)))
+    var = _as_floats(list(moments.var))
+    # + 4 ETA: up to four products per output (weights, n/(n-1)) may underflow
+    tol_mean = SAFETY * (bf * e_mean + 4 * U64 * (np.abs(case.running_mean) + mean_abs) + 4 * ETA)
+    tol_var = SAFETY * (
+        bf * cf * e_var
+        + 4 * U64 * (case.running_var + cf * var)
+        + 2 * U64 * bf * cf * var
+        + 4 * ETA
+    )
+    return [
+        compare(
+            "running mean vs the convention's formula",
+            got.mean,
+            want_mean,
+            tol_mean + U64 * np.abs(want_mean) + ETA,
+        ),
+        compare(
+            "running var vs the convention's formula",
+            got.var,
+            want_var,
+            tol_var + U64 * np.abs(want_var) + ETA,
+        ),
+        unchanged("x after update_running_stats", case.x, x),
+        unchanged("running_mean after update_running_stats", case.running_mean, rm),
+        unchanged("running_var after update_running_stats", case.running_var, rv),
+    ]
+
+
+# --- d) momentum=None: the cumulative (arithmetic) average -----------------------------------
+
+
+@dataclass(frozen=True)
+class CumulativeCase:
+    """Batches of one layout fed in order, starting from arbitrary running statistics."""
+
+    batches: tuple[Array, ...]
+    axis: int
+    running_mean: Array
+    running_var: Array
+
+    def __repr__(self) -> str:
+        batches = ", ".join(f"np.array({b.tolist()!r})" for b in self.batches)
+        return (
+            f"CumulativeCase(batches=({batches},), axis={self.axis!r}, "
+            f"running_mean=np.array({self.running_mean.tolist()!r}), "
+            f"running_var=np.array({self.running_var.tolist()!r}))"
+        )
+
+
+@st.composite
+def _batch(draw: st.DrawFn, layout: Layout) -> Array:
+    """x = offset_c + spread_c * z, z in [-1, 1]: constant channels and |offset|/spread up to
+    1e8 on purpose, as in properties.strategies."""
+    c = layout.channels
+    z = draw(
+        hnp.arrays(np.float64, layout.shape, elements=st.floats(-1.0, 1.0, allow_subnormal=False))
+    )
+    spread = draw(
+        hnp.arrays(np.float64, (c,), elements=st.sampled_from([0.0, 1.0]) | st.floats(1e-3, 1e3))
+    )
+    condition = draw(
+        hnp.arrays(
+            np.float64, (c,), elements=st.sampled_from([0.0, 1e4, 1e8, -1e8]) | st.floats(-10, 10)
+        )
+    )
+    offset = condition * np.where(spread > 0, spread, 1.0)
+    shape = tuple(c if i == layout.axis % len(layout.shape) else 1 for i in range(z.ndim))
+    x: Array = offset.reshape(shape) + spread.reshape(shape) * z
+    return x
+
+
+@st.composite
+def cumulative_cases(draw: st.DrawFn) -> CumulativeCase:
+    """1 to MAX_BATCHES batches of one layout and the running statistics before the first."""
+    layout = draw(layouts())
+    k = draw(st.integers(1, MAX_BATCHES))
+    batches = tuple(draw(_batch(layout)) for _ in range(k))
+    c = layout.channels
+    rm = np.array(draw(st.lists(_RUNNING_MEAN, min_size=c, max_size=c)))
+    rv = np.array(draw(st.lists(_RUNNING_VAR, min_size=c, max_size=c)))
+    return CumulativeCase(batches, layout.axis, rm, rv)
+
+
+def check_cumulative_average(impl: Implementation, case: CumulativeCase) -> list[Measurement]:
+    """After batches 1..k with momentum=None and num_batches_tracked=j, the running mean is
+    the mean of the k batch means and the running var that of the k unbiased batch variances;
+    the starting values carry weight 1 - 1/1 = 0.
+
+    Step j computes r_j = (1 - 1/j) r_(j-1) + (1/j) s_j with a local error
+    l_j <= (1/j) E_j + 4u (|r_(j-1)| + |s_j|); it reaches r_k damped by prod_(i>j)(1 - 1/i)
+    = j/k, so |r_k' - r_k| <= mean_j(E_j) + 4u (k + 1) max_j|s_j|, times SAFETY. For the
+    variance E_j = c E_v + 2u c v (c = n/(n-1)). A convention without momentum=None is
+    reported as not applicable (one exact measurement that holds).
+    """
+    conv = get_convention(impl.convention)
+    if not conv.cumulative_average:
+        return [Measurement(f"n/a: convention {conv.name!r} has no momentum=None", 0.0, 0.0)]
+    rm, rv = case.running_mean, case.running_var
+    for j, x in enumerate(case.batches, start=1):
+        rm, rv = impl.update_running_stats(
+            x, rm, rv, momentum=None, num_batches_tracked=j, axis=case.axis
+        )
+    k = len(case.batches)
+    all_moments = [exact_moments(x, case.axis) for x in case.batches]
+    n = all_moments[0].count
+    c = Fraction(n, n - 1)
+    channels = len(all_moments[0].mean)
+    want_mean = _as_floats(
+        [sum((mo.mean[ch] for mo in all_moments), Fraction(0)) / k for ch in range(channels)]
+    )
+    want_var = _as_floats(
+        [sum((c * mo.var[ch] for mo in all_moments), Fraction(0)) / k for ch in range(channels)]
+    )
+    errors = [_stat_errors(mo) for mo in all_moments]
+    e_mean = np.mean([e for e, _ in errors], axis=0)  # (1/k) sum_j E_j, per channel
+    variances = np.array([_as_floats(list(mo.var)) for mo in all_moments])  # (k, C)
+    cf = float(c)
+    e_var = np.mean([cf * ev for _, ev in errors], axis=0) + 2 * U64 * cf * np.mean(
+        variances, axis=0
+    )
+    s_mean = np.max([np.abs(_as_floats(list(mo.mean))) for mo in all_moments], axis=0)
+    s_var = cf * np.max(variances, axis=0)
+    # Underflow: four products per step, ETA/2 each, damped by j/k: <= 4 (k + 1) ETA.
+    tol_mean = SAFETY * (e_mean + 4 * (k + 1) * (U64 * s_mean + ETA))
+    tol_var = SAFETY * (e_var + 4 * (k + 1) * (U64 * s_var + ETA))
+    tol_mean = tol_mean + U64 * np.abs(want_mean) + ETA  # the checker's own rounding
+    tol_var = tol_var + U64 * np.abs(want_var) + ETA
+    return [
+        compare("cumulative running mean vs mean of batch means", rm, want_mean, tol_mean),
+        compare("cumulative running var vs mean of unbiased variances", rv, want_var, tol_var),
+    ]
+
+
+PROPERTIES: tuple[Property, ...] = (
+    Property(
+        name="inference-equals-training",
+        statement=(
+            "inference with running_mean = batch mean and running_var = biased batch variance "
+            "returns the training-mode output"
+        ),
+        strategy=batch_cases(),
+        check=check_inference_equals_training,
+        tags=frozenset({"running-stats", "inference"}),
+    ),
+    Property(
+        name="running-stats-formula",
+        statement=(
+            "one update gives a*running + b*batch (variance: b*c*var, c = n/(n-1) if unbiased) "
+            "with the weights of the implementation's convention, and changes no argument"
+        ),
+        strategy=running_stats_cases(),
+        check=check_running_stats_formula,
+        tags=frozenset({"running-stats"}),
+    ),
+    Property(
+        name="cumulative-average",
+        statement=(
+            "momentum=None with num_batches_tracked = 1..k gives the mean of the k batch means "
+            "and of the k unbiased batch variances"
+        ),
+        strategy=cumulative_cases(),
+        check=check_cumulative_average,
+        tags=frozenset({"running-stats", "cumulative-average"}),
+    ),
+)

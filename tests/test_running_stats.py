@@ -1,0 +1,465 @@
+"""Running statistics: hand-computed updates per convention, the properties, every rejection."""
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from properties.adapter import Array, ReferenceImplementation, RunningStats
+from properties.framework import Property, PropertyFailure
+from properties.running_stats_props import (
+    PROPERTIES,
+    CumulativeCase,
+    RunningStatsCase,
+    check_cumulative_average,
+    check_running_stats_formula,
+)
+from properties.strategies import BatchCase
+from properties.tolerances import U64
+from reference.conventions import CONVENTIONS, Convention
+from reference.running_stats import RunningStats as RefStats
+from reference.running_stats import population_statistics, update_running_stats
+
+# The batch of the hand computations: channel 0 holds 1, 2, 3, 6 (mean 3, sum of squared
+# deviations 4 + 1 + 0 + 9 = 14, biased variance 14/4 = 3.5, unbiased 14/3), channel 1 is
+# constant 10 (mean 10, variance 0). Running statistics before the step: mean 0, variance 1.
+X = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [6.0, 10.0]])
+BATCH_MEAN = np.array([3.0, 10.0])
+BATCH_VAR = np.array([3.5, 0.0])
+RM0 = np.array([0.0, 0.0])
+RV0 = np.array([1.0, 1.0])
+# A few roundings of numbers near 1: weights, products, one sum, n/(n-1).
+RTOL = 8 * U64
+
+# convention: (running mean, running var) after one step with the default momentum. The
+# weights are written as the floats the conventions use: 0.99 is not exactly 99/100, and
+# 1 - 0.99 = 0.010000000000000009 exactly (Sterbenz), so "0.01 * 3" would be 9e-16 off.
+_K = 1 - 0.99  # Keras, TensorFlow, Flax: weight of the batch
+HAND = {
+    # 0.9*0 + 0.1*3 ; 0.9*1 + 0.1*(14/3)
+    "pytorch": ([0.1 * 3, 0.1 * 10], [0.9 + 0.1 * 14 / 3, 0.9]),
+    # 0.99*0 + 0.01*3 ; 0.99*1 + 0.01*3.5
+    "keras": ([_K * 3, _K * 10], [0.99 + _K * 3.5, 0.99]),
+    # as keras, but the variance enters unbiased: 0.99 + 0.01*(14/3)
+    "tensorflow": ([_K * 3, _K * 10], [0.99 + _K * 14 / 3, 0.99]),
+    "flax": ([_K * 3, _K * 10], [0.99 + _K * 3.5, 0.99]),
+    # 0.9*0 + 0.1*3 ; 0.9*1 + 0.1*3.5
+    "onnx": ([(1 - 0.9) * 3, (1 - 0.9) * 10], [0.9 + (1 - 0.9) * 3.5, 0.9]),
+    "textbook": ([(1 - 0.9) * 3, (1 - 0.9) * 10], [0.9 + (1 - 0.9) * 3.5, 0.9]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_one_update_by_hand(name: str) -> None:
+    want_mean, want_var = HAND[name]
+    got = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, convention=name)
+    np.testing.assert_allclose(got.mean, want_mean, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(got.var, want_var, rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_the_adapter_computes_the_batch_statistics_itself(name: str) -> None:
+    conv = CONVENTIONS[name]
+    impl = ReferenceImplementation(name)
+    got = impl.update_running_stats(
+        X, RM0, RV0, momentum=conv.momentum, num_batches_tracked=None, axis=1
+    )
+    want_mean, want_var = HAND[name]
+    np.testing.assert_allclose(got.mean, want_mean, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(got.var, want_var, rtol=RTOL, atol=0)
+
+
+def test_pytorch_default_momentum_is_0_1() -> None:
+    default = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4)
+    explicit = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, momentum=0.1)
+    np.testing.assert_array_equal(default.mean, explicit.mean)
+    np.testing.assert_array_equal(default.var, explicit.var)
+
+
+@pytest.mark.parametrize(("name", "keeps", "replaces"), [("pytorch", 0.0, 1.0), ("onnx", 1.0, 0.0)])
+def test_momentum_extremes_keep_or_replace_exactly(
+    name: str, keeps: float, replaces: float
+) -> None:
+    kept = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, convention=name, momentum=keeps)
+    np.testing.assert_array_equal(kept.mean, RM0)
+    np.testing.assert_array_equal(kept.var, RV0)
+    new = update_running_stats(
+        RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, convention=name, momentum=replaces
+    )
+    np.testing.assert_array_equal(new.mean, BATCH_MEAN)
+    factor = 4 / 3 if CONVENTIONS[name].unbiased_var else 1.0
+    np.testing.assert_array_equal(new.var, BATCH_VAR * factor)
+
+
+def test_cumulative_average_by_hand() -> None:
+    # num_batches_tracked = 1: weight 1 on the batch, the starting values are forgotten.
+    first = update_running_stats(
+        [5.0, -7.0], [9.0, 9.0], BATCH_MEAN, BATCH_VAR, 4, momentum=None, num_batches_tracked=1
+    )
+    np.testing.assert_array_equal(first.mean, BATCH_MEAN)
+    np.testing.assert_allclose(first.var, [14 / 3, 0.0], rtol=RTOL, atol=0)
+    # num_batches_tracked = 2 from (1, 2): weights 1/2, 1/2.
+    second = update_running_stats(
+        [1.0, 1.0], [2.0, 2.0], BATCH_MEAN, BATCH_VAR, 4, momentum=None, num_batches_tracked=2
+    )
+    np.testing.assert_array_equal(second.mean, [2.0, 5.5])
+    np.testing.assert_allclose(second.var, [1 + 7 / 3, 1.0], rtol=RTOL, atol=0)
+
+
+def test_num_batches_tracked_is_ignored_when_momentum_is_given() -> None:
+    with_counter = update_running_stats(
+        RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, momentum=0.1, num_batches_tracked=7
+    )
+    without = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, momentum=0.1)
+    np.testing.assert_array_equal(with_counter.mean, without.mean)
+    np.testing.assert_array_equal(with_counter.var, without.var)
+
+
+def test_a_custom_convention_object_is_accepted() -> None:
+    # MindSpore-style: momentum 0.9 on the old value, biased (a hand-built Convention).
+    fields = {f: getattr(CONVENTIONS["onnx"], f) for f in CONVENTIONS["onnx"].__dataclass_fields__}
+    custom = Convention(**(fields | {"name": "custom", "momentum": 0.5}))
+    got = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, convention=custom)
+    np.testing.assert_array_equal(got.mean, [1.5, 5.0])
+    np.testing.assert_array_equal(got.var, [2.25, 0.5])
+
+
+def test_results_are_read_only_float64_vectors() -> None:
+    got = update_running_stats([0, 0], [1, 1], [3, 10], [3.5, 0], 4)
+    assert got.mean.dtype == np.float64
+    assert got.var.dtype == np.float64
+    with pytest.raises(ValueError, match="read-only"):
+        got.mean[0] = 1.0
+
+
+def test_inputs_are_not_mutated() -> None:
+    rm, rv, bm, bv = (a.copy() for a in (RM0, RV0, BATCH_MEAN, BATCH_VAR))
+    for name in CONVENTIONS:
+        update_running_stats(rm, rv, bm, bv, 4, convention=name)
+    update_running_stats(rm, rv, bm, bv, 4, momentum=None, num_batches_tracked=3)
+    for before, after in zip((RM0, RV0, BATCH_MEAN, BATCH_VAR), (rm, rv, bm, bv), strict=True):
+        np.testing.assert_array_equal(before, after)
+    means = np.array([[1.0, 2.0], [3.0, 4.0]])
+    variances = np.array([[1.0, 2.0], [3.0, 4.0]])
+    population_statistics(means, variances, 3)
+    np.testing.assert_array_equal(means, [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(variances, [[1.0, 2.0], [3.0, 4.0]])
+
+
+# --- c) PyTorch momentum m is Keras momentum 1 - m, up to the unbiased factor ----------------
+# A fact about two conventions, not about an implementation: a plain test of the reference.
+
+
+@pytest.mark.parametrize("m", [0.5, 0.75, 0.875, 1.0])
+def test_pytorch_and_keras_momentum_agree_exactly_when_1_minus_m_is_exact(m: float) -> None:
+    # For m in [0.5, 1], 1 - m and 1 - (1 - m) are exact (Sterbenz), so both sides are the
+    # same floating-point expression.
+    unbiased = BATCH_VAR * (4 / 3)
+    torch = update_running_stats(RM0, RV0, BATCH_MEAN, BATCH_VAR, 4, momentum=m)
+    keras = update_running_stats(
+        RM0, RV0, BATCH_MEAN, unbiased, 4, convention="keras", momentum=1.0 - m
+    )
+    np.testing.assert_array_equal(torch.mean, keras.mean)
+    np.testing.assert_array_equal(torch.var, keras.var)
+
+
+_VALUE = st.floats(-1e6, 1e6, allow_subnormal=False)
+_VARIANCE = st.floats(0.0, 1e6, allow_subnormal=False)
+
+
+@given(
+    running=st.tuples(_VALUE, _VARIANCE),
+    batch=st.tuples(_VALUE, _VARIANCE),
+    n=st.integers(2, 10_000),
+    m=st.floats(0.0, 1.0),
+)
+def test_pytorch_momentum_m_is_keras_momentum_1_minus_m(
+    running: tuple[float, float], batch: tuple[float, float], n: int, m: float
+) -> None:
+    # Both weigh the running value by a = fl(1 - m): those products are identical. Keras
+    # weighs the batch by fl(1 - a), within u (absolute) of m, so the batch products differ by
+    # <= 3u|batch|, and the two final sums round once each: 5u|batch| + 2u|running| in all.
+    (rm, rv), (bm, bv) = running, batch
+    unbiased = bv * (n / (n - 1))  # the same expression update_running_stats evaluates
+    torch = update_running_stats([rm], [rv], [bm], [bv], n, momentum=m)
+    keras = update_running_stats(
+        [rm], [rv], [bm], [unbiased], n, convention="keras", momentum=1 - m
+    )
+    np.testing.assert_allclose(
+        keras.mean, torch.mean, rtol=0, atol=U64 * (5 * abs(bm) + 2 * abs(rm))
+    )
+    np.testing.assert_allclose(keras.var, torch.var, rtol=0, atol=U64 * (5 * unbiased + 2 * rv))
+
+
+# --- population statistics (Ioffe & Szegedy 2015, Algorithm 2) -------------------------------
+
+
+def test_population_statistics_by_hand() -> None:
+    # Two batches of m = 3 values per channel; E[x] averages the means, Var[x] = 3/2 * mean var.
+    got = population_statistics([[1.0, 2.0], [3.0, 6.0]], [[2.0, 0.0], [4.0, 1.0]], 3)
+    np.testing.assert_array_equal(got.mean, [2.0, 4.0])
+    np.testing.assert_array_equal(got.var, [4.5, 0.75])
+
+
+def test_population_statistics_is_the_mean_of_unbiased_batch_variances() -> None:
+    rng = np.random.default_rng(0)
+    batches = rng.normal(3.0, 2.0, size=(5, 8, 3))  # 5 batches of m = 8 values, 3 channels
+    got = population_statistics(batches.mean(axis=1), batches.var(axis=1), 8)
+    np.testing.assert_allclose(got.mean, batches.mean(axis=(0, 1)), rtol=1e-14)
+    np.testing.assert_allclose(got.var, batches.var(axis=1, ddof=1).mean(axis=0), rtol=1e-14)
+
+
+def test_population_statistics_with_equal_batch_means_and_the_concatenated_batch() -> None:
+    # Three batches of m = 4 values, every batch mean exactly 2: the biased variance of the
+    # concatenation is then the mean of the batch variances, so Var[x] = m/(m-1) * that.
+    # The concatenation's own unbiased variance uses km/(km-1) instead and is smaller.
+    batches = np.array([[1.0, 3.0, 1.0, 3.0], [0.0, 4.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]])
+    assert np.all(batches.mean(axis=1) == 2.0)
+    got = population_statistics(batches.mean(axis=1)[:, None], batches.var(axis=1)[:, None], 4)
+    whole = batches.ravel()
+    assert got.mean[0] == whole.mean() == 2.0
+    # batch variances 1, 2, 0: mean 1; concatenated biased variance 12/12 = 1.
+    assert whole.var() == 1.0
+    assert got.var[0] == 4 / 3 * whole.var()
+    k, m = batches.shape
+    np.testing.assert_allclose(
+        whole.var(ddof=1), got.var[0] * (m - 1) / m * (k * m) / (k * m - 1), rtol=4 * U64
+    )
+
+
+# --- the properties, wired to the reference --------------------------------------------------
+
+_WIRED = [
+    (prop, name)
+    for prop in PROPERTIES
+    for name in sorted(CONVENTIONS)
+    if prop.name != "cumulative-average" or CONVENTIONS[name].cumulative_average
+]
+
+
+@pytest.mark.parametrize(("prop", "name"), _WIRED, ids=lambda v: getattr(v, "name", v))
+def test_reference_satisfies(prop: Property, name: str) -> None:
+    prop.as_test(ReferenceImplementation(name))()
+
+
+def test_cumulative_average_is_not_applicable_without_momentum_none() -> None:
+    case = CumulativeCase((X,), 1, RM0, RV0)
+    (only,) = check_cumulative_average(ReferenceImplementation("keras"), case)
+    assert only.passed
+    assert only.quantity.startswith("n/a")
+
+
+# --- the properties catch wrong implementations ----------------------------------------------
+
+CASE = RunningStatsCase(
+    x=X,
+    axis=1,
+    running_mean=RM0,
+    running_var=RV0,
+    momentum=0.1,
+    cumulative=False,
+    num_batches_tracked=1,
+)
+_BY_NAME = {p.name: p for p in PROPERTIES}
+
+
+class _Reports(ReferenceImplementation):
+    """Computes with convention `actual` but claims convention `claimed`."""
+
+    def __init__(self, actual: str, claimed: str) -> None:
+        super().__init__(actual)
+        self._claimed = claimed
+
+    @property
+    def convention(self) -> str:
+        return self._claimed
+
+
+@pytest.mark.parametrize(
+    ("actual", "claimed"),
+    [("keras", "pytorch"), ("keras", "tensorflow"), ("pytorch", "onnx"), ("flax", "tensorflow")],
+)
+def test_formula_property_catches_the_wrong_convention(actual: str, claimed: str) -> None:
+    with pytest.raises(PropertyFailure, match="running"):
+        _BY_NAME["running-stats-formula"].judge(_Reports(actual, claimed), CASE)
+
+
+@pytest.mark.parametrize(("actual", "claimed"), [("flax", "textbook"), ("keras", "onnx")])
+def test_conventions_that_differ_only_in_defaults_share_the_formula(
+    actual: str, claimed: str
+) -> None:
+    # The case passes its momentum explicitly, so only the formula is compared.
+    _BY_NAME["running-stats-formula"].judge(_Reports(actual, claimed), CASE)
+
+
+class _MutatesRunningMean(ReferenceImplementation):
+    def update_running_stats(
+        self, x: Array, running_mean: Array, running_var: Array, **kw: Any
+    ) -> RunningStats:
+        out = super().update_running_stats(x, running_mean, running_var, **kw)
+        running_mean[...] = out.mean  # what a module buffer update does
+        return out
+
+
+def test_formula_property_catches_an_in_place_update() -> None:
+    with pytest.raises(PropertyFailure, match="running_mean after"):
+        _BY_NAME["running-stats-formula"].judge(_MutatesRunningMean("pytorch"), CASE)
+
+
+class _OnePassVariance(ReferenceImplementation):
+    """Batch variance as E[x^2] - E[x]^2 (Flax's use_fast_variance=True default)."""
+
+    def update_running_stats(
+        self, x: Array, running_mean: Array, running_var: Array, **kw: Any
+    ) -> RunningStats:
+        mean = x.mean(axis=0)
+        var = np.maximum((x * x).mean(axis=0) - mean * mean, 0.0)
+        conv = CONVENTIONS[self.convention]
+        momentum = conv.momentum if kw["momentum"] is None else kw["momentum"]
+        out = update_running_stats(
+            running_mean, running_var, mean, var, x.shape[0], convention=conv, momentum=momentum
+        )
+        return RunningStats(out.mean, out.var)
+
+
+def test_formula_property_catches_a_one_pass_variance() -> None:
+    # |mean|/std ~ 1e8: E[x^2] ~ 1e16 has a spacing of 2, larger than the variance 1.25.
+    x = 1e8 + np.array([[0.0], [1.0], [2.0], [3.0]])
+    case = RunningStatsCase(x, 1, np.zeros(1), np.ones(1), 0.5, False, 1)
+    with pytest.raises(PropertyFailure, match="running var"):
+        _BY_NAME["running-stats-formula"].judge(_OnePassVariance("flax"), case)
+    _BY_NAME["running-stats-formula"].judge(ReferenceImplementation("flax"), case)
+
+
+class _IgnoresCounter(ReferenceImplementation):
+    def update_running_stats(
+        self, x: Array, running_mean: Array, running_var: Array, **kw: Any
+    ) -> RunningStats:
+        if kw["momentum"] is None:
+            kw = kw | {"momentum": 0.1, "num_batches_tracked": None}
+        return super().update_running_stats(x, running_mean, running_var, **kw)
+
+
+def test_cumulative_property_catches_an_exponential_average() -> None:
+    case = CumulativeCase((X, X + 1.0), 1, RM0, RV0)
+    with pytest.raises(PropertyFailure, match="cumulative"):
+        _BY_NAME["cumulative-average"].judge(_IgnoresCounter("pytorch"), case)
+    assert all(m.passed for m in check_cumulative_average(ReferenceImplementation(), case))
+
+
+class _UnbiasedInference(ReferenceImplementation):
+    def inference(
+        self,
+        x: Array,
+        gamma: Array,
+        beta: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> Array:
+        n = x.size // x.shape[axis]
+        return super().inference(
+            x, gamma, beta, running_mean, running_var * n / (n - 1), eps=eps, axis=axis
+        )
+
+
+def test_inference_property_catches_an_unbiased_variance_at_inference() -> None:
+    case = BatchCase(X, np.ones(2), np.zeros(2), 1e-5, 1, "float64")
+    with pytest.raises(PropertyFailure, match="inference"):
+        _BY_NAME["inference-equals-training"].judge(_UnbiasedInference(), case)
+    _BY_NAME["inference-equals-training"].judge(ReferenceImplementation(), case)
+
+
+def test_formula_check_passes_on_the_hand_case() -> None:
+    assert all(m.passed for m in check_running_stats_formula(ReferenceImplementation(), CASE))
+
+
+# --- every rejection ------------------------------------------------------------------------
+
+GOOD: dict[str, Any] = {
+    "running_mean": RM0,
+    "running_var": RV0,
+    "batch_mean": BATCH_MEAN,
+    "batch_var": BATCH_VAR,
+    "count": 4,
+}
+
+
+def _call(**changes: Any) -> RefStats:
+    kwargs = GOOD | changes
+    positional = [
+        kwargs.pop(k) for k in ("running_mean", "running_var", "batch_mean", "batch_var", "count")
+    ]
+    return update_running_stats(*positional, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "argument"),
+    [
+        ({"convention": "torch"}, ValueError, "convention"),
+        ({"convention": 3}, TypeError, "convention"),
+        ({"momentum": 1.5}, ValueError, "momentum"),
+        ({"momentum": -0.1}, ValueError, "momentum"),
+        ({"momentum": float("nan")}, ValueError, "momentum"),
+        ({"momentum": "0.1"}, TypeError, "momentum"),
+        (
+            {"momentum": None, "convention": "keras", "num_batches_tracked": 1},
+            ValueError,
+            "momentum",
+        ),
+        ({"momentum": None}, ValueError, "num_batches_tracked"),
+        ({"momentum": None, "num_batches_tracked": 0}, ValueError, "num_batches_tracked"),
+        ({"momentum": None, "num_batches_tracked": 1.0}, TypeError, "num_batches_tracked"),
+        ({"num_batches_tracked": -1}, ValueError, "num_batches_tracked"),
+        ({"running_mean": [[0.0, 0.0]]}, ValueError, "running_mean"),
+        ({"running_var": [1.0, 1.0, 1.0]}, ValueError, "running_var"),
+        ({"batch_mean": [3.0]}, ValueError, "batch_mean"),
+        ({"batch_var": [[3.5, 0.0]]}, ValueError, "batch_var"),
+        ({"running_var": [1.0, -1e-300]}, ValueError, "running_var"),
+        ({"batch_var": [-3.5, 0.0]}, ValueError, "batch_var"),
+        ({"running_mean": [np.inf, 0.0]}, ValueError, "running_mean"),
+        ({"running_var": [np.nan, 1.0]}, ValueError, "running_var"),
+        ({"batch_mean": [3.0, -np.inf]}, ValueError, "batch_mean"),
+        ({"batch_var": [np.nan, 0.0]}, ValueError, "batch_var"),
+        ({"batch_mean": ["a", "b"]}, TypeError, "batch_mean"),
+        ({"count": 0}, ValueError, "count"),
+        ({"count": 1}, ValueError, "count"),  # pytorch is unbiased: n/(n-1) needs n >= 2
+        ({"count": 4.0}, TypeError, "count"),
+        ({"count": 1, "convention": "tensorflow"}, ValueError, "count"),
+    ],
+)
+def test_update_running_stats_rejects(
+    changes: dict[str, Any], error: type[Exception], argument: str
+) -> None:
+    with pytest.raises(error, match=argument):
+        _call(**changes)
+
+
+def test_a_biased_convention_accepts_a_single_value_per_channel() -> None:
+    got = _call(count=1, convention="keras")
+    np.testing.assert_allclose(got.mean, HAND["keras"][0], rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("means", "variances", "count", "error", "argument"),
+    [
+        ([1.0, 2.0], [1.0, 2.0], 3, ValueError, "batch_means"),  # not (num_batches, C)
+        (np.zeros((0, 2)), np.zeros((0, 2)), 3, ValueError, "batch_means"),  # no batch
+        ([[1.0, 2.0]], [[1.0]], 3, ValueError, "batch_vars"),
+        ([[1.0, 2.0]], [[1.0, -2.0]], 3, ValueError, "batch_vars"),
+        ([[1.0, np.nan]], [[1.0, 2.0]], 3, ValueError, "batch_means"),
+        ([[1.0, 2.0]], [[np.inf, 2.0]], 3, ValueError, "batch_vars"),
+        ([[1.0, 2.0]], [[1.0, 2.0]], 1, ValueError, "count"),
+        ([[1.0, 2.0]], [[1.0, 2.0]], 2.5, TypeError, "count"),
+        ([[True, False]], [[1.0, 2.0]], 3, TypeError, "batch_means"),
+    ],
+)
+def test_population_statistics_rejects(
+    means: Any, variances: Any, count: Any, error: type[Exception], argument: str
+) -> None:
+    with pytest.raises(error, match=argument):
+        population_statistics(means, variances, count)
