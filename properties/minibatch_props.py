@@ -208,12 +208,12 @@ def minibatch_properties(partition: Partition) -> tuple[Property, ...]:
 
     tags = frozenset({"minibatch", "exact"})
     claims = (
-        ("minibatch_cover", check_cover),
-        ("minibatch_pairing", check_pairing),
-        ("minibatch_sizes", check_sizes),
-        ("minibatch_drop_last", check_drop_last),
-        ("minibatch_deterministic", check_deterministic),
-        ("minibatch_pure", check_pure),
+        ("minibatch-cover", check_cover),
+        ("minibatch-pairing", check_pairing),
+        ("minibatch-sizes", check_sizes),
+        ("minibatch-drop-last", check_drop_last),
+        ("minibatch-deterministic", check_deterministic),
+        ("minibatch-pure", check_pure),
     )
     return tuple(
         Property(name, (check.__doc__ or name).strip(), minibatch_cases(), bind(check), tags)

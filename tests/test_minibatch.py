@@ -466,15 +466,15 @@ def _reshuffles_when_dropping(
 @pytest.mark.parametrize(
     ("partition", "caught_by"),
     [
-        (_loses_last, {"minibatch_cover", "minibatch_sizes"}),
-        (_unpaired, {"minibatch_pairing"}),
+        (_loses_last, {"minibatch-cover", "minibatch-sizes"}),
+        (_unpaired, {"minibatch-pairing"}),
         # a damaged example cannot be read back, so it is also missing from the cover
-        (_scrambled, {"minibatch_pairing", "minibatch_cover", "minibatch_drop_last"}),
-        (_views, {"minibatch_pure"}),
+        (_scrambled, {"minibatch-pairing", "minibatch-cover", "minibatch-drop-last"}),
+        (_views, {"minibatch-pure"}),
         # the second call sees the mutated X, so the batches also differ between calls
-        (_mutates, {"minibatch_pure", "minibatch_deterministic"}),
-        (_drifts, {"minibatch_deterministic", "minibatch_drop_last"}),
-        (_reshuffles_when_dropping, {"minibatch_drop_last"}),
+        (_mutates, {"minibatch-pure", "minibatch-deterministic"}),
+        (_drifts, {"minibatch-deterministic", "minibatch-drop-last"}),
+        (_reshuffles_when_dropping, {"minibatch-drop-last"}),
     ],
 )
 def test_properties_catch_broken_partitions(partition: Partition, caught_by: set[str]) -> None:
