@@ -19,8 +19,11 @@ def test_check_prints_the_table_and_passes(capsys: pytest.CaptureFixture[str]) -
     status = main(["check", "--property", "zero-mean-unit-var", "--property", "minibatch-cover"])
     out = capsys.readouterr().out
     assert status == 0
-    assert "property" in out and "worst error" in out and "tolerance" in out
-    assert "zero-mean-unit-var" in out and "minibatch-cover" in out
+    assert "property" in out
+    assert "worst error" in out
+    assert "tolerance" in out
+    assert "zero-mean-unit-var" in out
+    assert "minibatch-cover" in out
     assert out.rstrip().endswith("2 passed, 0 failed")
 
 
@@ -30,7 +33,8 @@ def test_check_writes_json(tmp_path: Path) -> None:
     data = json.loads(report.read_text())
     assert data["target"] == "reference"
     (result,) = data["results"]
-    assert result["name"] == "identity-params" and result["passed"] is True
+    assert result["name"] == "identity-params"
+    assert result["passed"] is True
     assert result["examples"] > 0
 
 

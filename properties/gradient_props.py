@@ -1,0 +1,367 @@
+"""Properties 4 and 6: batch norm's backward is the derivative of its forward, for any
+`Implementation`.
+
+gradients-full / gradients-fast (property 4). For L = sum(dy * y(x, gamma, beta)) with a
+non-uniform dy, `impl.backward` agrees with central differences of `impl.forward`, checked by
+`reference.gradcheck.full_check` (every element) and `fast_check` (random projections, falling
+back to the full check to locate a failure). Per channel c with n values, s = sqrt(var + eps),
+u = 2**-53 and c3 = (3u)**(1/3) = 6.9e-6:
+
+Steps. Batch norm is nonlinear on the scale s, not on the scale of x: a constant channel with
+eps = 1e-8 has s = 1e-4 whatever its value. So the step for x is c3 * s per channel (the
+optimum of `reference.gradcheck` with s as the scale), for gamma and beta c3 * max(|p|, 1).
+
+Error bound per element (derivative units), the `atol` given to gradcheck:
+
+G1. Truncation. Along x(t) = x + t v with |v_i| <= H per element (the centered direction
+    moves each value by <= H), x_hat_i(t) = d_i / sqrt(w) with d_i linear and w quadratic in t;
+    its third derivative (verified symbolically) is
+    9/4 d_i' w'^2 / w^(5/2) - 3/2 d_i' w'' / w^(3/2) - 15/8 d_i w'^3 / w^(7/2)
+    + 9/4 d_i w' w'' / w^(5/2), and |d_i'| <= H, |w'| <= 2 sqrt(w) H, w'' <= 2 H**2 bound it by
+    (H/s)**3 (12 + 24 |x_hat_i|). The central difference errs by max|L'''| / 6 per unit of t,
+    so element j of channel c errs by at most |gamma_c| H**3 / (6 h s**3) sum_i |dy_i|
+    (12 + 24 |x_hat_i|). H = 2h covers both a single element (H = h) and fast-mode directions
+    (every value moves by <= h, centered <= 2h). L is linear in gamma and beta: no truncation.
+G2. Rounding of L. Any float64 forward has |y' - y| <= |gamma| E + 2u (|gamma x_hat| + |y|)
+    (E = `tolerances.x_hat_bound`, plus underflow), and gradcheck's fsum adds u sum|dy y| + u|L|,
+    so |L' - L| <= E_L := sum |dy| ((|gamma| + h_gamma) E + 2 (SAFETY + 2) u Y) with Y the
+    largest |y| reachable within the steps. A central difference divides 2 E_L by 2h: E_L / h.
+    E_L sums over every channel: the bound assumes neither a deterministic forward nor one whose
+    untouched channels give the same bits twice.
+G3. The analytic gradient's own error, bounds B1-B4 of `properties.accuracy_props` with the
+    x_hat bound E above: dbeta Bb = n u sum|dy|; dgamma Bg = sum|dy| E + n u sum|dy| (|x_hat| + E);
+    dx |gamma| / (n s) (Bb + |x_hat| Bg + E (|dgamma| + Bg) + 3u (n|dy| + |dbeta| + |x_hat dgamma|)
+    + R |n dy - dbeta - x_hat dgamma|), R = `tolerances.scale_error_bound` + 3u.
+
+Each input passes when ||analytic - numeric||_2 <= ||bound||_2; the reported tolerance is that
+bound divided by ||analytic|| + ||numeric||, comparable with the relative error. In fast mode
+gradcheck bounds a projection by sum_i bound_i * step_i, the worst direction in the step box.
+Where a gradient is below what differences of L can resolve (dgamma when every |x_hat| is
+~1e-40, or dx in a channel of s = 1e-4 next to large ones) the tolerance exceeds 1 and that
+input's comparison says nothing; the others still do.
+
+Cases (`gradient_cases`): float64 only, kappa <= KAPPA_MAX per channel (see there why).
+
+dx-orthogonality (property 6). Per channel, sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps
+/ s**3: with dx = gamma/(n s) (n dy - dbeta - x_hat dgamma), sum(x_hat) = 0 and
+sum(x_hat**2) = n var / (var + eps). The second sum is 0 only for eps = 0 (the issue's
+"orthogonal to x_hat" holds up to the eps term, which is large when var is not >> eps).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from hypothesis import strategies as st
+
+from properties.adapter import Array, Implementation
+from properties.checks import compare
+from properties.framework import Measurement, Property
+from properties.strategies import BatchCase, batch_cases, upstream_gradients
+from properties.tolerances import (
+    SAFETY,
+    U64,
+    channel_rows,
+    exact_stats,
+    expand,
+    scale_error_bound,
+    x_hat_bound,
+)
+from reference.gradcheck import DEFAULT_RELATIVE_STEP, GradcheckReport, fast_check, full_check
+
+NAMES = ("dx", "dgamma", "dbeta")
+# The conditioning that finite differences can resolve. A forward's x_hat carries a common
+# shift of up to (n + 1) u kappa per channel (kappa = max|x| / s, `properties.tolerances`),
+# which reaches L undamped, while a step of c3 s moves x_hat by only c3 = 6.9e-6: the central
+# difference means something only while n u kappa << c3. kappa <= KAPPA_MAX = 100 keeps G2
+# below ~1e-3 of the gradient even for n = 512 in one channel (512 * 100 u / c3 = 8e-7 per
+# value, summed over <= 512 values). The strategy keeps |offset| / spread <= MAX_CONDITION
+# (kappa ~ 20), but a constant channel has kappa = |x| / sqrt(eps) (1e5 for x = 10,
+# eps = 1e-8) and clustered values a std far below their spread, so a channel with
+# kappa > KAPPA_MAX is shifted by its mean (`_resolvable`). Batch norm is shift-invariant, so
+# the gradients are the same function of the deviations; how a backward copes with
+# |mean| / std up to 1e8 is property 11's (`backward-accuracy`, 50-digit reference).
+MAX_CONDITION = 10.0
+KAPPA_MAX = 100.0
+# Gradual underflow: a result below 2**-1022 carries an absolute error up to 2**-1075 instead of
+# a relative one (cases hold values down to 2**-1022, whose deviations and products are
+# subnormal). TINY = 2**-1074 per operation covers it with a factor 2.
+TINY = 2.0**-1074
+PROJECTIONS = 3  # per input: 1 + 2 * 3 inputs * 3 = 19 evaluations of f for a fast check
+
+
+@dataclass(frozen=True)
+class GradientCase:
+    """A float64 batch case, a non-uniform upstream gradient dy, and the fast check's seed."""
+
+    case: BatchCase
+    dy: Array
+    seed: int
+
+    def __repr__(self) -> str:
+        # Printed by Hypothesis for a falsifying example: valid Python that rebuilds the case.
+        return (
+            f"GradientCase(case={self.case!r}, dy=np.array({self.dy.tolist()!r}), "
+            f"seed={self.seed!r})"
+        )
+
+
+def _resolvable(case: BatchCase) -> BatchCase:
+    """`case` with every channel of kappa > KAPPA_MAX shifted by its mean (see KAPPA_MAX).
+
+    After the shift max|x| <= max|x - mean| + u|mean|, so kappa <= sqrt(n - 1) + tiny.
+    """
+    stats = exact_stats(case.x, case.axis, case.eps)
+    shift = np.where(stats.kappa > KAPPA_MAX, stats.mean, 0.0)
+    return replace(case, x=case.x - expand(stats, shift, case.x.ndim))
+
+
+@st.composite
+def gradient_cases(draw: st.DrawFn) -> GradientCase:
+    """float64 cases with kappa <= KAPPA_MAX per channel, standard-normal dy, and a seed."""
+    case = draw(batch_cases(dtypes=("float64",), max_condition=MAX_CONDITION).map(_resolvable))
+    dy = draw(upstream_gradients(case.x.shape))
+    return GradientCase(case, dy, draw(st.integers(0, 2**32 - 1)))
+
+
+@st.composite
+def backward_cases(draw: st.DrawFn) -> GradientCase:
+    """Every float64 case (|mean| / std up to 1e8, constant channels) with a dy and a seed."""
+    case = draw(batch_cases(dtypes=("float64",)))
+    dy = draw(upstream_gradients(case.x.shape))
+    return GradientCase(case, dy, draw(st.integers(0, 2**32 - 1)))
+
+
+class _Channels:
+    """Per-channel helpers for one case: exact statistics, broadcasting and channel sums."""
+
+    def __init__(self, case: BatchCase) -> None:
+        self.stats = exact_stats(case.x, case.axis, case.eps)
+        self.ndim = case.x.ndim
+
+    def x_hat_error(self) -> Array:
+        """`tolerances.x_hat_bound` plus underflow: x - mean may be subnormal (TINY, then
+        divided by s) and so may x_hat itself."""
+        bound: Array = x_hat_bound(self.stats, self.ndim) + TINY * (
+            1 + self.col(1 / self.stats.scale)
+        )
+        return bound
+
+    def col(self, vector: Array) -> Array:
+        """A (C,) vector broadcast along the channel axis."""
+        return expand(self.stats, vector, self.ndim)
+
+    def sum(self, values: Array) -> Array:
+        """Per-channel sums of an array shaped like x, each exactly rounded (math.fsum)."""
+        rows = channel_rows(values, self.stats)
+        return np.array([math.fsum(r) for r in rows.tolist()])
+
+
+@dataclass(frozen=True)
+class _AnalyticBound:
+    """G3: bounds on a float64 backward's errors (before SAFETY) and the exact dgamma, dbeta."""
+
+    dx: Array
+    dgamma: Array
+    dbeta: Array
+    exact_dgamma: Array
+    exact_dbeta: Array
+
+
+def _analytic_bound(ch: _Channels, case: BatchCase, dy: Array) -> _AnalyticBound:
+    """Bounds B1-B4 of `properties.accuracy_props` with E = `tolerances.x_hat_bound`."""
+    stats, col, n = ch.stats, ch.col, ch.stats.count
+    xh, E, ady = np.abs(stats.x_hat), ch.x_hat_error(), np.abs(dy)
+    dbeta, dgamma = ch.sum(dy), ch.sum(dy * stats.x_hat)
+    # Each rounding below may also underflow: + TINY per operation.
+    b_b = n * U64 * ch.sum(ady) + n * TINY
+    b_g = ch.sum(ady * E) + n * U64 * ch.sum(ady * (xh + E)) + 2 * n * TINY
+    t_abs = np.abs(n * dy - col(dbeta) - stats.x_hat * col(dgamma))
+    b_t = (
+        col(b_b)
+        + xh * col(b_g)
+        + E * col(np.abs(dgamma) + b_g)
+        + 3 * U64 * (n * ady + col(np.abs(dbeta)) + xh * col(np.abs(dgamma)))
+        + 4 * TINY
+    )
+    rel = col(scale_error_bound(stats) + 3 * U64)
+    b_x = col(np.abs(case.gamma) / (n * stats.scale)) * (b_t + rel * t_abs) + 2 * TINY
+    return _AnalyticBound(b_x, b_g, b_b, dgamma, dbeta)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Steps and per-element error bounds (G1-G3) for x, gamma and beta."""
+
+    steps: tuple[Array, Array, Array]
+    bounds: tuple[Array, Array, Array]
+
+
+def _plan(case: BatchCase, dy: Array) -> _Plan:
+    """The steps of the module docstring and the bounds G1-G3, each shaped like its input."""
+    ch = _Channels(case)
+    stats, col, c3 = ch.stats, ch.col, DEFAULT_RELATIVE_STEP
+    g_abs, b_abs = np.abs(case.gamma), np.abs(case.beta)
+    h_x, h_g, h_b = c3 * stats.scale, c3 * np.maximum(g_abs, 1.0), c3 * np.maximum(b_abs, 1.0)
+    xh, E, ady = np.abs(stats.x_hat), ch.x_hat_error(), np.abs(dy)
+    # G2: the rounding of L, with the magnitudes reachable within the steps (x_hat moves by
+    # <= 2 c3 when x moves by <= 2 h_x, centered).
+    y_max = col(g_abs + h_g) * (xh + 2 * c3) + col(b_abs + h_b)
+    e_l = math.fsum(
+        (ady * (col(g_abs + h_g) * E + 2 * (SAFETY + 2) * U64 * y_max + 4 * TINY)).ravel()
+    )
+    # G1: truncation for x with H = 2 h; (1 + 4 c3) covers the change of s along the segment.
+    H = 2 * h_x
+    trunc = (1 + 4 * c3) * g_abs * H**3 / (6 * h_x * stats.scale**3)
+    trunc = trunc * ch.sum(ady * (12 + 24 * (xh + 2 * c3)))
+    analytic = _analytic_bound(ch, case, dy)
+    bound_x = SAFETY * analytic.dx + e_l / col(h_x) + col(trunc)
+    bound_g = SAFETY * analytic.dgamma + e_l / h_g
+    bound_b = SAFETY * analytic.dbeta + e_l / h_b
+    return _Plan(
+        (np.broadcast_to(col(h_x), case.x.shape).copy(), h_g, h_b),
+        (bound_x, bound_g, bound_b),
+    )
+
+
+def _measurements(report: GradcheckReport) -> list[Measurement]:
+    out = []
+    for name in NAMES:
+        label = f"{name} relative error ({report.mode})"
+        err, tol = report.relative_errors[name], report.tolerances[name]
+        if name == report.worst_input and not report.passed:
+            label += (
+                f", worst element {name}{list(report.worst_index)}: analytic "
+                f"{report.analytic!r}, numeric {report.numeric!r}"
+            )
+        out.append(Measurement(label, err, tol))
+    return out
+
+
+Forward = Callable[[Array, Array, Array], Array]
+Backward = Callable[[Array, Array, Array, Array], tuple[Array, Array, Array]]
+
+
+def _functions(impl: Implementation, case: BatchCase) -> tuple[Forward, Backward]:
+    """f(x, gamma, beta) = y and vjp(dy, x, gamma, beta) = (dx, dgamma, dbeta) of `impl`."""
+
+    def f(x: Array, gamma: Array, beta: Array) -> Array:
+        return impl.forward(x, gamma, beta, eps=case.eps, axis=case.axis).y
+
+    def vjp(dy: Array, x: Array, gamma: Array, _beta: Array) -> tuple[Array, Array, Array]:
+        g = impl.backward(dy, x, gamma, eps=case.eps, axis=case.axis)
+        return (g.dx, g.dgamma, g.dbeta)
+
+    return f, vjp
+
+
+def check_gradients_full(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """Property 4 (full): every element of dx, dgamma, dbeta agrees with central differences."""
+    case = gc.case
+    plan = _plan(case, gc.dy)
+    f, vjp = _functions(impl, case)
+    report = full_check(
+        f,
+        vjp,
+        (case.x, case.gamma, case.beta),
+        upstream=gc.dy,
+        names=NAMES,
+        step=plan.steps,
+        tolerance=0.0,
+        atol=plan.bounds,
+    )
+    return _measurements(report)
+
+
+def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """Property 4 (fast): random projections of dx, dgamma, dbeta agree with central
+    differences; a failure falls back to the full check, which names the element."""
+    case = gc.case
+    plan = _plan(case, gc.dy)
+    f, vjp = _functions(impl, case)
+    report = fast_check(
+        f,
+        vjp,
+        (case.x, case.gamma, case.beta),
+        upstream=gc.dy,
+        rng=gc.seed,
+        num_projections=PROJECTIONS,
+        names=NAMES,
+        step=plan.steps,
+        tolerance=0.0,
+        atol=plan.bounds,
+    )
+    return _measurements(report)
+
+
+def check_orthogonality(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """Property 6: per channel sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps / s**3.
+
+    With dx' the implementation's dx (|dx' - dx| <= SAFETY * G3 per element) and the checker's
+    x_hat (error <= 2u|x_hat| + u kappa, `tolerances`), summed with math.fsum:
+    |sum dx'| <= sum |dx' - dx| + u|sum dx'|, and sum dx' x_hat' errs by
+    sum |dx' - dx| |x_hat| + sum |dx'| (2u|x_hat| + u kappa) + u sum |dx' x_hat'| (the products)
+    + u |sum|; the right side's dgamma errs by sum |dy| (2u|x_hat| + u kappa) + u sum|dy x_hat|,
+    its eps / s**3 by ~10u relative (s from fsum statistics within a few u). Every operation
+    that may underflow adds TINY.
+    """
+    case, dy = gc.case, gc.dy
+    ch = _Channels(case)
+    stats, n = ch.stats, ch.stats.count
+    dx = np.asarray(impl.backward(dy, case.x, case.gamma, eps=case.eps, axis=case.axis).dx)
+    if dx.shape != case.x.shape:
+        return [Measurement(f"shape of dx {dx.shape} != {case.x.shape}", math.inf, 0.0)]
+    bound = _analytic_bound(ch, case, dy)
+    b_dx = SAFETY * bound.dx
+    xh = np.abs(stats.x_hat)
+    # The checker's own x_hat rounding (`tolerances`), and its underflow.
+    e_xh = 2 * U64 * xh + U64 * ch.col(stats.kappa) + TINY * (1 + ch.col(1 / stats.scale))
+    sum_dx = ch.sum(dx)
+    sum_dx_xh = ch.sum(dx * stats.x_hat)
+    factor = np.abs(case.gamma) * (case.eps / stats.scale**3)
+    # eps / s**3 first: gamma * dgamma * eps could underflow where the result does not.
+    want = case.gamma * (case.eps / stats.scale**3) * bound.exact_dgamma
+    tol_sum = ch.sum(b_dx) + U64 * np.abs(sum_dx)
+    tol_xh = SAFETY * (
+        ch.sum(b_dx * xh)
+        + ch.sum(np.abs(dx) * e_xh)
+        + U64 * ch.sum(np.abs(dx) * xh)
+        + factor * (ch.sum(np.abs(dy) * e_xh) + U64 * ch.sum(np.abs(dy) * xh) + n * TINY)
+        + 10 * U64 * np.abs(want)
+        + (n + 3) * TINY  # the products dx * x_hat and the three of `want` may underflow
+    ) + U64 * np.abs(sum_dx_xh)
+    return [
+        compare("channel sum of dx vs 0", sum_dx, np.zeros_like(sum_dx), tol_sum),
+        compare("channel sum of dx * x_hat vs gamma dgamma eps / s^3", sum_dx_xh, want, tol_xh),
+    ]
+
+
+PROPERTIES: tuple[Property, ...] = (
+    Property(
+        "gradients-full",
+        "every element of dx, dgamma, dbeta equals the central difference of "
+        "L = sum(dy * y) within the derived bound",
+        gradient_cases(),
+        check_gradients_full,
+        frozenset({"float64", "gradient"}),
+    ),
+    Property(
+        "gradients-fast",
+        "random projections <grad, delta> equal central differences of L along delta within "
+        "the derived bound (a failure is located by the full check)",
+        gradient_cases(),
+        check_gradients_fast,
+        frozenset({"float64", "gradient"}),
+    ),
+    Property(
+        "dx-orthogonality",
+        "per channel sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps / (var + eps)^(3/2) "
+        "(0 as eps -> 0): dx is orthogonal to the constants and, up to eps, to x_hat",
+        backward_cases(),
+        check_orthogonality,
+        frozenset({"float64", "gradient"}),
+    ),
+)

@@ -1,0 +1,453 @@
+"""reference.gradcheck: central differences, full and fast checks, reports, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reference._validation import Float64Array
+from reference.gradcheck import (
+    DEFAULT_PROJECTIONS,
+    DEFAULT_RELATIVE_STEP,
+    DEFAULT_TOLERANCE,
+    GradcheckReport,
+    default_step,
+    fast_check,
+    full_check,
+    numeric_gradients,
+    relative_error,
+)
+
+U = 2.0**-53
+RNG = np.random.default_rng(20240601)
+A = RNG.standard_normal((3, 4))
+B = RNG.standard_normal((3, 4))
+V = RNG.standard_normal((3, 4))
+NAMES = ("a", "b")
+WRONG = (1, 2)  # the element a deliberately wrong vjp gets wrong
+
+
+def f_ab(a: Float64Array, b: Float64Array) -> Float64Array:
+    """f(a, b) = a * b + sin(a)."""
+    out: Float64Array = a * b + np.sin(a)
+    return out
+
+
+def vjp_ab(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
+    """dL/da = v (b + cos a), dL/db = v a."""
+    return v * (b + np.cos(a)), v * a
+
+
+def vjp_one_wrong(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
+    ga, gb = vjp_ab(v, a, b)
+    ga = ga.copy()
+    ga[WRONG] += 1e-3
+    return ga, gb
+
+
+def vjp_missing_term(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
+    """Forgets the derivative of sin(a)."""
+    return v * b, v * a
+
+
+M1 = RNG.standard_normal((3, 5))
+M2 = RNG.standard_normal((5, 2))
+VM = RNG.standard_normal((3, 2))
+
+
+def vjp_matmul(v: Float64Array, p: Float64Array, q: Float64Array) -> tuple[Float64Array, ...]:
+    """For L = sum(v * (p @ q)): dL/dp = v q^T, dL/dq = p^T v."""
+    return v @ q.T, p.T @ v
+
+
+CHECKS: dict[str, Callable[..., GradcheckReport]] = {
+    "full": full_check,
+    "fast": lambda *a, **k: fast_check(*a, rng=7, **k),
+}
+
+
+# --- relative_error ---------------------------------------------------------------------------
+
+
+def test_relative_error_formula() -> None:
+    assert relative_error([3.0, 4.0], [3.0, 4.0]) == 0.0
+    assert relative_error([0.0, 0.0], [0.0, 0.0]) == 0.0
+    # ||(1, -1)|| / (1 + 1) = sqrt(2) / 2
+    assert relative_error([1.0, 0.0], [0.0, 1.0]) == pytest.approx(math.sqrt(2) / 2, rel=4 * U)
+    assert relative_error([1.0], [-1.0]) == 1.0  # the largest possible value
+    assert relative_error([2.0], [1.0]) == pytest.approx(1 / 3, rel=4 * U)
+
+
+def test_relative_error_is_scale_free_without_overflow_or_underflow() -> None:
+    a, n = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 3.0])
+    want = relative_error(a, n)
+    for scale in (1e-200, 1e200):
+        assert relative_error(a * scale, n * scale) == pytest.approx(want, rel=8 * U)
+
+
+def test_relative_error_of_non_finite_values_is_nan() -> None:
+    assert math.isnan(relative_error([1.0, math.nan], [1.0, 1.0]))
+    assert math.isnan(relative_error([1.0], [math.inf]))
+
+
+def test_relative_error_rejects_different_shapes() -> None:
+    with pytest.raises(ValueError, match=r"numeric must have the shape of analytic"):
+        relative_error(np.ones(3), np.ones((3, 1)))
+
+
+def test_relative_error_rejects_non_real_arrays() -> None:
+    with pytest.raises(TypeError, match="analytic"):
+        relative_error(np.ones(2, dtype=complex), np.ones(2))
+
+
+# --- numeric gradients and the step ---------------------------------------------------------
+
+
+def test_numeric_gradients_match_the_analytic_ones() -> None:
+    ga, gb = numeric_gradients(f_ab, (A, B), V)
+    wa, wb = vjp_ab(V, A, B)
+    # At the derived step the error is ~ (3u)**(2/3) ~ 2e-10 relative; measured ~2e-11.
+    assert relative_error(ga, wa) < 1e-9
+    assert relative_error(gb, wb) < 1e-9
+
+
+def test_numeric_gradient_of_a_linear_function_is_exact_to_rounding() -> None:
+    (g,) = numeric_gradients(lambda x: 3.0 * x, (np.array([0.0, 1.0, -2.0]),), np.ones(3))
+    # No truncation: only the rounding u|L|/h of L, relative ~ u / c3 ~ 2e-11.
+    np.testing.assert_allclose(g, 3.0, rtol=1e-9)
+
+
+def test_default_step_is_the_derived_optimum() -> None:
+    """The error at (3u)**(1/3) * scale is smaller than 100x above (truncation) or below
+    (rounding): the step is where h**2/6 |f'''| and u|f|/h balance."""
+    x = np.array([0.7, -1.3, 2.1])
+
+    def err(relative: float) -> float:
+        (g,) = numeric_gradients(np.exp, (x,), np.ones(3), step=relative * np.abs(x))
+        return relative_error(g, np.exp(x))
+
+    best = err(DEFAULT_RELATIVE_STEP)
+    assert best < 1e-9
+    assert best < err(100 * DEFAULT_RELATIVE_STEP)
+    assert best < err(DEFAULT_RELATIVE_STEP / 100)
+    assert pytest.approx(6.93e-6, rel=1e-3) == DEFAULT_RELATIVE_STEP
+
+
+def test_default_step_formula() -> None:
+    x = np.array([0.0, 3.0, -4.0])
+    rms = math.sqrt(25 / 3)
+    np.testing.assert_allclose(
+        default_step(x), DEFAULT_RELATIVE_STEP * np.array([rms, 3.0, 4.0]), rtol=4 * U
+    )
+    np.testing.assert_array_equal(default_step(np.zeros(2)), DEFAULT_RELATIVE_STEP)
+
+
+def test_the_divisor_is_the_step_actually_taken() -> None:
+    """At x = 1e8 a step of 0.3 is rounded; dividing by the representable 2h keeps the slope
+    of a linear function exact where dividing by 0.6 would err by ~1e-9."""
+    x = np.array([1e8])
+    (g,) = numeric_gradients(lambda t: 2.0 * t, (x,), np.ones(1), step=0.3)
+    assert g[0] == 2.0
+
+
+def test_numeric_gradients_with_a_per_input_step() -> None:
+    ga, gb = numeric_gradients(f_ab, (A, B), V, step=(1e-6, np.full(4, 2e-6)))
+    wa, wb = vjp_ab(V, A, B)
+    assert relative_error(ga, wa) < 1e-8
+    assert relative_error(gb, wb) < 1e-8
+
+
+# --- full and fast checks on correct gradients -------------------------------------------------
+
+
+def test_full_check_passes_correct_gradients() -> None:
+    report = full_check(f_ab, vjp_ab, (A, B), upstream=V, names=NAMES)
+    assert report.passed
+    assert report.mode == "full"
+    assert max(report.relative_errors.values()) < 1e-9  # measured ~2e-11
+    assert report.evaluations == 1 + 2 * (A.size + B.size)
+    assert dict(report.tolerances) == {"a": DEFAULT_TOLERANCE, "b": DEFAULT_TOLERANCE}
+
+
+def test_full_check_passes_matmul() -> None:
+    report = full_check(np.matmul, vjp_matmul, (M1, M2), upstream=VM)
+    assert report.passed
+    assert max(report.relative_errors.values()) < 1e-9
+    assert set(report.relative_errors) == {"inputs[0]", "inputs[1]"}
+
+
+def test_fast_check_passes_correct_gradients() -> None:
+    report = fast_check(f_ab, vjp_ab, (A, B), upstream=V, names=NAMES, rng=3)
+    assert report.passed
+    assert report.mode == "fast"
+    assert max(report.relative_errors.values()) < 1e-9
+    assert report.evaluations == 1 + 2 * 2 * DEFAULT_PROJECTIONS
+    assert report.fast_relative_errors == {}
+    assert 0 <= report.worst_index[0] < DEFAULT_PROJECTIONS
+
+
+def test_fast_check_passes_matmul_with_one_projection() -> None:
+    report = fast_check(np.matmul, vjp_matmul, (M1, M2), upstream=VM, rng=0, num_projections=1)
+    assert report.passed
+    assert report.evaluations == 1 + 2 * 2 * 1
+
+
+def test_fast_check_is_reproducible_from_its_seed() -> None:
+    r1 = fast_check(f_ab, vjp_ab, (A, B), upstream=V, rng=11)
+    r2 = fast_check(f_ab, vjp_ab, (A, B), upstream=V, rng=np.random.default_rng(11))
+    assert r1 == r2
+
+
+# --- wrong gradients are caught and located ---------------------------------------------------
+
+
+def _assert_locates_wrong_element(report: GradcheckReport) -> None:
+    assert not report.passed
+    assert report.worst_input == "a"
+    assert report.worst_index == WRONG
+    right = vjp_ab(V, A, B)[0][WRONG]
+    assert report.analytic == right + 1e-3
+    assert report.numeric == pytest.approx(right, abs=1e-9)
+    assert report.relative_errors["b"] <= report.tolerances["b"]
+    text = str(report)
+    assert "a[1, 2]" in text
+    assert repr(report.analytic) in text
+    assert repr(report.numeric) in text
+    assert "FAILED" in text
+
+
+def test_full_check_locates_one_wrong_element() -> None:
+    report = full_check(f_ab, vjp_one_wrong, (A, B), upstream=V, names=NAMES)
+    assert report.mode == "full"
+    _assert_locates_wrong_element(report)
+
+
+def test_fast_check_falls_back_and_locates_one_wrong_element() -> None:
+    report = fast_check(f_ab, vjp_one_wrong, (A, B), upstream=V, names=NAMES, rng=5)
+    assert report.mode == "fast->full"
+    _assert_locates_wrong_element(report)
+    assert report.fast_relative_errors["a"] > DEFAULT_TOLERANCE
+    assert report.fast_relative_errors["b"] <= DEFAULT_TOLERANCE
+    assert report.evaluations == 1 + 2 * 2 * DEFAULT_PROJECTIONS + 2 * (A.size + B.size)
+    assert "the fast check failed" in str(report)
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_a_missing_term_is_caught_and_named(mode: str) -> None:
+    report = CHECKS[mode](f_ab, vjp_missing_term, (A, B), upstream=V, names=NAMES)
+    assert not report.passed
+    assert report.mode == ("full" if mode == "full" else "fast->full")
+    assert report.worst_input == "a"
+    assert report.relative_errors["a"] > 1e-2  # cos(a) is of the order of the gradient
+    # The worst element is where the missing v * cos(a) is largest.
+    assert report.worst_index == np.unravel_index(np.argmax(np.abs(V * np.cos(A))), A.shape)
+
+
+def test_atol_absorbs_a_known_error() -> None:
+    """A gradient wrong by 1e-3 at one element passes once atol allows 1e-3 per element."""
+    report = full_check(f_ab, vjp_one_wrong, (A, B), upstream=V, names=NAMES, atol=(1e-3, 0.0))
+    assert report.passed
+    a_norm = np.linalg.norm(vjp_one_wrong(V, A, B)[0])
+    n_norm = np.linalg.norm(numeric_gradients(f_ab, (A, B), V)[0])
+    # tolerance + ||atol|| / (||a|| + ||n||), ||atol|| = 1e-3 * sqrt(12)
+    want = DEFAULT_TOLERANCE + 1e-3 * math.sqrt(A.size) / (a_norm + n_norm)
+    assert report.tolerances["a"] == pytest.approx(want, rel=1e-9)
+    fast = fast_check(f_ab, vjp_one_wrong, (A, B), upstream=V, names=NAMES, atol=(1e-3, 0.0), rng=5)
+    assert fast.passed
+    assert fast.mode == "fast"
+
+
+def test_a_nan_gradient_fails() -> None:
+    def vjp_nan(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
+        ga, gb = vjp_ab(v, a, b)
+        ga = ga.copy()
+        ga[0, 1] = math.nan
+        return ga, gb
+
+    report = full_check(f_ab, vjp_nan, (A, B), upstream=V, names=NAMES)
+    assert not report.passed
+    assert report.worst_input == "a"
+    assert report.worst_index == (0, 1)
+    assert math.isnan(report.relative_errors["a"])
+
+
+# --- purity and report invariants -------------------------------------------------------------
+
+
+def test_inputs_are_never_modified_even_by_a_mutating_f() -> None:
+    a, b, v = A.copy(), B.copy(), V.copy()
+
+    def f_mutating(x: Float64Array, y: Float64Array) -> Float64Array:
+        out = f_ab(x, y)
+        x[...] = 0.0
+        y[...] = 0.0
+        return out
+
+    def vjp_mutating(w: Float64Array, x: Float64Array, y: Float64Array) -> Any:
+        grads = vjp_ab(w, x, y)
+        w[...], x[...], y[...] = 0.0, 0.0, 0.0
+        return grads
+
+    full = full_check(f_mutating, vjp_mutating, (a, b), upstream=v)
+    fast = fast_check(f_mutating, vjp_mutating, (a, b), upstream=v, rng=1)
+    numeric_gradients(f_mutating, (a, b), v)
+    np.testing.assert_array_equal(a, A)
+    np.testing.assert_array_equal(b, B)
+    np.testing.assert_array_equal(v, V)
+    assert full.passed  # each call of f got fresh copies, so the check itself is unharmed
+    assert fast.passed
+
+
+@pytest.mark.parametrize("vjp", [vjp_ab, vjp_one_wrong, vjp_missing_term])
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_report_invariants(mode: str, vjp: Callable[..., Any]) -> None:
+    report = CHECKS[mode](f_ab, vjp, (A, B), upstream=V, names=NAMES)
+    assert report.mode in {"full", "fast", "fast->full"}
+    assert tuple(report.relative_errors) == NAMES == tuple(report.tolerances)
+    assert report.passed == all(report.relative_errors[n] <= report.tolerances[n] for n in NAMES)
+    assert report.worst_input in NAMES
+    assert report.tolerance == report.tolerances[report.worst_input]
+    if report.mode == "fast":
+        assert len(report.worst_index) == 1
+        assert 0 <= report.worst_index[0] < DEFAULT_PROJECTIONS
+    else:
+        shape = {"a": A.shape, "b": B.shape}[report.worst_input]
+        assert len(report.worst_index) == len(shape)
+        assert all(0 <= i < s for i, s in zip(report.worst_index, shape, strict=True))
+        k = NAMES.index(report.worst_input)
+        assert report.analytic == vjp(V, A, B)[k][report.worst_index]
+        numeric = numeric_gradients(f_ab, (A, B), V)[k]
+        assert report.numeric == numeric[report.worst_index]
+        diff = np.abs(vjp(V, A, B)[k] - numeric)
+        assert abs(report.analytic - report.numeric) == diff.max()
+    for n in NAMES:
+        assert 0.0 <= report.relative_errors[n] <= 1.0
+    assert report.worst_input in str(report)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.passed = not report.passed  # type: ignore[misc]  # the point: it is frozen
+    with pytest.raises(TypeError):
+        report.relative_errors["a"] = 0.0  # type: ignore[index]  # read-only mapping
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def _call(mode: str, **kw: Any) -> GradcheckReport:
+    args: dict[str, Any] = {"f": f_ab, "vjp": vjp_ab, "inputs": (A, B), "upstream": V}
+    args.update(kw)
+    f, vjp, inputs = args.pop("f"), args.pop("vjp"), args.pop("inputs")
+    report: GradcheckReport = CHECKS[mode](f, vjp, inputs, **args)
+    return report
+
+
+BAD_TYPE: list[tuple[dict[str, Any], str]] = [
+    ({"f": "sin"}, r"f must be callable, got str"),
+    ({"vjp": None}, r"vjp must be callable, got NoneType"),
+    ({"inputs": A}, r"inputs must be a tuple or list of arrays, got ndarray"),
+    ({"inputs": (A, B.astype(complex))}, r"inputs\[1\] must have a real .* complex"),
+    ({"inputs": (A, "b")}, r"inputs\[1\] must be a real numeric array, got str"),
+    ({"inputs": (A > 0, B)}, r"inputs\[0\] must have a real .* boolean"),
+    ({"upstream": V.astype(complex)}, r"upstream must have a real .* complex"),
+    ({"vjp": lambda v, a, _b: v * a}, r"vjp must return a tuple with one gradient per input"),
+    ({"f": lambda a, _b: (a + 1j).astype(complex)}, r"f's output must have a real"),
+    ({"names": ("a", 2)}, r"names must be strings"),
+    ({"names": "ab"}, r"names must be a sequence of strings, got str"),
+    ({"step": True}, r"step must be a real number or array, got bool"),
+    ({"tolerance": "1e-6"}, r"tolerance must be a real number"),
+]
+
+BAD_VALUE: list[tuple[dict[str, Any], str]] = [
+    ({"inputs": ()}, r"inputs must hold at least one array"),
+    ({"inputs": (A, np.ones((0, 4)))}, r"inputs\[1\] must not be empty"),
+    ({"inputs": (A, np.full((3, 4), math.nan))}, r"inputs\[1\] must be finite"),
+    ({"upstream": V[:, :3]}, r"upstream must have the shape of f\(\*inputs\), \(3, 4\), got"),
+    ({"upstream": np.full((3, 4), math.inf)}, r"upstream must be finite"),
+    ({"vjp": lambda v, a, _b: (v * a,)}, r"vjp must return one gradient per input \(2: a, b\)"),
+    ({"vjp": lambda v, _a, _b: (v, v[:, :2])}, r"vjp's gradient of b must have the shape of b"),
+    ({"step": 0.0}, r"step must be finite and > 0, got 0\.0"),
+    ({"step": -1e-6}, r"step must be finite and > 0"),
+    ({"step": math.nan}, r"step must be finite and > 0"),
+    ({"step": math.inf}, r"step must be finite and > 0"),
+    ({"step": (1e-6, np.array([1e-6, 0.0, 1e-6, 1e-6]))}, r"step\[1\] must be finite and > 0"),
+    ({"step": (1e-6,)}, r"step must be a number or one value per input \(2\), got 1"),
+    ({"step": (1e-6, np.full(3, 1e-6))}, r"step\[1\] must broadcast to the input's shape"),
+    ({"step": 1e-300}, r"step for a .*below the spacing"),
+    ({"names": ("a",)}, r"names must have one name per input \(2\), got 1"),
+    ({"names": ("a", "a")}, r"names must be distinct"),
+    ({"tolerance": -1e-6}, r"tolerance must be a finite number >= 0"),
+    ({"tolerance": math.inf}, r"tolerance must be a finite number >= 0"),
+    ({"atol": -1.0}, r"atol must be finite and >= 0, got -1\.0"),
+    ({"atol": (0.0, math.nan)}, r"atol\[1\] must be finite and >= 0"),
+]
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+@pytest.mark.parametrize(("kw", "match"), BAD_TYPE)
+def test_rejects_wrong_types(mode: str, kw: dict[str, Any], match: str) -> None:
+    kw = {"names": NAMES, **kw}
+    with pytest.raises(TypeError, match=match):
+        _call(mode, **kw)
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+@pytest.mark.parametrize(("kw", "match"), BAD_VALUE)
+def test_rejects_wrong_values(mode: str, kw: dict[str, Any], match: str) -> None:
+    kw = {"names": NAMES, **kw}
+    with pytest.raises(ValueError, match=match):
+        _call(mode, **kw)
+
+
+def test_rejects_an_output_whose_shape_changes_under_perturbation() -> None:
+    def f_moody(a: Float64Array) -> Float64Array:
+        return a if a[0] == 1.0 else a[:1]
+
+    with pytest.raises(ValueError, match=r"f's output must keep the shape \(2,\)"):
+        full_check(f_moody, lambda v, _a: (v,), (np.array([1.0, 2.0]),), upstream=np.ones(2))
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"rng": "seed"}, TypeError, r"rng must be an int seed or a numpy.random.Generator"),
+        ({"rng": True}, TypeError, r"rng must be an int seed"),
+        ({"rng": 1.5}, TypeError, r"rng must be an int seed"),
+        ({"rng": 0, "num_projections": 0}, ValueError, r"num_projections must be an integer >= 1"),
+        ({"rng": 0, "num_projections": 2.0}, TypeError, r"num_projections must be an integer"),
+    ],
+)
+def test_fast_check_rejects_bad_rng_and_projections(
+    kw: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        fast_check(f_ab, vjp_ab, (A, B), upstream=V, **kw)
+
+
+def test_fast_check_rejects_a_step_below_the_spacing_of_every_value() -> None:
+    with pytest.raises(ValueError, match=r"step for inputs\[0\] is below the spacing"):
+        fast_check(
+            lambda a: a,
+            lambda v, _a: (v,),
+            (np.full(3, 1e10),),
+            upstream=np.ones(3),
+            rng=0,
+            step=1e-300,
+        )
+
+
+def test_numeric_gradients_rejects_bad_input() -> None:
+    with pytest.raises(TypeError, match="f must be callable"):
+        numeric_gradients(1.0, (A,), V)  # type: ignore[arg-type]  # the point: not callable
+    with pytest.raises(ValueError, match="upstream must have the shape"):
+        numeric_gradients(np.sin, (A,), V.T)
+    with pytest.raises(ValueError, match="step must be finite and > 0"):
+        numeric_gradients(np.sin, (A,), V, step=0.0)
+
+
+def test_full_check_names_the_element_whose_step_is_below_the_spacing() -> None:
+    with pytest.raises(ValueError, match=r"step for a at index \(0, 0\) is 1e-300, below the"):
+        full_check(f_ab, vjp_ab, (A, B), upstream=V, names=NAMES, step=1e-300)
