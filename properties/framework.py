@@ -124,8 +124,20 @@ def run_property(
         worst = max(
             (m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None
         )
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        notes = "\n".join(getattr(exc, "__notes__", []))
-        return PropertyResult(prop.name, len(seen), worst, False, f"{text}\n{notes}".strip())
+        return PropertyResult(prop.name, len(seen), worst, False, _describe(exc))
     worst = max(seen, key=lambda m: m.ratio, default=None)
     return PropertyResult(prop.name, len(seen), worst, True)
+
+
+def _describe(exc: BaseException) -> str:
+    """The failure text, with the falsifying example Hypothesis attached as notes.
+
+    Hypothesis raises an ExceptionGroup when it finds several distinct failures; each one is
+    described, so the message names every broken quantity.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        parts = [_describe(sub) for sub in exc.exceptions]
+        return f"{len(parts)} distinct failures:\n\n" + "\n\n".join(parts)
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    notes = "\n".join(getattr(exc, "__notes__", []))
+    return f"{text}\n{notes}".strip()

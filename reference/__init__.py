@@ -11,6 +11,13 @@ from reference.batchnorm import (
 )
 from reference.batchnorm_graph import batch_norm_backward_graph
 from reference.conventions import CONVENTIONS, Convention, get_convention
+from reference.gradcheck import (
+    GradcheckReport,
+    fast_check,
+    full_check,
+    numeric_gradients,
+    relative_error,
+)
 from reference.minibatch import MiniBatch, mini_batch_indices, random_mini_batches
 from reference.running_stats import RunningStats, population_statistics, update_running_stats
 
@@ -19,6 +26,7 @@ __all__ = [
     "BatchNormBackward",
     "BatchNormForward",
     "Convention",
+    "GradcheckReport",
     "IdentityParams",
     "MiniBatch",
     "RunningStats",
@@ -26,10 +34,14 @@ __all__ = [
     "batch_norm_backward_graph",
     "batch_norm_forward",
     "batch_norm_inference",
+    "fast_check",
+    "full_check",
     "get_convention",
     "identity_params",
     "mini_batch_indices",
+    "numeric_gradients",
     "population_statistics",
     "random_mini_batches",
+    "relative_error",
     "update_running_stats",
 ]
