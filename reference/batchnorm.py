@@ -20,6 +20,7 @@ dtype's tolerance (see `properties.tolerances`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -129,6 +130,29 @@ def _statistics(x: Float64Array, layout: ChannelLayout) -> tuple[Float64Array, F
     return mean, var
 
 
+class BackwardArguments(NamedTuple):
+    """The validated arguments of a backward pass, in float64."""
+
+    dy: Float64Array
+    x: Float64Array
+    gamma: Float64Array
+    eps: float
+    layout: ChannelLayout
+
+
+def backward_arguments(
+    dy: ArrayLike, x: ArrayLike, gamma: ArrayLike, *, eps: object, axis: object, check_finite: bool
+) -> BackwardArguments:
+    """Validate the arguments shared by the closed-form and the graph backward."""
+    eps_ = check_positive_scalar(eps, "eps")
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = training_layout(x64, axis)
+    dy64 = as_float64_array(dy, "dy", check_finite=check_finite)
+    check_same_shape(dy64, "dy", x64.shape, "x")
+    g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+    return BackwardArguments(dy64, x64, g, eps_, layout)
+
+
 def batch_norm_forward(
     x: ArrayLike,
     gamma: ArrayLike,
@@ -188,13 +212,9 @@ def batch_norm_backward(
     The derivation from the computation graph is in docs/backward.md; the node-by-node version
     is `reference.batchnorm_graph.batch_norm_backward_graph`.
     """
-    eps_ = check_positive_scalar(eps, "eps")
-    x64 = as_float64_array(x, "x", check_finite=check_finite)
-    layout = training_layout(x64, axis)
-    dy64 = as_float64_array(dy, "dy", check_finite=check_finite)
-    check_same_shape(dy64, "dy", x64.shape, "x")
-    g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
-
+    dy64, x64, g, eps_, layout = backward_arguments(
+        dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
+    )
     mean, var = _statistics(x64, layout)
     inv_std = 1.0 / np.sqrt(var + eps_)
     x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)

@@ -18,15 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from reference._validation import (
-    Float64Array,
-    as_float64_array,
-    check_channel_vector,
-    check_positive_scalar,
-    check_same_shape,
-    frozen,
-)
-from reference.batchnorm import DEFAULT_EPS, BatchNormBackward, training_layout
+from reference._validation import Float64Array, frozen
+from reference.batchnorm import DEFAULT_EPS, BatchNormBackward, backward_arguments
 
 
 def batch_norm_backward_graph(
@@ -42,14 +35,10 @@ def batch_norm_backward_graph(
 
     Same arguments and result as `batch_norm_backward`; see the module docstring for the graph.
     """
-    eps_ = check_positive_scalar(eps, "eps")
-    x64 = as_float64_array(x, "x", check_finite=check_finite)
-    layout = training_layout(x64, axis)
-    dout = as_float64_array(dy, "dy", check_finite=check_finite)
-    check_same_shape(dout, "dy", x64.shape, "x")
-    g = layout.expand(
-        check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+    dout, x64, gamma64, eps_, layout = backward_arguments(
+        dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
     )
+    g = layout.expand(gamma64)
     n = layout.count
 
     def channel_sum(values: Float64Array) -> Float64Array:
