@@ -18,6 +18,7 @@ from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
 from properties.tolerances import (
+    ETA,
     SAFETY,
     U64,
     ExactStats,
@@ -27,6 +28,7 @@ from properties.tolerances import (
     mean_shift_bound,
     per_channel_max,
     scale_error_bound,
+    underflow_bound,
     x_hat_bound,
 )
 
@@ -42,7 +44,7 @@ def _y_bound(stats: ExactStats, case: BatchCase) -> Array:
     g = expand(stats, case.gamma, nd)
     gx = np.abs(g * stats.x_hat)
     y = np.abs(gx + expand(stats, case.beta, nd))
-    return np.abs(g) * x_hat_bound(stats, nd) + SAFETY * U64 * (gx + y)
+    return np.abs(g) * x_hat_bound(stats, nd) + SAFETY * (U64 * (gx + y) + ETA)
 
 
 def _fsum_mean_var(rows: Array) -> tuple[Array, Array]:
@@ -72,11 +74,11 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
     x_err = per_channel_max(x_hat_bound(stats, case.x.ndim), stats)
     rel = scale_error_bound(stats) + 2 * U64
     rounding = U64 * (g * max_xhat + max_y)
-    tol_mean = g * x_err + SAFETY * rounding + U64 * np.abs(b)
+    tol_mean = g * x_err + SAFETY * rounding + U64 * np.abs(b) + underflow_bound(stats, g)
     r = g * (np.sqrt(rho) * rel + U64 * mean_shift_bound(stats)) + rounding
     want_var = g**2 * rho
     tol_var = SAFETY * (2 * np.sqrt(want_var) * r + r**2) + 4 * U64 * want_var
-    tol_var = tol_var + (2 * U64 * max_y) ** 2
+    tol_var = tol_var + (2 * U64 * max_y) ** 2 + underflow_bound(stats, g**2)
     # |sd' - sd| <= min(sqrt(|dvar|), |dvar| / (sd' + sd)) for sd', sd >= 0.
     sd_y, want_sd = np.sqrt(var_y), np.sqrt(want_var)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan; fmin keeps the sqrt
@@ -99,8 +101,8 @@ def check_identity(impl: Implementation, case: BatchCase) -> list[Measurement]:
     y = impl.forward(case.x, params.gamma, params.beta, eps=case.eps, axis=case.axis).y
     nd = case.x.ndim
     s, m = expand(stats, stats.scale, nd), expand(stats, stats.mean, nd)
-    tol = s * x_hat_bound(stats, nd) + SAFETY * U64 * (
-        2 * s * np.abs(stats.x_hat) + np.abs(case.x) + np.abs(m)
+    tol = s * x_hat_bound(stats, nd) + SAFETY * (
+        U64 * (2 * s * np.abs(stats.x_hat) + np.abs(case.x) + np.abs(m)) + ETA
     )
     return [compare("y with identity_params vs x", y, case.x, tol)]
 
@@ -136,7 +138,7 @@ def check_shift_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
     y0 = _forward(impl, case)
     y1 = _forward(impl, replace(case, x=moved))
     nd = case.x.ndim
-    d = expand(stats, per_channel_max(np.abs(moved), stats) * U64 / stats.scale, nd)
+    d = expand(stats, (per_channel_max(np.abs(moved), stats) * U64 + ETA) / stats.scale, nd)
     tol = (
         x_hat_bound(stats, nd)
         + x_hat_bound(moved_stats, nd)

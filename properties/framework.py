@@ -81,11 +81,10 @@ class Property:
     def as_test(self, impl: Implementation) -> Callable[[], None]:
         """A Hypothesis test function for pytest, using the active settings profile."""
 
-        @given(case=self.strategy)
         def test(case: Any) -> None:
             self.judge(impl, case)
 
-        return test
+        return given(case=self.strategy)(_named(test, f"{self.name}_{impl.name}"))
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,6 @@ def run_property(
     """
     seen: list[Measurement] = []
 
-    @given(case=prop.strategy)
     def run(case: Any) -> None:
         try:
             seen.append(prop.judge(impl, case))
@@ -117,6 +115,7 @@ def run_property(
             seen.append(Measurement("failure", math.inf, 0.0))
             raise
 
+    run = given(case=prop.strategy)(_named(run, f"{prop.name}_{impl.name}"))
     test = settings(run) if settings is not None else run
     try:
         test()
@@ -127,6 +126,14 @@ def run_property(
         return PropertyResult(prop.name, len(seen), worst, False, _describe(exc))
     worst = max(seen, key=lambda m: m.ratio, default=None)
     return PropertyResult(prop.name, len(seen), worst, True)
+
+
+def _named(fn: Callable[[Any], None], name: str) -> Callable[[Any], None]:
+    """Give a generated test its property's name: Hypothesis keys its example database by the
+    function's name, so each property replays its own failures, not another's."""
+    identifier = "".join(c if c.isalnum() else "_" for c in name)  # must be an identifier
+    fn.__name__ = fn.__qualname__ = f"property_{identifier}"
+    return fn
 
 
 def _describe(exc: BaseException) -> str:

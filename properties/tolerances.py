@@ -36,6 +36,10 @@ Array = NDArray[np.float64]
 
 U64 = 2.0**-53  # unit roundoff of float64
 SAFETY = 2.0  # covers the first-order expansion of gamma_k and the products of error terms
+# Gradual underflow: a result in the subnormal range is off by up to ETA/2 absolutely, not by a
+# relative u. Data near 1e-159 square into that range, so each bound adds ETA per operation
+# that may underflow, scaled by what amplifies it (1/s for x_hat, 1/(var+eps) for var/(var+eps)).
+ETA = 2.0**-1074  # the smallest subnormal float64
 
 
 @dataclass(frozen=True)
@@ -109,11 +113,24 @@ def scale_error_bound(stats: ExactStats, u: float = U64) -> Array:
 def x_hat_bound(stats: ExactStats, ndim: int, u: float = U64) -> Array:
     """Per-element bound on |x_hat' - x_hat| for any float64 implementation, shaped like x.
 
-    Includes the checker's own x_hat rounding (2u|x_hat| + u kappa).
+    Includes the checker's own x_hat rounding (2u|x_hat| + u kappa) and the underflow of the
+    n + 4 operations that form x - mean, amplified by 1/s.
     """
-    shift = expand(stats, mean_shift_bound(stats, u) + u * stats.kappa, ndim)
+    underflow = (stats.count + 4) * ETA / stats.scale
+    shift = expand(stats, mean_shift_bound(stats, u) + u * stats.kappa + underflow, ndim)
     rel = expand(stats, scale_error_bound(stats, u) + 2 * u, ndim)
     return SAFETY * (shift + np.abs(stats.x_hat) * rel)
+
+
+def underflow_bound(stats: ExactStats, weight: Array | float = 1.0) -> Array:
+    """Absolute error a per-channel statistic of y may pick up from gradual underflow.
+
+    n + 4 operations may each lose ETA/2; var/(var+eps) divides the rounding of a subnormal
+    variance by var + eps, so its expected value carries ETA (n + 4) / (var + eps) more.
+    `weight` scales it (gamma**2 for a variance of y).
+    """
+    amplify = 1.0 + 1.0 / stats.scale**2  # s**2 = var + eps
+    return SAFETY * (stats.count + 4) * ETA * amplify * (1.0 + np.asarray(weight))
 
 
 def per_channel_max(values: Array, stats: ExactStats) -> Array:

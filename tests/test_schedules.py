@@ -1,0 +1,142 @@
+"""Learning-rate decay: the course's functions, hand values, the staircase, every rejection.
+
+The course's ``update_lr`` and ``schedule_lr_decay`` (Deep Learning Specialization, course 2,
+"Optimization Methods") are kept below as source text and run with exec.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+from properties.adapter import ReferenceImplementation
+from properties.framework import PropertyFailure
+from properties.optimizer_props import DecayCase, optimizer_properties
+from properties.tolerances import U64
+from reference.schedules import (
+    inverse_time_decay,
+    schedule_lr_decay,
+    stepped_inverse_time_decay,
+    update_lr,
+)
+
+COURSE_SOURCE = """\
+def update_lr(learning_rate0, epoch_num, decay_rate):
+    learning_rate = 1/(1 + decay_rate*epoch_num)*learning_rate0
+    return learning_rate
+
+def schedule_lr_decay(learning_rate0, epoch_num, decay_rate, time_interval=1000):
+    learning_rate = 1/(1 + decay_rate*np.floor(epoch_num/time_interval))*learning_rate0
+    return learning_rate
+"""
+COURSE: dict[str, Any] = {"np": np}
+exec(COURSE_SOURCE, COURSE)  # the course's functions, kept as written
+
+# Each side rounds 3 times (product, sum, then division or reciprocal and product), so each is
+# within 3u of the exact value and the two within 6u, relative; SAFETY = 2 on top.
+COURSE_RTOL = 2 * 6 * U64
+
+
+@pytest.mark.parametrize("lr0", [0.5, 0.0007, 1.0, 3e-5])
+@pytest.mark.parametrize("decay_rate", [0.0, 0.3, 1.0, 7.5e-3])
+def test_agrees_with_the_course(lr0: float, decay_rate: float) -> None:
+    for epoch in [0, 1, 2, 99, 100, 101, 999, 1000, 1001, 12_345, 10**6]:
+        for interval in (1, 100, 1000):
+            want = COURSE["schedule_lr_decay"](lr0, epoch, decay_rate, interval)
+            got = stepped_inverse_time_decay(lr0, epoch, decay_rate, interval)
+            np.testing.assert_allclose(got, want, rtol=COURSE_RTOL, atol=0)
+            assert schedule_lr_decay(lr0, epoch, decay_rate, interval) == got
+        want = COURSE["update_lr"](lr0, epoch, decay_rate)
+        np.testing.assert_allclose(
+            inverse_time_decay(lr0, epoch, decay_rate), want, rtol=COURSE_RTOL
+        )
+        assert update_lr(lr0, epoch, decay_rate) == inverse_time_decay(lr0, epoch, decay_rate)
+
+
+def test_hand_values() -> None:
+    # The course notebook's examples: 0.5 / (1 + 1 * 2); 0.5 / (1 + 0.3 * floor(10 / 100)) and
+    # 0.5 / (1 + 0.3 * floor(100 / 100)) = 0.5 / 1.3.
+    assert update_lr(0.5, 2, 1) == 0.5 / 3
+    assert schedule_lr_decay(0.5, 10, 0.3, 100) == 0.5
+    assert schedule_lr_decay(0.5, 100, 0.3, 100) == 0.5 / 1.3
+    assert inverse_time_decay(1.0, 4, 0.25) == 0.5  # 1 / (1 + 1), exact
+
+
+def test_staircase() -> None:
+    lrs = [stepped_inverse_time_decay(0.1, e, 1.0) for e in range(3001)]  # time_interval 1000
+    assert set(lrs[:1000]) == {0.1}
+    assert set(lrs[1000:2000]) == {0.1 / 2}
+    assert set(lrs[2000:3000]) == {0.1 / 3}
+    assert lrs[3000] == 0.1 / 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"learning_rate0": 0.0}, ValueError, "learning_rate0 must be a finite number > 0"),
+        ({"learning_rate0": -1.0}, ValueError, "learning_rate0"),
+        ({"learning_rate0": float("nan")}, ValueError, "learning_rate0"),
+        ({"learning_rate0": float("inf")}, ValueError, "learning_rate0"),
+        ({"learning_rate0": "0.1"}, TypeError, "learning_rate0"),
+        ({"epoch_num": -1}, ValueError, "epoch_num must be an integer >= 0, got -1"),
+        ({"epoch_num": 1.5}, TypeError, "epoch_num must be an integer, got float"),
+        ({"epoch_num": True}, TypeError, "epoch_num must be an integer, got bool"),
+        ({"decay_rate": -0.1}, ValueError, r"decay_rate must be a finite number >= 0, got -0.1"),
+        ({"decay_rate": float("nan")}, ValueError, "decay_rate"),
+        ({"decay_rate": float("inf")}, ValueError, "decay_rate"),
+        ({"decay_rate": None}, TypeError, "decay_rate must be a real number"),
+    ],
+)
+def test_rejections(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    args = {"learning_rate0": 0.1, "epoch_num": 3, "decay_rate": 0.5, **kwargs}
+    with pytest.raises(error, match=match):
+        inverse_time_decay(**args)
+    with pytest.raises(error, match=match):
+        stepped_inverse_time_decay(**args, time_interval=10)
+    with pytest.raises(error, match=match):
+        update_lr(**args)
+    with pytest.raises(error, match=match):
+        schedule_lr_decay(**args)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (0, ValueError, "time_interval must be an integer >= 1, got 0"),
+        (-5, ValueError, "time_interval must be an integer >= 1"),
+        (2.0, TypeError, "time_interval must be an integer, got float"),
+    ],
+)
+def test_rejects_time_interval(value: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        stepped_inverse_time_decay(0.1, 3, 0.5, value)
+
+
+def _no_floor(lr0: float, epoch: int, rate: float, interval: int) -> float:
+    return lr0 / (1 + rate * epoch / interval)  # forgets the floor: no staircase
+
+
+def _per_interval_plain(lr0: float, epoch: int, rate: float) -> float:
+    return lr0 / (1 + rate * (epoch + 1))  # off by one epoch: lr(0) < lr0
+
+
+@pytest.mark.parametrize(
+    ("plain", "stepped", "quantity"),
+    [
+        (inverse_time_decay, _no_floor, "stepped decay vs lr0 / (1 + r floor(e / T))"),
+        (_per_interval_plain, stepped_inverse_time_decay, "inverse-time decay vs lr0"),
+    ],
+)
+def test_decay_property_catches_broken_schedules(plain: Any, stepped: Any, quantity: str) -> None:
+    case = DecayCase(learning_rate0=0.1, decay_rate=0.5, epoch_num=1234, time_interval=1000)
+    impl = ReferenceImplementation()
+    (decay,) = [
+        p for p in optimizer_properties(plain=plain, stepped=stepped) if p.name == "decay-schedules"
+    ]
+    with pytest.raises(PropertyFailure, match=re.escape(quantity)):
+        decay.judge(impl, case)
+    (reference,) = [p for p in optimizer_properties() if p.name == "decay-schedules"]
+    reference.judge(impl, case)
