@@ -48,3 +48,20 @@ def check(session: nox.Session) -> None:
     """The main job, `bnref check`, as a user runs it."""
     session.install(".[check]")
     session.run("bnref", "check", *session.posargs)
+
+
+@nox.session(venv_backend="venv")
+def oracle(session: nox.Session) -> None:
+    """PyTorch, the ONNX reference evaluator and ONNX Runtime, checked by the properties and
+    compared with the reference in float64, float32 and float16.
+
+    The venv backend, so pip installs: on these machines `pip install torch==2.13.0` takes the
+    CPU wheel that lies on disk, where uv would download a CUDA build of several GB.
+    """
+    session.install("torch==2.13.0")
+    session.install("-e", ".[test,onnx]")
+    session.run("pytest", "-m", "oracle", "-o", "log_cli=true", *session.posargs)
+    for target in ("torch", "onnx", "onnxruntime"):
+        session.run(
+            "bnref", "check", target, "--json", f"oracle-{target}.json", success_codes=[0, 1]
+        )

@@ -60,7 +60,7 @@ from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.highprec import HighPrecForward, highprec_backward, highprec_forward
 from properties.strategies import EPS_VALUES, BatchCase, layouts, upstream_gradients
-from properties.tolerances import SAFETY, U64
+from properties.tolerances import ETA, SAFETY, U64
 
 SMALL_SIZE = 48  # values per case: mpmath at 50 digits costs ~10 us per operation
 # |offset| / spread per channel: ordinary, large, and the 1e8 where one-pass variance dies
@@ -107,8 +107,11 @@ def forward_bound(case: BatchCase, exact: HighPrecForward) -> ForwardBound:
     s = 1.0 / exact.inv_std
     A = np.mean(np.abs(rows), axis=1)
     D = np.max(np.abs(rows - exact.mean[:, None]), axis=1)
-    dm = _gamma(n + 1) * (A + D)
-    dv = dm**2 + _gamma(n + 3) * (exact.var + dm**2)
+    # Gradual underflow: each of the n + 4 operations behind a statistic may lose ETA/2
+    # absolutely when its result is subnormal (data near 1e-159 square into that range).
+    under = (n + 4) * ETA
+    dm = _gamma(n + 1) * (A + D) + under
+    dv = dm**2 + _gamma(n + 3) * (exact.var + dm**2) + under
     R = dv / (exact.var + case.eps) / 2 + _gamma(3)
     shift, R_, s_ = _col(dm / s, nd, ax), _col(R, nd, ax), _col(s, nd, ax)
     xh = np.abs(exact.x_hat)
@@ -116,9 +119,10 @@ def forward_bound(case: BatchCase, exact: HighPrecForward) -> ForwardBound:
         shift
         + (xh + shift) * R_
         + _gamma(3) * (np.abs(x) + _col(np.abs(exact.mean) + dm, nd, ax)) / s_
+        + under / s_
     )
     g, b = _col(np.abs(case.gamma), nd, ax), _col(np.abs(case.beta), nd, ax)
-    y = g * E + _gamma(2) * (g * xh + b + np.abs(exact.y))
+    y = g * E + _gamma(2) * (g * xh + b + np.abs(exact.y)) + 2 * ETA
     return ForwardBound(dm, dv, R, E, y)
 
 
@@ -165,15 +169,16 @@ def check_backward(impl: Implementation, bc: BackwardCase) -> list[Measurement]:
     n = x.size // case.gamma.size
     xh, E = np.abs(fwd.x_hat), fb.x_hat
     abs_dy = _rows(np.abs(dy), ax)
-    Bb = _gamma(n - 1) * abs_dy.sum(axis=1)  # B1
+    under = (n + 4) * ETA  # gradual underflow, as in forward_bound
+    Bb = _gamma(n - 1) * abs_dy.sum(axis=1) + under  # B1
     Bg = (abs_dy * _rows(E, ax)).sum(axis=1)  # B2
-    Bg = Bg + _gamma(n) * (abs_dy * _rows(xh + E, ax)).sum(axis=1)
+    Bg = Bg + _gamma(n) * (abs_dy * _rows(xh + E, ax)).sum(axis=1) + under
     db, dg = _col(np.abs(exact.dbeta), nd, ax), _col(np.abs(exact.dgamma), nd, ax)
     BT = _col(Bb, nd, ax) + xh * _col(Bg, nd, ax) + E * (dg + _col(Bg, nd, ax))  # B3
     BT = BT + _gamma(3) * (n * np.abs(dy) + db + xh * dg)
     k = _col(np.abs(case.gamma) * fwd.inv_std / n, nd, ax)
     T = np.abs(exact.dx) / np.where(k > 0, k, 1.0)  # |T_i| (dx = 0 where gamma = 0)
-    Bdx = k * (BT + (_col(fb.inv_std, nd, ax) + _gamma(3)) * T)  # B4
+    Bdx = k * (BT + (_col(fb.inv_std, nd, ax) + _gamma(3)) * T) + under  # B4
     got = impl.backward(dy, x, case.gamma, eps=case.eps, axis=case.axis)
     return [
         compare("dx", got.dx, exact.dx, _tolerance(Bdx, exact.dx)),

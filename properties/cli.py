@@ -2,9 +2,12 @@
 
     bnref check [TARGET] [--profile dev|ci|thorough] [--property NAME ...] [--json PATH]
 
-TARGET is `reference` (the default and, for now, the only target). The table lists each
-property, the examples run, the worst error seen next to its tolerance, and pass/fail; the exit
-status is 1 if any property fails, 2 for a usage error.
+TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator) or
+`onnxruntime`, computing in float64. The table lists each property, the examples run, the worst
+error seen next to its tolerance, and pass/fail (n/a where the target lacks the capability, e.g.
+ONNX has no backward); the exit status is 1 if any property fails, 2 for a usage error. Other
+targets run the batch-norm properties only: the mini-batch and optimizer properties are claims
+about the reference itself.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from dataclasses import asdict
 
 from hypothesis import settings
 
-from properties.adapter import Implementation, ReferenceImplementation
+from properties.adapter import Implementation
 from properties.framework import PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
-
-TARGETS = ("reference",)
+from properties.targets import TARGETS, load_target
 
 
 def _implementation(target: str) -> Implementation:
-    if target == "reference":
-        return ReferenceImplementation()
-    raise SystemExit(f"bnref check: TARGET must be one of {', '.join(TARGETS)}; got {target!r}")
+    if target not in TARGETS:
+        raise SystemExit(f"bnref check: TARGET must be one of {', '.join(TARGETS)}; got {target!r}")
+    try:
+        return load_target(target, "float64")
+    except ImportError as exc:
+        raise SystemExit(f"bnref check: {exc}") from exc
 
 
 def _fmt(value: float) -> str:
@@ -43,9 +48,8 @@ def format_table(results: Sequence[PropertyResult]) -> str:
         w = r.worst
         err, tol = (w.error, w.tolerance) if w is not None else (math.nan, math.nan)
         ratio = _fmt(w.ratio) if w is not None and w.tolerance > 0 else ("exact" if w else "-")
-        rows.append(
-            (r.name, str(r.examples), _fmt(err), _fmt(tol), ratio, "pass" if r.passed else "FAIL")
-        )
+        status = "n/a" if r.not_applicable else ("pass" if r.passed else "FAIL")
+        rows.append((r.name, str(r.examples), _fmt(err), _fmt(tol), ratio, status))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -55,7 +59,11 @@ def format_table(results: Sequence[PropertyResult]) -> str:
 
 def check(argv: Sequence[str]) -> int:
     """Run `bnref check`; return the exit status."""
-    from properties.registry import ALL_PROPERTIES, by_name  # noqa: PLC0415 -- heavy import
+    from properties.registry import (  # noqa: PLC0415 -- heavy import
+        ALL_PROPERTIES,
+        BATCHNORM_PROPERTIES,
+        by_name,
+    )
 
     parser = argparse.ArgumentParser(prog="bnref check", description=__doc__.splitlines()[0])
     parser.add_argument("target", nargs="?", default="reference", help=f"one of {TARGETS}")
@@ -65,19 +73,21 @@ def check(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     profile = load_profile(args.profile or profile_name())
     impl = _implementation(args.target)
-    props = [by_name(n) for n in args.property] if args.property else list(ALL_PROPERTIES)
+    default = ALL_PROPERTIES if args.target == "reference" else BATCHNORM_PROPERTIES
+    props = [by_name(n) for n in args.property] if args.property else list(default)
     print(f"bnref check {impl.name} (profile {profile})", flush=True)
     results = []
     for prop in props:
         result = run_property(prop, impl, settings())
         results.append(result)
-        print(
-            f"  {prop.name}: {'pass' if result.passed else 'FAIL'} ({result.examples} examples)",
-            flush=True,
-        )
+        status = "n/a" if result.not_applicable else ("pass" if result.passed else "FAIL")
+        print(f"  {prop.name}: {status} ({result.examples} examples)", flush=True)
     print()
     print(format_table(results))
     failures = [r for r in results if not r.passed]
+    for r in results:
+        if r.not_applicable:
+            print(f"\n{r.name}: not applicable: {r.not_applicable}")
     for r in failures:
         print(f"\n{r.name} FAILED:\n{r.failure}")
     if args.json:
@@ -88,7 +98,10 @@ def check(argv: Sequence[str]) -> int:
                 indent=2,
                 default=float,
             )
-    print(f"\n{len(results) - len(failures)} passed, {len(failures)} failed")
+    skipped = sum(1 for r in results if r.not_applicable)
+    passed = len(results) - len(failures) - skipped
+    tail = f", {skipped} not applicable" if skipped else ""
+    print(f"\n{passed} passed, {len(failures)} failed{tail}")
     return 1 if failures else 0
 
 

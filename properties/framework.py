@@ -49,6 +49,13 @@ class PropertyFailure(AssertionError):  # noqa: N818 -- a failed claim, not an e
     """A property did not hold; the message names the property, quantity and excess."""
 
 
+class Unsupported(Exception):  # noqa: N818 -- a capability the target lacks, not an error
+    """Raised by an adapter for something its implementation cannot do (e.g. no backward).
+
+    `run_property` reports the property as not applicable instead of failed.
+    """
+
+
 Check = Callable[[Implementation, Any], Sequence[Measurement]]
 
 
@@ -96,6 +103,7 @@ class PropertyResult:
     worst: Measurement | None
     passed: bool
     failure: str = ""
+    not_applicable: str = ""  # why the target cannot be checked for this property, if so
 
 
 def run_property(
@@ -119,7 +127,9 @@ def run_property(
     test = settings(run) if settings is not None else run
     try:
         test()
-    except Exception as exc:
+    except Unsupported as exc:
+        return PropertyResult(prop.name, len(seen), None, True, not_applicable=str(exc))
+    except Exception as exc:  # any failure of the implementation is a finding, reported
         worst = max(
             (m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None
         )

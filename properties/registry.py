@@ -7,17 +7,25 @@ from properties import (
     batchnorm_props,
     gradient_props,
     minibatch_props,
+    optimizer_props,
     running_stats_props,
 )
 from properties.framework import Property
 
-ALL_PROPERTIES: tuple[Property, ...] = (
+# Claims about a batch-norm implementation: they run against whichever target is checked.
+BATCHNORM_PROPERTIES: tuple[Property, ...] = (
     *batchnorm_props.PROPERTIES,
     *gradient_props.PROPERTIES,
     *running_stats_props.PROPERTIES,
     *accuracy_props.PROPERTIES,
-    *minibatch_props.PROPERTIES,
 )
+# Claims about the reference's own machinery (mini-batches, optimizers): they ignore the target,
+# so `bnref check` runs them only on the reference, never in another target's name.
+REFERENCE_PROPERTIES: tuple[Property, ...] = (
+    *minibatch_props.PROPERTIES,
+    *optimizer_props.PROPERTIES,
+)
+ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + REFERENCE_PROPERTIES
 
 
 def by_name(name: str) -> Property:

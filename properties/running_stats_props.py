@@ -36,7 +36,7 @@ from hypothesis.extra import numpy as hnp
 
 from properties.adapter import Array, Implementation
 from properties.checks import compare, unchanged
-from properties.framework import Measurement, Property
+from properties.framework import Measurement, Property, Unsupported
 from properties.strategies import BatchCase, Layout, batch_cases, layouts
 from properties.tolerances import SAFETY, U64, exact_stats, expand, x_hat_bound
 from reference.conventions import Convention, get_convention
@@ -303,7 +303,7 @@ def check_cumulative_average(impl: Implementation, case: CumulativeCase) -> list
     """
     conv = get_convention(impl.convention)
     if not conv.cumulative_average:
-        return [Measurement(f"n/a: convention {conv.name!r} has no momentum=None", 0.0, 0.0)]
+        raise Unsupported(f"convention {conv.name!r} of {impl.name} has no momentum=None")
     rm, rv = case.running_mean, case.running_var
     for j, x in enumerate(case.batches, start=1):
         rm, rv = impl.update_running_stats(

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from properties.adapter import Array, Implementation, ReferenceImplementation
+from properties.framework import Unsupported
 from reference._validation import normalize_axis
 
 TARGETS = ("reference", "torch", "onnx", "onnxruntime")
@@ -21,7 +22,7 @@ DTYPES = ("float64", "float32", "float16")
 MIN_NDIM, MAX_NDIM = 2, 5  # (N, C) to (N, C, D, H, W): what torch.nn.BatchNorm1d/2d/3d accept
 
 
-class TargetLacks(ValueError):  # noqa: N818 -- names what the target lacks, as it reads
+class TargetLacks(ValueError, Unsupported):  # noqa: N818 -- names what the target lacks
     """The target cannot do what was asked: a method, an argument value or a layout it lacks.
 
     The message names the target, the method and the reason.
