@@ -6,6 +6,7 @@ from properties import (
     accuracy_props,
     batchnorm_props,
     gradient_props,
+    layer_props,
     minibatch_props,
     optimizer_props,
     running_stats_props,
@@ -19,11 +20,12 @@ BATCHNORM_PROPERTIES: tuple[Property, ...] = (
     *running_stats_props.PROPERTIES,
     *accuracy_props.PROPERTIES,
 )
-# Claims about the reference's own machinery (mini-batches, optimizers): they ignore the target,
-# so `bnref check` runs them only on the reference, never in another target's name.
+# Claims about the reference's own machinery (mini-batches, optimizers, layers): they ignore
+# the target, so `bnref check` runs them only on the reference, never in another's name.
 REFERENCE_PROPERTIES: tuple[Property, ...] = (
     *minibatch_props.PROPERTIES,
     *optimizer_props.PROPERTIES,
+    *layer_props.PROPERTIES,
 )
 ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + REFERENCE_PROPERTIES
 

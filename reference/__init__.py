@@ -1,5 +1,6 @@
 """bnref's typed NumPy reference implementation of batch normalization."""
 
+from reference import layers, network, training
 from reference.batchnorm import (
     BatchNormBackward,
     BatchNormForward,
@@ -18,7 +19,9 @@ from reference.gradcheck import (
     numeric_gradients,
     relative_error,
 )
+from reference.layers import BatchNormConfig, BatchNormState
 from reference.minibatch import MiniBatch, mini_batch_indices, random_mini_batches
+from reference.network import DropoutSpec, NetworkSpec, NetworkState
 from reference.optimizers import (
     SGD,
     AdaGrad,
@@ -49,6 +52,7 @@ from reference.schedules import (
     stepped_inverse_time_decay,
     update_lr,
 )
+from reference.training import CourseModelResult, TrainingResult, model, train
 
 __all__ = [
     "CONVENTIONS",
@@ -58,20 +62,27 @@ __all__ = [
     "AdamMoments",
     "AdamState",
     "BatchNormBackward",
+    "BatchNormConfig",
     "BatchNormForward",
+    "BatchNormState",
     "Convention",
+    "CourseModelResult",
+    "DropoutSpec",
     "GradcheckReport",
     "IdentityParams",
     "MiniBatch",
     "Momentum",
     "MomentumState",
     "Nesterov",
+    "NetworkSpec",
+    "NetworkState",
     "Optimizer",
     "RMSprop",
     "RunningStats",
     "SGDState",
     "SquareState",
     "StepResult",
+    "TrainingResult",
     "batch_norm_backward",
     "batch_norm_backward_graph",
     "batch_norm_forward",
@@ -85,14 +96,19 @@ __all__ = [
     "initialize_adam",
     "initialize_velocity",
     "inverse_time_decay",
+    "layers",
     "make_optimizer",
     "mini_batch_indices",
+    "model",
+    "network",
     "numeric_gradients",
     "population_statistics",
     "random_mini_batches",
     "relative_error",
     "schedule_lr_decay",
     "stepped_inverse_time_decay",
+    "train",
+    "training",
     "update_lr",
     "update_parameters_with_adam",
     "update_parameters_with_gd",

@@ -50,6 +50,8 @@ class _Default(enum.Enum):
 # The default of `momentum`: take it from the convention. A sentinel, because None already
 # means PyTorch's cumulative moving average.
 CONVENTION_DEFAULT = _Default.MOMENTUM
+# The type of that sentinel, for callers that pass a momentum through (e.g. the BN layer).
+MomentumDefault = _Default
 
 
 def _resolve_convention(convention: str | Convention) -> Convention:

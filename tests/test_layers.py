@@ -1,0 +1,603 @@
+"""The layers: their properties hold, broken backwards are caught, values, rejections, purity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import Phase, settings
+from numpy.typing import NDArray
+
+from properties import layer_props
+from properties.adapter import ReferenceImplementation
+from properties.framework import Property, run_property
+from reference import layers
+from reference.conventions import get_convention
+from reference.layers import (
+    BatchNormConfig,
+    BatchNormState,
+    affine_backward,
+    affine_forward,
+    batch_norm_layer_backward,
+    batch_norm_layer_forward,
+    dropout_backward,
+    dropout_forward,
+    init_std,
+    init_weight,
+    initial_state,
+    l2_penalty,
+    l2_penalty_gradient,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_cross_entropy_backward,
+    sigmoid_cross_entropy_forward,
+    sigmoid_forward,
+    softmax,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
+from reference.running_stats import RunningStats, update_running_stats
+
+Array = NDArray[np.float64]
+LAYER_PROPERTIES = tuple(p for p in layer_props.PROPERTIES if p.name != "network-gradient")
+BY_NAME = {p.name: p for p in layer_props.PROPERTIES}
+REF = ReferenceImplementation()
+
+
+@pytest.mark.parametrize("prop", LAYER_PROPERTIES, ids=lambda p: p.name)
+def test_reference_satisfies(prop: Property) -> None:
+    prop.as_test(REF)()
+
+
+def test_properties_are_exported_by_name() -> None:
+    assert tuple(BY_NAME) == (
+        "affine-gradient",
+        "relu-gradient",
+        "sigmoid-gradient",
+        "softmax-cross-entropy-gradient",
+        "sigmoid-cross-entropy-gradient",
+        "batch-norm-layer-gradient-train",
+        "batch-norm-layer-gradient-frozen",
+        "dropout-gradient",
+        "weight-decay-gradient",
+        "inverted-dropout-expectation",
+        "classic-dropout-expectation",
+        "dropout-masks",
+        "dropout-p0-identity",
+        "network-gradient",
+    )
+
+
+# --- the properties catch broken layers --------------------------------------------------
+
+
+def _fails(prop_name: str) -> str:
+    """Run a property on a deliberately broken layer: it must fail. The active profile's
+    settings without the shrink phase (a minimal example is not the point, and shrinking a
+    failing gradient check is slow)."""
+    no_shrink = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    result = run_property(BY_NAME[prop_name], REF, no_shrink)
+    assert not result.passed
+    return result.failure
+
+
+def test_affine_property_catches_a_doubled_db(monkeypatch: pytest.MonkeyPatch) -> None:
+    def db_times_two(dout: Any, cache: Any) -> layers.AffineGrads:
+        g = affine_backward(dout, cache)
+        return layers.AffineGrads(g.dx, g.dW, None if g.db is None else 2 * g.db)
+
+    monkeypatch.setattr(layer_props, "affine_backward", db_times_two)
+    assert "db relative error" in _fails("affine-gradient")
+
+
+def test_sigmoid_property_catches_a_missing_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    def without_y_neg(dout: Any, cache: Any) -> layers.ActivationGrads:
+        return layers.ActivationGrads(np.asarray(dout) * cache.y)
+
+    monkeypatch.setattr(layer_props, "sigmoid_backward", without_y_neg)
+    assert "worst element" in _fails("sigmoid-gradient")
+
+
+def test_relu_property_catches_a_leaky_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    def leaky(dout: Any, cache: Any) -> layers.ActivationGrads:
+        return layers.ActivationGrads(np.where(cache.positive, dout, 0.01 * np.asarray(dout)))
+
+    monkeypatch.setattr(layer_props, "relu_backward", leaky)
+    _fails("relu-gradient")
+
+
+def test_softmax_property_catches_a_missing_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    def summed(dout: float, cache: Any) -> layers.LossGrads:
+        return layers.LossGrads(dout * (cache.probs - cache.targets))
+
+    monkeypatch.setattr(layer_props, "softmax_cross_entropy_backward", summed)
+    _fails("softmax-cross-entropy-gradient")
+
+
+def test_sigmoid_ce_property_catches_a_sign_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def flipped(dout: float, cache: Any) -> layers.LossGrads:
+        return layers.LossGrads(dout * (cache.labels - cache.probs) / cache.num_examples)
+
+    monkeypatch.setattr(layer_props, "sigmoid_cross_entropy_backward", flipped)
+    _fails("sigmoid-cross-entropy-gradient")
+
+
+def test_frozen_property_catches_an_unnormalized_dgamma(monkeypatch: pytest.MonkeyPatch) -> None:
+    def raw_dgamma(dout: Any, cache: Any) -> layers.BatchNormGrads:
+        g = batch_norm_layer_backward(dout, cache)
+        inv = 1 / np.sqrt(cache.running.var + cache.eps)
+        return layers.BatchNormGrads(g.dx, g.dgamma / inv, g.dbeta)
+
+    monkeypatch.setattr(layer_props, "batch_norm_layer_backward", raw_dgamma)
+    assert "dgamma relative error" in _fails("batch-norm-layer-gradient-frozen")
+
+
+def test_train_property_catches_the_frozen_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training-mode layer differentiated as if its statistics were constants."""
+
+    def as_frozen(dout: Any, cache: Any) -> layers.BatchNormGrads:
+        x = cache.x
+        axes = tuple(i for i in range(x.ndim) if i != cache.axis)
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        frozen = cache._replace(mode="frozen", running=RunningStats(mean, var))
+        return batch_norm_layer_backward(dout, frozen)
+
+    monkeypatch.setattr(layer_props, "batch_norm_layer_backward", as_frozen)
+    _fails("batch-norm-layer-gradient-train")
+
+
+def test_dropout_property_catches_a_fresh_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    def redraw(dout: Any, cache: Any) -> layers.DropoutGrads:
+        if cache.mask is None:
+            return dropout_backward(dout, cache)
+        mask = np.random.default_rng(12345).random(cache.shape) >= cache.p
+        return dropout_backward(dout, cache._replace(mask=mask))
+
+    monkeypatch.setattr(layer_props, "dropout_backward", redraw)
+    assert _fails("dropout-masks")
+
+
+def test_weight_decay_property_catches_a_factor_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layer_props, "l2_penalty_gradient", lambda w, lam: 2 * lam * w)
+    _fails("weight-decay-gradient")
+
+
+def test_expectation_property_catches_an_unscaled_inverted_dropout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inverted dropout that forgets the 1/(1-p) is classic dropout: its mean is (1-p) x."""
+
+    def unscaled(x: Any, p: float, **kwargs: Any) -> tuple[Array, layers.DropoutCache]:
+        kwargs["kind"] = "classic"
+        return dropout_forward(x, p, **kwargs)
+
+    monkeypatch.setattr(layer_props, "dropout_forward", unscaled)
+    _fails("inverted-dropout-expectation")
+
+
+def test_binomial_interval_matches_exact_sums() -> None:
+    n, q, tail = 30, 0.7, 0.01
+    lo, hi = layer_props.binomial_interval(n, q, tail)
+    pmf = [math.comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(n + 1)]
+    assert math.fsum(pmf[:lo]) <= tail < math.fsum(pmf[: lo + 1])
+    assert math.fsum(pmf[hi + 1 :]) <= tail < math.fsum(pmf[hi:])
+    assert layer_props.binomial_interval(n, 1.0, tail) == (n, n)
+
+
+def test_libm_is_within_the_assumed_ulps() -> None:
+    """E_F = 4 ulp for exp, log, log1p: NumPy's against 50-digit mpmath on 2000 points each."""
+    rng = np.random.default_rng(0)
+    cases: list[tuple[Callable[[Array], Array], Any, Array]] = [
+        (np.exp, mpmath.exp, rng.uniform(-700, 700, 2000)),
+        (np.log, mpmath.log, 10.0 ** rng.uniform(-300, 300, 2000)),
+        (np.log1p, mpmath.log1p, 10.0 ** rng.uniform(-20, 5, 2000)),
+    ]
+    with mpmath.workdps(50):
+        for fn, exact_fn, xs in cases:
+            got = fn(xs)
+            exact = [exact_fn(mpmath.mpf(float(v))) for v in xs]
+            ulps = [
+                abs(mpmath.mpf(float(g)) - e) / (2 * layer_props.U * abs(e))
+                for g, e in zip(got, exact, strict=True)
+            ]
+            assert float(max(ulps)) <= layer_props.LIBM_ULPS
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def test_affine_layouts_are_transposes_of_each_other() -> None:
+    rng = np.random.default_rng(1)
+    x, w, b = rng.integers(-5, 5, (4, 3)), rng.integers(-5, 5, (2, 3)), rng.integers(-5, 5, 2)
+    y1, c1 = affine_forward(x, w, b, feature_axis=1)
+    y0, c0 = affine_forward(x.T, w, b, feature_axis=0)
+    assert np.array_equal(y1, x @ w.T + b)  # small integers: every operation is exact
+    assert np.array_equal(y0, y1.T)
+    dy = rng.integers(-5, 5, (4, 2)).astype(np.float64)
+    g1, g0 = affine_backward(dy, c1), affine_backward(dy.T, c0)
+    assert np.array_equal(g1.dx, dy @ w)
+    assert np.array_equal(g0.dx, g1.dx.T)
+    assert np.array_equal(g0.dW, g1.dW)
+    assert g0.db is not None
+    assert np.array_equal(g0.db, dy.sum(axis=0))
+
+
+def test_affine_without_bias_has_no_db() -> None:
+    _, cache = affine_forward(np.ones((2, 3)), np.ones((4, 3)))
+    assert affine_backward(np.ones((2, 4)), cache).db is None
+
+
+@pytest.mark.parametrize(
+    ("method", "std"),
+    [
+        ("he", math.sqrt(2 / 6)),
+        ("xavier", math.sqrt(1 / 6)),
+        ("glorot", math.sqrt(2 / 10)),
+        (0.01, 0.01),
+    ],
+)
+def test_init_std(method: Any, std: float) -> None:
+    assert init_std(method, 6, 4) == std
+    w = init_weight(method, 6, 4, np.random.default_rng(3))
+    assert w.shape == (4, 6)
+    assert np.array_equal(w, std * np.random.default_rng(3).standard_normal((4, 6)))
+
+
+def test_relu_and_sigmoid_values() -> None:
+    x = np.array([[-2.0, 0.0, 3.0], [-800.0, 800.0, 1e-300]])
+    y, cache = relu_forward(x)
+    assert np.array_equal(y, [[0.0, 0.0, 3.0], [0.0, 800.0, 1e-300]])
+    assert np.array_equal(relu_backward(np.ones_like(x), cache).dx, [[0, 0, 1], [0, 1, 1]])
+    s, scache = sigmoid_forward(x)
+    assert s[1, 0] == 0.0
+    assert s[1, 1] == 1.0
+    assert s[0, 1] == 0.5
+    # sigmoid(-x) keeps the derivative where sigmoid(x) rounds to 1: e**-40 is 4.2e-18.
+    d = sigmoid_backward(np.ones((1, 1)), sigmoid_forward(np.array([[40.0]]))[1]).dx
+    assert d[0, 0] == pytest.approx(math.exp(-40) / (1 + math.exp(-40)) ** 2, rel=1e-14)
+    assert np.all(np.isfinite(sigmoid_backward(np.ones_like(x), scache).dx))
+
+
+def test_softmax_is_stable_and_normalized() -> None:
+    z = np.array([[1000.0, 1000.0, -1000.0], [0.0, 1.0, 2.0]])
+    p = softmax(z)
+    assert np.allclose(p.sum(axis=1), 1.0, rtol=0, atol=4 * 2.0**-53)
+    assert p[0, 0] == p[0, 1] == 0.5
+    assert p[0, 2] == 0.0
+    assert np.array_equal(softmax(z.T, class_axis=0), p.T)
+
+
+def test_softmax_cross_entropy_indices_equal_one_hot() -> None:
+    z = np.random.default_rng(2).standard_normal((5, 3))
+    idx = np.array([0, 2, 1, 1, 0])
+    loss_i, cache_i = softmax_cross_entropy_forward(z, idx)
+    loss_h, cache_h = softmax_cross_entropy_forward(z, np.eye(3)[idx])
+    assert loss_i == loss_h
+    assert np.array_equal(
+        softmax_cross_entropy_backward(1.0, cache_i).dscores,
+        softmax_cross_entropy_backward(1.0, cache_h).dscores,
+    )
+    expected = -math.fsum(math.log(softmax(z)[i, idx[i]]) for i in range(5)) / 5
+    # log of a rounded probability: each term within ~(E_F + 4u) |log p| + 4u of the exact one.
+    assert loss_i == pytest.approx(expected, rel=1e-14)
+
+
+def test_sigmoid_cross_entropy_matches_the_course_and_stays_finite() -> None:
+    z = np.array([[-3.0, 0.5, 2.0, 40.0]])
+    y = np.array([[0.0, 1.0, 1.0, 0.0]])
+    loss, cache = sigmoid_cross_entropy_forward(z, y, class_axis=0)
+    a = 1 / (1 + np.exp(-z))
+    with np.errstate(divide="ignore"):  # the course's formula takes log(0) here
+        course = float(np.sum(-np.log(a) * y - np.log(1 - a) * (1 - y))) / 4
+    # The course's log(1 - a) loses the digits of 1 - a (a = 1 - 4e-18 rounds to 1: -log 0).
+    assert not math.isfinite(course)
+    finite = slice(0, 3)
+    course3 = float(
+        np.sum(-np.log(a[:, finite]) * y[:, finite] - np.log(1 - a[:, finite]) * (1 - y[:, finite]))
+    )
+    assert loss * 4 == pytest.approx(course3 + 40.0 + math.log1p(math.exp(-40)), rel=1e-14)
+    d = sigmoid_cross_entropy_backward(1.0, cache).dscores
+    assert np.array_equal(d, 1.0 / 4 * (a - y))  # the course's dz3 = 1./m * (a3 - Y)
+
+
+def test_batch_norm_layer_train_updates_running_stats_by_convention() -> None:
+    x = np.random.default_rng(4).standard_normal((6, 3))
+    gamma, beta = np.ones(3), np.zeros(3)
+    for name in ("pytorch", "keras", "textbook"):
+        cfg = BatchNormConfig(convention=name)
+        state = initial_state(3)
+        out = batch_norm_layer_forward(x, gamma, beta, state, mode="train", config=cfg)
+        want = update_running_stats(
+            state.running.mean,
+            state.running.var,
+            x.mean(axis=0),
+            x.var(axis=0),
+            6,
+            convention=name,
+        )
+        assert np.allclose(out.state.running.mean, want.mean, rtol=1e-15, atol=1e-16)
+        assert np.allclose(out.state.running.var, want.var, rtol=1e-14, atol=0)
+        assert out.state.num_batches_tracked == 1
+        assert out.cache.eps == get_convention(name).eps
+        assert state.num_batches_tracked == 0  # the old state is untouched
+
+
+def test_batch_norm_layer_cumulative_average() -> None:
+    cfg = BatchNormConfig(convention="pytorch", momentum=None)
+    rng = np.random.default_rng(5)
+    state = initial_state(2)
+    batches = [rng.standard_normal((4, 2)) for _ in range(3)]
+    for x in batches:
+        state = batch_norm_layer_forward(
+            x, np.ones(2), np.zeros(2), state, mode="train", config=cfg
+        ).state
+    assert state.num_batches_tracked == 3
+    means = np.mean([b.mean(axis=0) for b in batches], axis=0)
+    assert np.allclose(state.running.mean, means, rtol=1e-14, atol=1e-15)
+
+
+def test_batch_norm_layer_eval_uses_running_statistics() -> None:
+    x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    state = BatchNormState(RunningStats(np.array([0.0, 5.0]), np.array([4.0, 25.0])), 7)
+    cfg = BatchNormConfig(eps=1e-5)
+    for mode in ("eval", "frozen"):
+        out = batch_norm_layer_forward(x, np.ones(2), np.zeros(2), state, mode=mode, config=cfg)
+        want = (x - [0.0, 5.0]) / np.sqrt(np.array([4.0, 25.0]) + 1e-5)
+        assert np.allclose(out.y, want, rtol=4 * 2.0**-53, atol=0)
+        assert out.state is state
+    train = batch_norm_layer_forward(x, np.ones(2), np.zeros(2), state, mode="train", config=cfg)
+    assert not np.allclose(train.y, want)  # training mode normalizes with the batch's own
+    assert np.allclose(train.y, [[-1, -1], [1, 1]], rtol=1e-5)
+
+
+def test_dropout_forms() -> None:
+    x = np.arange(1.0, 9.0).reshape(2, 4)
+    y, cache = dropout_forward(x, 0.5, kind="inverted", rng=np.random.default_rng(0))
+    assert cache.mask is not None
+    assert np.array_equal(y, np.where(cache.mask, 2 * x, 0.0))
+    y, cache = dropout_forward(x, 0.5, kind="classic", rng=np.random.default_rng(0))
+    assert cache.mask is not None
+    assert np.array_equal(y, np.where(cache.mask, x, 0.0))
+    assert np.array_equal(dropout_forward(x, 0.25, kind="classic", train=False)[0], 0.75 * x)
+    assert np.array_equal(dropout_forward(x, 0.25, kind="inverted", train=False)[0], x)
+    mask = np.array([[True, False, True, False]] * 2)
+    y, cache = dropout_forward(x, 0.5, mask=mask)
+    assert np.array_equal(y, np.where(mask, 2 * x, 0.0))
+    assert np.array_equal(dropout_backward(np.ones_like(x), cache).dx, np.where(mask, 2.0, 0.0))
+
+
+def test_weight_decay_values() -> None:
+    w1, w2 = np.array([[1.0, -2.0]]), np.array([[3.0]])
+    assert l2_penalty([w1, w2], 0.1) == 0.5 * 0.1 * 14
+    assert np.array_equal(l2_penalty_gradient(w1, 0.1), 0.1 * w1)
+    assert l2_penalty([w1], 0.0) == 0.0
+
+
+# --- rejections ----------------------------------------------------------------------------
+
+
+def _raises(exc: type[Exception], match: str, fn: Callable[[], object]) -> None:
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+def bad(value: object) -> Any:
+    """A wrongly typed argument, passed on purpose (the type checker would refuse it)."""
+    return value
+
+
+def test_affine_rejects_bad_input() -> None:
+    x, w = np.ones((2, 3)), np.ones((4, 3))
+    _raises(ValueError, "W must have shape", lambda: affine_forward(x, np.ones((4, 2))))
+    _raises(ValueError, "x must be a 2-D", lambda: affine_forward(np.ones(3), w))
+    _raises(ValueError, "b must have the shape", lambda: affine_forward(x, w, np.ones(3)))
+    _raises(ValueError, "feature_axis", lambda: affine_forward(x, w, feature_axis=2))
+    _raises(TypeError, "x must have a real", lambda: affine_forward(x.astype(complex), w))
+    _raises(ValueError, "x must be finite", lambda: affine_forward(x * np.nan, w))
+    cache = affine_forward(x, w)[1]
+    _raises(ValueError, "dout must have the shape", lambda: affine_backward(np.ones((2, 3)), cache))
+
+
+def test_init_rejects_bad_input() -> None:
+    rng = np.random.default_rng(0)
+    _raises(ValueError, "weight_init must be one of", lambda: init_std(bad("lecun"), 2, 2))
+    _raises(ValueError, "weight_init must be a finite number > 0", lambda: init_std(-0.1, 2, 2))
+    _raises(ValueError, "fan_in", lambda: init_std("he", 0, 2))
+    _raises(
+        TypeError, "rng must be a numpy.random.Generator", lambda: init_weight("he", 2, 2, bad(0))
+    )
+    assert init_weight("he", 2, 3, rng).shape == (3, 2)
+
+
+def test_losses_reject_bad_labels() -> None:
+    z = np.zeros((3, 4))
+    _raises(
+        ValueError,
+        r"labels must be class indices in \[0, 4\)",
+        lambda: softmax_cross_entropy_forward(z, np.array([0, 4, 1])),
+    )
+    _raises(
+        ValueError,
+        r"labels must be class indices",
+        lambda: softmax_cross_entropy_forward(z, np.array([0, -1, 1])),
+    )
+    _raises(
+        ValueError,
+        "labels must hold one class index per example",
+        lambda: softmax_cross_entropy_forward(z, np.array([0, 1])),
+    )
+    _raises(
+        TypeError,
+        "labels must be an integer vector",
+        lambda: softmax_cross_entropy_forward(z, np.array([0.0, 1.0, 2.0])),
+    )
+    _raises(
+        ValueError,
+        "labels must be one-hot",
+        lambda: softmax_cross_entropy_forward(z, np.full((3, 4), 0.25)),
+    )
+    _raises(
+        ValueError,
+        "labels must have the shape",
+        lambda: softmax_cross_entropy_forward(z, np.eye(4)),
+    )
+    _raises(
+        ValueError,
+        "scores must have at least 2 classes",
+        lambda: softmax_cross_entropy_forward(np.zeros((3, 1)), np.zeros(3, int)),
+    )
+    _raises(
+        ValueError,
+        "labels must be 0 or 1",
+        lambda: sigmoid_cross_entropy_forward(np.zeros((3, 1)), np.array([[0.0], [2.0], [1.0]])),
+    )
+    _raises(
+        ValueError,
+        "labels must have the shape",
+        lambda: sigmoid_cross_entropy_forward(np.zeros((3, 1)), np.zeros(3)),
+    )
+    _raises(ValueError, "scores must be a 2-D", lambda: softmax(np.zeros(3)))
+    cache = softmax_cross_entropy_forward(z, np.array([0, 1, 2]))[1]
+    _raises(
+        ValueError, "dout must be finite", lambda: softmax_cross_entropy_backward(math.inf, cache)
+    )
+
+
+def test_dropout_rejects_bad_input() -> None:
+    x = np.ones((2, 2))
+    rng = np.random.default_rng(0)
+    for p in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"p must lie in \[0, 1"):
+            dropout_forward(x, p, rng=rng)
+    _raises(TypeError, "p must be a real number", lambda: dropout_forward(x, bad("0.5"), rng=rng))
+    _raises(
+        ValueError,
+        "kind must be one of",
+        lambda: dropout_forward(x, 0.5, kind=bad("gaussian"), rng=rng),
+    )
+    _raises(ValueError, "rng must be a numpy.random.Generator", lambda: dropout_forward(x, 0.5))
+    _raises(
+        TypeError,
+        "mask must be a boolean array",
+        lambda: dropout_forward(x, 0.5, mask=np.ones((2, 2))),
+    )
+    _raises(
+        ValueError,
+        "mask must have the shape of x",
+        lambda: dropout_forward(x, 0.5, mask=np.ones(2, bool)),
+    )
+    _raises(
+        TypeError, "train must be a bool", lambda: dropout_forward(x, 0.5, train=bad(1), rng=rng)
+    )
+    _raises(
+        TypeError,
+        "rng must be a numpy.random.Generator",
+        lambda: layers.draw_mask((2,), 0.5, bad(3)),
+    )
+
+
+def test_weight_decay_rejects_negative_lambda() -> None:
+    for lam in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="weight_decay"):
+            l2_penalty([np.ones(2)], lam)
+    _raises(ValueError, "weight_decay", lambda: l2_penalty_gradient(np.ones(2), -1.0))
+    _raises(TypeError, "weights must be a sequence", lambda: l2_penalty(bad(np.ones(2)), 0.1))
+
+
+def test_batch_norm_layer_rejects_bad_input() -> None:
+    x, g, b, s = np.ones((4, 2)), np.ones(2), np.zeros(2), initial_state(2)
+    _raises(
+        ValueError,
+        "mode must be one of",
+        lambda: batch_norm_layer_forward(x, g, b, s, mode=bad("test")),
+    )
+    _raises(
+        TypeError,
+        "state must be a BatchNormState",
+        lambda: batch_norm_layer_forward(x, g, b, bad(None), mode="train"),
+    )
+    _raises(ValueError, "convention must be one of", lambda: BatchNormConfig(convention="caffe"))
+    _raises(ValueError, "momentum=None", lambda: BatchNormConfig(convention="keras", momentum=None))
+    _raises(ValueError, "momentum must lie in", lambda: BatchNormConfig(momentum=1.5))
+    _raises(ValueError, "eps must be a finite number > 0", lambda: BatchNormConfig(eps=0.0))
+    _raises(
+        ValueError,
+        "gamma must have shape",
+        lambda: batch_norm_layer_forward(x, np.ones(3), b, s, mode="eval"),
+    )
+    _raises(
+        ValueError,
+        "running_mean must have shape",
+        lambda: batch_norm_layer_forward(x, g, b, initial_state(3), mode="eval"),
+    )
+    _raises(
+        ValueError,
+        "at least 2 values per channel",
+        lambda: batch_norm_layer_forward(x[:1], g, b, s, mode="train"),
+    )
+    cache = batch_norm_layer_forward(x, g, b, s, mode="eval").cache
+    _raises(
+        ValueError,
+        "dout must have the shape",
+        lambda: batch_norm_layer_backward(np.ones((3, 2)), cache),
+    )
+
+
+# --- purity --------------------------------------------------------------------------------
+
+
+def _frozen_and_unshared(out: Array, *inputs: Array) -> None:
+    assert not out.flags.writeable
+    for a in inputs:
+        assert not np.shares_memory(out, a)
+
+
+def test_no_layer_mutates_or_aliases_its_arguments() -> None:
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((4, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)
+    dy2, dy3 = rng.standard_normal((4, 2)), rng.standard_normal((4, 3))
+    g, be = rng.standard_normal(3), rng.standard_normal(3)
+    args = [x, w, b, dy2, dy3, g, be]
+    before = [a.copy() for a in args]
+    state = initial_state(3)
+    state_before = (state.running.mean.copy(), state.running.var.copy())
+
+    y, c = affine_forward(x, w, b)
+    grads = affine_backward(dy2, c)
+    for out in (y, grads.dx, grads.dW, grads.db):
+        assert out is not None
+        _frozen_and_unshared(out, *args)
+    out, rcache = relu_forward(x)
+    _frozen_and_unshared(out, *args)
+    _frozen_and_unshared(relu_backward(dy3, rcache).dx, *args)
+    out, scache_ = sigmoid_forward(x)
+    _frozen_and_unshared(out, *args)
+    _frozen_and_unshared(sigmoid_backward(dy3, scache_).dx, *args)
+    for kind in ("inverted", "classic"):
+        out, dcache = dropout_forward(x, 0.0, kind=bad(kind), rng=rng)
+        _frozen_and_unshared(out, *args)
+        _frozen_and_unshared(dropout_backward(dy3, dcache).dx, *args)
+    for mode in ("train", "eval", "frozen"):
+        bn = batch_norm_layer_forward(x, g, be, state, mode=bad(mode))
+        _frozen_and_unshared(bn.y, *args)
+        bg = batch_norm_layer_backward(dy3, bn.cache)
+        for out in (bg.dx, bg.dgamma, bg.dbeta):
+            _frozen_and_unshared(out, *args)
+    labels = np.array([0, 2, 1, 1])
+    loss, scache = softmax_cross_entropy_forward(x, labels)
+    _frozen_and_unshared(softmax_cross_entropy_backward(1.0, scache).dscores, *args)
+    l2_penalty([w], 0.1)
+    _frozen_and_unshared(l2_penalty_gradient(w, 0.1), *args)
+
+    for a, a0 in zip(args, before, strict=True):
+        assert np.array_equal(a, a0)
+    assert np.array_equal(labels, [0, 2, 1, 1])
+    assert np.array_equal(state.running.mean, state_before[0])
+    assert np.array_equal(state.running.var, state_before[1])
+    assert math.isfinite(loss)

@@ -1,0 +1,325 @@
+"""The network: its gradient property holds and catches broken backprops; parameters, state,
+layouts, evaluation mode, rejections and purity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import Phase, settings
+from numpy.typing import NDArray
+
+from properties import layer_props
+from properties.adapter import ReferenceImplementation
+from properties.framework import run_property
+from reference import network as net
+from reference.batchnorm import batch_norm_inference
+from reference.layers import BatchNormConfig, batch_norm_layer_backward
+from reference.running_stats import RunningStats
+
+Array = NDArray[np.float64]
+PROP = next(p for p in layer_props.PROPERTIES if p.name == "network-gradient")
+REF = ReferenceImplementation()
+
+
+def bad(value: object) -> Any:
+    """A wrongly typed argument, passed on purpose (the type checker would refuse it)."""
+    return value
+
+
+def spec(**kwargs: Any) -> net.NetworkSpec:
+    base: dict[str, Any] = {"input_size": 3, "hidden_sizes": (4, 3), "output_size": 3}
+    base.update(kwargs)
+    return net.NetworkSpec(**base)
+
+
+def data(s: net.NetworkSpec, n: int = 6, seed: int = 0) -> tuple[Array, NDArray[Any]]:
+    rng = np.random.default_rng(seed)
+    fa = s.feature_axis
+    X = rng.standard_normal((n, s.input_size) if fa == 1 else (s.input_size, n))
+    if s.output == "softmax":
+        return X, rng.integers(0, s.output_size, n)
+    shape = (n, s.output_size) if fa == 1 else (s.output_size, n)
+    return X, rng.integers(0, 2, shape).astype(np.float64)
+
+
+def test_reference_satisfies_the_network_gradient_property() -> None:
+    PROP.as_test(REF)()
+
+
+def _fails() -> str:
+    """The property on a deliberately broken gradient must fail (no shrinking: see
+    tests/test_layers.py)."""
+    no_shrink = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    result = run_property(PROP, REF, no_shrink)
+    assert not result.passed
+    return result.failure
+
+
+def _patched_gradient(monkeypatch: pytest.MonkeyPatch, edit: Any) -> None:
+    original = net.gradient
+
+    def broken(*args: Any, **kwargs: Any) -> net.GradientResult:
+        result = original(*args, **kwargs)
+        grads = dict(result.grads)
+        edit(args[0], grads, args[1])
+        return result._replace(grads=grads)
+
+    monkeypatch.setattr(net, "gradient", broken)
+
+
+def test_property_catches_a_missing_weight_decay_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    def edit(s: net.NetworkSpec, grads: dict[str, Array], params: Mapping[str, Array]) -> None:
+        for k, value in grads.items():
+            if k.startswith("W"):
+                grads[k] = value - s.weight_decay * params[k]
+
+    _patched_gradient(monkeypatch, edit)
+    assert "network W" in _fails()
+
+
+def test_property_catches_a_gradient_of_the_wrong_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last layer's bias gradient scaled by the batch size (a sum instead of a mean)."""
+
+    def edit(s: net.NetworkSpec, grads: dict[str, Array], _params: Any) -> None:
+        grads[f"b{s.num_layers}"] = 2 * grads[f"b{s.num_layers}"]
+
+    _patched_gradient(monkeypatch, edit)
+    assert "network b" in _fails()
+
+
+def test_property_catches_batch_norm_treated_as_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backprop through batch norm as if the batch statistics were constants."""
+
+    def as_frozen(dout: Any, cache: Any) -> Any:
+        if cache.mode != "train":
+            return batch_norm_layer_backward(dout, cache)
+        x = np.moveaxis(cache.x, cache.axis, -1).reshape(-1, cache.x.shape[cache.axis])
+        running = RunningStats(x.mean(axis=0), x.var(axis=0))
+        return batch_norm_layer_backward(dout, cache._replace(mode="frozen", running=running))
+
+    monkeypatch.setattr(net, "batch_norm_layer_backward", as_frozen)
+    assert "network" in _fails()
+
+
+# --- parameters and state ------------------------------------------------------------------
+
+
+def test_parameter_names_and_shapes() -> None:
+    plain = spec()
+    assert dict(plain.param_shapes()) == {
+        "W1": (4, 3),
+        "b1": (4,),
+        "W2": (3, 4),
+        "b2": (3,),
+        "W3": (3, 3),
+        "b3": (3,),
+    }
+    with_bn = spec(batch_norm=BatchNormConfig())
+    # No bias before batch norm: the mean subtraction would cancel it.
+    assert list(with_bn.param_shapes()) == [
+        "W1",
+        "gamma1",
+        "beta1",
+        "W2",
+        "gamma2",
+        "beta2",
+        "W3",
+        "b3",
+    ]
+    p = net.init_params(with_bn, np.random.default_rng(0))
+    assert np.array_equal(p["gamma1"], np.ones(4))
+    assert np.array_equal(p["beta2"], np.zeros(3))
+    with pytest.raises(TypeError):
+        p["W1"] = np.zeros((4, 3))  # type: ignore[index]  # the mapping is read-only
+    assert not p["W1"].flags.writeable
+    again = net.init_params(with_bn, np.random.default_rng(0))
+    assert all(np.array_equal(p[k], again[k]) for k in p)
+
+
+def test_init_uses_the_named_standard_deviation() -> None:
+    s = spec(weight_init="xavier", hidden_sizes=(4,))
+    p = net.init_params(s, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    assert np.array_equal(p["W1"], math.sqrt(1 / 3) * rng.standard_normal((4, 3)))
+    assert np.array_equal(p["W2"], math.sqrt(1 / 4) * rng.standard_normal((3, 4)))
+
+
+def test_gradient_has_the_parameters_names_in_order() -> None:
+    s = spec(batch_norm=BatchNormConfig(), dropout=net.DropoutSpec(0.2), weight_decay=0.1)
+    p = net.init_params(s, np.random.default_rng(0))
+    X, y = data(s)
+    g = net.gradient(s, p, net.init_state(s), X, y, rng=np.random.default_rng(1))
+    assert list(g.grads) == list(p)
+    assert all(g.grads[k].shape == p[k].shape for k in p)
+
+
+def test_training_pass_returns_new_state_and_leaves_the_old_one() -> None:
+    s = spec(batch_norm=BatchNormConfig(convention="pytorch"))
+    p = net.init_params(s, np.random.default_rng(0))
+    state = net.init_state(s)
+    X, y = data(s)
+    g = net.gradient(s, p, state, X, y)
+    assert state.batch_norm[0].num_batches_tracked == 0
+    assert np.array_equal(state.batch_norm[0].running.mean, np.zeros(4))
+    assert g.state.batch_norm[0].num_batches_tracked == 1
+    assert not np.array_equal(g.state.batch_norm[0].running.mean, np.zeros(4))
+    frozen_spec = spec(batch_norm=BatchNormConfig(frozen=True))
+    kept = net.gradient(frozen_spec, p, state, X, y).state
+    assert kept.batch_norm[0] is state.batch_norm[0]
+
+
+def test_eval_mode_uses_the_running_statistics() -> None:
+    s = spec(hidden_sizes=(4,), batch_norm=BatchNormConfig(convention="textbook"))
+    p = net.init_params(s, np.random.default_rng(0))
+    X, y = data(s, n=8)
+    state = net.init_state(s)
+    for seed in range(5):
+        state = net.gradient(s, p, state, data(s, n=8, seed=seed + 1)[0], y).state
+    scores = net.predict(s, p, state, X)
+    rs = state.batch_norm[0].running
+    z = X @ p["W1"].T
+    u = batch_norm_inference(z, p["gamma1"], p["beta1"], rs.mean, rs.var, eps=1e-5)
+    want = np.maximum(u, 0) @ p["W2"].T + p["b2"]
+    assert np.allclose(scores, want, rtol=1e-13, atol=1e-15)
+    # The batch's own statistics would give other scores, and eval mode is per example.
+    train_scores = net.forward(s, p, state, X, train=True).scores
+    assert not np.allclose(train_scores, scores, rtol=1e-6)
+    one_by_one = np.vstack([net.predict(s, p, state, X[i : i + 1]) for i in range(8)])
+    assert np.allclose(one_by_one, scores, rtol=1e-14, atol=1e-15)
+
+
+def test_layouts_agree() -> None:
+    """feature_axis=0 on X.T gives the transposed scores; small integers keep every product
+    and sum exact, so the two agree bit for bit."""
+    s1, s0 = spec(hidden_sizes=(3,)), spec(hidden_sizes=(3,), feature_axis=0)
+    rng = np.random.default_rng(2)
+    p = {k: rng.integers(-3, 4, v).astype(np.float64) for k, v in s1.param_shapes().items()}
+    X = rng.integers(-3, 4, (5, 3)).astype(np.float64)
+    st1, st0 = net.init_state(s1), net.init_state(s0)
+    assert np.array_equal(net.predict(s0, p, st0, X.T), net.predict(s1, p, st1, X).T)
+    y = np.array([0, 1, 2, 1, 0])
+    assert net.loss(s0, p, st0, X.T, y).loss == pytest.approx(
+        net.loss(s1, p, st1, X, y).loss, rel=1e-15
+    )
+
+
+def test_dropout_masks_make_the_loss_reproducible() -> None:
+    s = spec(dropout=net.DropoutSpec(0.5, "classic"))
+    p = net.init_params(s, np.random.default_rng(0))
+    X, y = data(s)
+    state = net.init_state(s)
+    g = net.gradient(s, p, state, X, y, rng=np.random.default_rng(3))
+    assert len(g.masks) == 2
+    again = net.loss(s, p, state, X, y, train=True, masks=g.masks)
+    assert again.loss == g.loss
+    eval_a = net.loss(s, p, state, X, y)
+    eval_b = net.loss(s, p, state, X, y)
+    assert eval_a.loss == eval_b.loss  # no randomness at test time
+    assert eval_a.masks == ()
+
+
+def test_accuracy() -> None:
+    s = spec(hidden_sizes=())
+    p = {"W1": np.eye(3), "b1": np.zeros(3)}
+    X = np.array([[3.0, 0, 0], [0, 2.0, 0], [0, 0, 1.0], [1.0, 0, 0]])
+    state = net.init_state(s)
+    assert net.accuracy(s, p, state, X, np.array([0, 1, 2, 1])) == 0.75
+    assert net.accuracy(s, p, state, X, np.eye(3)[[0, 1, 2, 0]]) == 1.0
+    b = spec(hidden_sizes=(), output_size=1, output="sigmoid", input_size=1)
+    pb = {"W1": np.array([[1.0]]), "b1": np.array([0.0])}
+    Xb, yb = np.array([[-1.0], [2.0]]), np.array([[0.0], [0.0]])
+    assert net.accuracy(b, pb, net.init_state(b), Xb, yb) == 0.5
+
+
+# --- rejections ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"activation": "tanh"}, ValueError, "activation must be one of"),
+        ({"output": "linear"}, ValueError, "output must be one of"),
+        ({"output_size": 1}, ValueError, "output_size must be >= 2"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay"),
+        ({"weight_decay": math.nan}, ValueError, "weight_decay"),
+        ({"hidden_sizes": (3, 0)}, ValueError, r"hidden_sizes\[1\]"),
+        ({"hidden_sizes": 3}, TypeError, "hidden_sizes must be a sequence"),
+        ({"input_size": 0}, ValueError, "input_size"),
+        ({"feature_axis": 2}, ValueError, "feature_axis"),
+        ({"weight_init": "uniform"}, ValueError, "weight_init"),
+        ({"batch_norm": True}, TypeError, "batch_norm must be a BatchNormConfig"),
+        ({"dropout": 0.5}, TypeError, "dropout must be a DropoutSpec"),
+    ],
+)
+def test_spec_rejects(kwargs: dict[str, Any], exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match):
+        spec(**kwargs)
+
+
+def test_dropout_spec_rejects() -> None:
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\)"):
+        net.DropoutSpec(1.0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        net.DropoutSpec(0.5, bad("spatial"))
+
+
+def test_calls_reject_bad_input() -> None:
+    s = spec(batch_norm=BatchNormConfig(), dropout=net.DropoutSpec(0.5))
+    p = net.init_params(s, np.random.default_rng(0))
+    state = net.init_state(s)
+    X, y = data(s)
+    rng = np.random.default_rng(1)
+    missing = {k: v for k, v in p.items() if k != "beta2"}
+    with pytest.raises(
+        ValueError, match=r"params must have exactly the names .*missing \['beta2'\]"
+    ):
+        net.loss(s, missing, state, X, y)
+    with pytest.raises(ValueError, match=r"params\['W1'\] must have shape \(4, 3\)"):
+        net.loss(s, {**p, "W1": np.ones((3, 4))}, state, X, y)
+    with pytest.raises(TypeError, match="state must be a NetworkState"):
+        net.loss(s, p, bad(None), X, y)
+    with pytest.raises(ValueError, match="state must hold 2 batch-norm state"):
+        net.loss(s, p, net.NetworkState(), X, y)
+    with pytest.raises(ValueError, match=r"X must have shape \(N, input_size\)"):
+        net.loss(s, p, state, X.T, y)
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\)"):
+        net.loss(s, p, state, X, np.array([0, 1, 2, 3, 0, 1]))
+    with pytest.raises(ValueError, match="X must hold at least 2 examples"):
+        net.gradient(s, p, state, X[:1], y[:1], rng=rng)
+    with pytest.raises(ValueError, match=r"rng must be a numpy\.random\.Generator"):
+        net.gradient(s, p, state, X, y)
+    with pytest.raises(ValueError, match="masks must be a sequence of 2 bool arrays"):
+        net.gradient(s, p, state, X, y, masks=[np.ones((6, 4), bool)])
+    plain = spec()
+    pp = net.init_params(plain, rng)
+    with pytest.raises(ValueError, match="masks must be None"):
+        net.loss(plain, pp, net.init_state(plain), X, y, train=True, masks=[])
+
+
+# --- purity --------------------------------------------------------------------------------
+
+
+def test_nothing_is_mutated() -> None:
+    s = spec(batch_norm=BatchNormConfig(), dropout=net.DropoutSpec(0.3), weight_decay=0.1)
+    p = {k: np.array(v) for k, v in net.init_params(s, np.random.default_rng(0)).items()}
+    X, y = data(s)
+    state = net.init_state(s)
+    snapshot = ({k: v.copy() for k, v in p.items()}, X.copy(), y.copy())
+    running = [(b.running.mean.copy(), b.running.var.copy()) for b in state.batch_norm]
+    g = net.gradient(s, p, state, X, y, rng=np.random.default_rng(1))
+    net.loss(s, p, g.state, X, y, train=True, masks=g.masks)
+    net.predict(s, p, g.state, X)
+    net.accuracy(s, p, g.state, X, y)
+    assert all(np.array_equal(p[k], snapshot[0][k]) for k in p)
+    assert np.array_equal(X, snapshot[1])
+    assert np.array_equal(y, snapshot[2])
+    for b, (m, v) in zip(state.batch_norm, running, strict=True):
+        assert np.array_equal(b.running.mean, m)
+        assert np.array_equal(b.running.var, v)
+    for k, grad in g.grads.items():
+        assert not grad.flags.writeable
+        assert not np.shares_memory(grad, p[k])
