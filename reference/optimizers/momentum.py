@@ -32,6 +32,7 @@ the gradient at the parameters they are given, phi = theta + beta v; substitutin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -100,6 +101,26 @@ class SGD:
         return StepResult(read_only({k: theta[k] - lr * g[k] for k in theta}), SGDState())
 
 
+_Pair = tuple[Float64Array, Float64Array]  # (new theta, new v) of one parameter
+
+
+def _velocity_step(
+    params: ParamsLike,
+    grads: ParamsLike,
+    state: MomentumState,
+    update: Callable[[Float64Array, Float64Array, Float64Array], _Pair],
+) -> StepResult[MomentumState]:
+    """Validate, then apply `update(theta, v, g)` to every parameter: the loop both
+    momentum methods share."""
+    check_state(state, MomentumState)
+    theta, g = _checked(params, grads)
+    v = check_like(state.v, "state.v", theta)
+    pairs = {k: update(theta[k], v[k], g[k]) for k in theta}
+    new_theta = {k: pair[0] for k, pair in pairs.items()}
+    new_v = {k: pair[1] for k, pair in pairs.items()}
+    return StepResult(read_only(new_theta), MomentumState(read_only(new_v)))
+
+
 @dataclass(frozen=True)
 class Momentum:
     """Gradient descent with momentum in one of the forms of the module docstring.
@@ -133,23 +154,18 @@ class Momentum:
         self, params: ParamsLike, grads: ParamsLike, state: MomentumState
     ) -> StepResult[MomentumState]:
         """One momentum update in `self.form` (formulas in the class docstring)."""
-        check_state(state, MomentumState)
-        theta, g = _checked(params, grads)
-        v = check_like(state.v, "state.v", theta)
+        return _velocity_step(params, grads, state, self._update)
+
+    def _update(self, theta: Float64Array, v: Float64Array, g: Float64Array) -> _Pair:
         lr, beta = self.learning_rate, self.beta
-        new_v: dict[str, Float64Array] = {}
-        new_theta: dict[str, Float64Array] = {}
-        for k in theta:
-            if self.form == "course":
-                new_v[k] = beta * v[k] + (1 - beta) * g[k]
-                new_theta[k] = theta[k] - lr * new_v[k]
-            elif self.form == "classic":
-                new_v[k] = beta * v[k] - lr * g[k]
-                new_theta[k] = theta[k] + new_v[k]
-            else:  # pytorch
-                new_v[k] = beta * v[k] + g[k]
-                new_theta[k] = theta[k] - lr * new_v[k]
-        return StepResult(read_only(new_theta), MomentumState(read_only(new_v)))
+        if self.form == "course":
+            new_v = beta * v + (1 - beta) * g
+            return theta - lr * new_v, new_v
+        if self.form == "classic":
+            new_v = beta * v - lr * g
+            return theta + new_v, new_v
+        new_v = beta * v + g  # pytorch
+        return theta - lr * new_v, new_v
 
 
 @dataclass(frozen=True)
@@ -184,17 +200,12 @@ class Nesterov:
         self, params: ParamsLike, grads: ParamsLike, state: MomentumState
     ) -> StepResult[MomentumState]:
         """One Nesterov update in `self.form` (formulas in the class docstring)."""
-        check_state(state, MomentumState)
-        theta, g = _checked(params, grads)
-        v = check_like(state.v, "state.v", theta)
+        return _velocity_step(params, grads, state, self._update)
+
+    def _update(self, theta: Float64Array, v: Float64Array, g: Float64Array) -> _Pair:
         lr, beta = self.learning_rate, self.beta
-        new_v: dict[str, Float64Array] = {}
-        new_theta: dict[str, Float64Array] = {}
-        for k in theta:
-            if self.form == "pytorch":
-                new_v[k] = beta * v[k] + g[k]
-                new_theta[k] = theta[k] - lr * (g[k] + beta * new_v[k])
-            else:  # classic (Keras)
-                new_v[k] = beta * v[k] - lr * g[k]
-                new_theta[k] = theta[k] + (beta * new_v[k] - lr * g[k])
-        return StepResult(read_only(new_theta), MomentumState(read_only(new_v)))
+        if self.form == "pytorch":
+            new_v = beta * v + g
+            return theta - lr * (g + beta * new_v), new_v
+        new_v = beta * v - lr * g  # classic (Keras)
+        return theta + (beta * new_v - lr * g), new_v
