@@ -12,6 +12,7 @@ from reference.batchnorm import (
 )
 from reference.batchnorm_graph import batch_norm_backward_graph
 from reference.conventions import CONVENTIONS, Convention, get_convention
+from reference.ghost import GhostBatchNormForward, ghost_batch_norm_forward, virtual_batch_bounds
 from reference.gradcheck import (
     GradcheckReport,
     fast_check,
@@ -52,6 +53,16 @@ from reference.schedules import (
     stepped_inverse_time_decay,
     update_lr,
 )
+from reference.sharded import (
+    MergedStats,
+    ShardStats,
+    SyncBatchNormBackward,
+    SyncBatchNormForward,
+    merge_stats,
+    shard_stats,
+    sync_batch_norm_backward,
+    sync_batch_norm_forward,
+)
 from reference.training import CourseModelResult, TrainingResult, model, train
 
 __all__ = [
@@ -68,8 +79,10 @@ __all__ = [
     "Convention",
     "CourseModelResult",
     "DropoutSpec",
+    "GhostBatchNormForward",
     "GradcheckReport",
     "IdentityParams",
+    "MergedStats",
     "MiniBatch",
     "Momentum",
     "MomentumState",
@@ -80,8 +93,11 @@ __all__ = [
     "RMSprop",
     "RunningStats",
     "SGDState",
+    "ShardStats",
     "SquareState",
     "StepResult",
+    "SyncBatchNormBackward",
+    "SyncBatchNormForward",
     "TrainingResult",
     "batch_norm_backward",
     "batch_norm_backward_graph",
@@ -92,12 +108,14 @@ __all__ = [
     "fast_check",
     "full_check",
     "get_convention",
+    "ghost_batch_norm_forward",
     "identity_params",
     "initialize_adam",
     "initialize_velocity",
     "inverse_time_decay",
     "layers",
     "make_optimizer",
+    "merge_stats",
     "mini_batch_indices",
     "model",
     "network",
@@ -106,7 +124,10 @@ __all__ = [
     "random_mini_batches",
     "relative_error",
     "schedule_lr_decay",
+    "shard_stats",
     "stepped_inverse_time_decay",
+    "sync_batch_norm_backward",
+    "sync_batch_norm_forward",
     "train",
     "training",
     "update_lr",
@@ -114,4 +135,5 @@ __all__ = [
     "update_parameters_with_gd",
     "update_parameters_with_momentum",
     "update_running_stats",
+    "virtual_batch_bounds",
 ]
