@@ -1,13 +1,17 @@
 """The `bnref` command: `bnref check` runs every property against an implementation.
 
     bnref check [TARGET] [--profile dev|ci|thorough] [--property NAME ...] [--json PATH]
+                [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
 
-TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator) or
-`onnxruntime`, computing in float64. The table lists each property, the examples run, the worst
-error seen next to its tolerance, and pass/fail (n/a where the target lacks the capability, e.g.
-ONNX has no backward); the exit status is 1 if any property fails, 2 for a usage error. Other
-targets run the batch-norm properties only: the mini-batch and optimizer properties are claims
-about the reference itself.
+TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator),
+`onnxruntime`, computing in float64, or `module:function`: the user's forward
+f(x, gamma, beta, eps) -> y (or (y, mean, var)) in the layout of --convention (default pytorch,
+channel axis 1; keras: last), with optional --backward g(dy, x, gamma, eps) -> (dx, dgamma,
+dbeta) and --inference h(x, gamma, beta, running_mean, running_var, eps) -> y. The table lists
+each property, the examples run, the worst error seen next to its tolerance, and pass/fail (n/a
+where the target lacks the capability, e.g. ONNX has no backward); the exit status is 1 if any
+property fails, 2 for a usage error. Other targets run the batch-norm properties only: the
+mini-batch and optimizer properties are claims about the reference itself.
 """
 
 from __future__ import annotations
@@ -25,11 +29,31 @@ from properties.adapter import Implementation
 from properties.framework import PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
 from properties.targets import TARGETS, load_target
+from reference.conventions import CONVENTIONS
 
 
-def _implementation(target: str) -> Implementation:
+def _implementation(
+    target: str,
+    convention: str = "pytorch",
+    backward: str | None = None,
+    inference: str | None = None,
+) -> Implementation:
+    if ":" in target:
+        from properties.targets.user_target import load_user_target  # noqa: PLC0415
+
+        try:
+            return load_user_target(
+                target, convention=convention, backward=backward, inference=inference
+            )
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"bnref check: {exc}") from exc
+    if backward is not None or inference is not None:
+        raise SystemExit("bnref check: --backward and --inference need a TARGET module:function")
     if target not in TARGETS:
-        raise SystemExit(f"bnref check: TARGET must be one of {', '.join(TARGETS)}; got {target!r}")
+        raise SystemExit(
+            f"bnref check: TARGET must be one of {', '.join(TARGETS)} or module:function; "
+            f"got {target!r}"
+        )
     try:
         return load_target(target, "float64")
     except ImportError as exc:
@@ -66,13 +90,23 @@ def check(argv: Sequence[str]) -> int:
     )
 
     parser = argparse.ArgumentParser(prog="bnref check", description=__doc__.splitlines()[0])
-    parser.add_argument("target", nargs="?", default="reference", help=f"one of {TARGETS}")
+    parser.add_argument(
+        "target", nargs="?", default="reference", help=f"one of {TARGETS} or module:function"
+    )
     parser.add_argument("--profile", choices=PROFILES, default=None, help="Hypothesis profile")
     parser.add_argument("--property", action="append", default=None, metavar="NAME")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--convention",
+        choices=sorted(CONVENTIONS),
+        default="pytorch",
+        help="module:function target: its layout (channel axis) and running-stats rule",
+    )
+    parser.add_argument("--backward", metavar="MOD:FN", help="module:function target's backward")
+    parser.add_argument("--inference", metavar="MOD:FN", help="module:function target's inference")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile or profile_name())
-    impl = _implementation(args.target)
+    impl = _implementation(args.target, args.convention, args.backward, args.inference)
     default = ALL_PROPERTIES if args.target == "reference" else BATCHNORM_PROPERTIES
     props = [by_name(n) for n in args.property] if args.property else list(default)
     print(f"bnref check {impl.name} (profile {profile})", flush=True)

@@ -80,3 +80,16 @@ def test_a_wrong_implementation_fails_by_name() -> None:
     assert "eps-outside-sqrt" in result.failure
     table = format_table([result])
     assert "FAIL" in table
+
+
+def test_check_a_users_module_function(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    honest = ["check", "user_impl_example:forward", "--convention", "keras"]
+    assert main([*honest, "--property", "zero-mean-unit-var"]) == 0
+    buggy = ["check", "user_impl_example:forward_eps_outside", "--convention", "keras"]
+    assert main([*buggy, "--property", "zero-mean-unit-var"]) == 1
+    out = capsys.readouterr().out
+    assert "zero-mean-unit-var FAILED" in out
+    assert out.rstrip().endswith("0 passed, 1 failed")

@@ -1,0 +1,132 @@
+"""A user's own functions, `module:function`, audited through `UserTarget`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from properties.framework import run_property
+from properties.registry import by_name
+from properties.targets import TargetLacks
+from properties.targets.user_target import UserTarget, load_user_target, resolve_function
+
+HERE = str(Path(__file__).parent)
+MOD = "user_impl_example"
+# Fixed, small and reproducible: these tests are about the adapter, not about finding rare cases.
+FIXED = settings(max_examples=50, derandomize=True, database=None)
+
+
+@pytest.fixture(autouse=True)
+def _example_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(HERE)  # tests/ is not a package
+
+
+def honest() -> UserTarget:
+    return load_user_target(
+        f"{MOD}:forward",
+        convention="keras",  # channels last, as the example is written
+        backward=f"{MOD}:backward",
+        inference=f"{MOD}:inference",
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "zero-mean-unit-var",
+        "identity-params",
+        "layout-equivalence",
+        "no-mutation",
+        "inference-equals-training",
+        "gradients-fast",
+    ],
+)
+def test_honest_user_functions_pass(name: str) -> None:
+    result = run_property(by_name(name), honest(), FIXED)
+    assert result.passed, result.failure
+    assert not result.not_applicable
+    assert result.examples > 0
+
+
+def test_forward_returning_stats_passes_forward_accuracy() -> None:
+    impl = load_user_target(f"{MOD}:forward_with_stats", convention="keras")
+    result = run_property(by_name("forward-accuracy"), impl, FIXED)
+    assert result.passed, result.failure
+
+
+def test_eps_outside_sqrt_fails_by_name() -> None:
+    impl = load_user_target(f"{MOD}:forward_eps_outside", convention="keras")
+    result = run_property(by_name("zero-mean-unit-var"), impl, FIXED)
+    assert not result.passed
+    assert "zero-mean-unit-var" in result.failure
+    assert f"user {MOD}:forward_eps_outside" in result.failure
+
+
+def test_wrong_axis_is_caught() -> None:
+    # The channels-last example told that its channels are at axis 1 (the pytorch default).
+    impl = load_user_target(f"{MOD}:forward", convention="pytorch")
+    result = run_property(by_name("zero-mean-unit-var"), impl, FIXED)
+    assert not result.passed
+
+
+def test_missing_capabilities_are_not_applicable() -> None:
+    impl = load_user_target(f"{MOD}:forward", convention="keras")
+    for name in ("gradients-full", "inference-equals-training", "running-stats-formula"):
+        result = run_property(by_name(name), impl, FIXED)
+        assert result.passed
+        assert "lacks" in result.not_applicable
+    with pytest.raises(TargetLacks, match="backward"):
+        impl.backward(np.ones((2, 1)), np.ones((2, 1)), np.ones(1), eps=1e-5, axis=1)
+
+
+def test_axis_moves_to_the_users_position_and_back() -> None:
+    impl = load_user_target(f"{MOD}:forward", convention="keras")
+    x = np.arange(24.0).reshape(2, 3, 4) ** 1.5  # channels at axis 1 in the case
+    gamma, beta = np.array([1.0, 2.0, 3.0]), np.array([0.0, -1.0, 1.0])
+    out = impl.forward(x, gamma, beta, eps=1e-5, axis=1)
+    xc = np.moveaxis(x, 1, -1)
+    mean, var = xc.mean(axis=(0, 1)), xc.var(axis=(0, 1))
+    expected = np.moveaxis(gamma * (xc - mean) / np.sqrt(var + 1e-5) + beta, -1, 1)
+    assert out.y.shape == x.shape
+    np.testing.assert_array_equal(out.y, expected)  # same operations, same order: bit-equal
+    np.testing.assert_allclose(out.mean, mean, rtol=1e-15)  # reference vs NumPy summation order
+    np.testing.assert_allclose(out.var, var, rtol=1e-13)  # var is relative to mean's rounding
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("nomodule:f", "TARGET 'nomodule:f': cannot import module 'nomodule'"),
+        ("json:nosuchfn", "TARGET 'json:nosuchfn': 'json' has no attribute 'nosuchfn'"),
+        ("json:__name__", "TARGET 'json:__name__': '__name__' is not callable"),
+        ("no-colon", "TARGET must have the form 'module:function', got 'no-colon'"),
+        (":f", "TARGET must have the form"),
+        ("json:", "TARGET must have the form"),
+        ("json.decoder:JSONDecoder.nope", "'json.decoder.JSONDecoder' has no attribute 'nope'"),
+    ],
+)
+def test_bad_specs_are_clear_errors(spec: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_user_target(spec)
+
+
+def test_bad_options_name_the_option() -> None:
+    with pytest.raises(ValueError, match="--backward 'json:nosuchfn'"):
+        load_user_target(f"{MOD}:forward", backward="json:nosuchfn")
+    with pytest.raises(ValueError, match=r"--inference must have the form .*, got 'no-colon'"):
+        load_user_target(f"{MOD}:forward", inference="no-colon")
+    with pytest.raises(ValueError, match="convention must be one of"):
+        load_user_target(f"{MOD}:forward", convention="caffe")
+    with pytest.raises(TypeError, match="TARGET must be a string"):
+        resolve_function(3)  # type: ignore[arg-type]  # the rejection is what is tested
+    with pytest.raises(TypeError, match="axis must be an int"):
+        UserTarget(f"{MOD}:forward", axis=1.0)  # type: ignore[arg-type]  # rejection tested
+
+
+def test_wrong_output_shape_is_reported() -> None:
+    impl = load_user_target(f"{MOD}:forward_first_example", convention="keras")
+    with pytest.raises(ValueError, match="y must have shape"):
+        impl.forward(np.ones((2, 3)), np.ones(3), np.zeros(3), eps=1e-5, axis=1)
