@@ -11,7 +11,7 @@ nox.options.default_venv_backend = "uv" if shutil.which("uv") else "virtualenv"
 nox.options.sessions = ["tests", "typecheck", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-CODE = ["reference", "properties", "tests", "noxfile.py"]
+CODE = ["reference", "properties", "tests", "benchmarks", "noxfile.py"]
 
 
 @nox.session
@@ -32,7 +32,7 @@ def thorough(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the reference, the properties and the tests."""
     session.install("-e", ".[dev]")
-    session.run("mypy", "--strict", "reference", "properties", "tests", "noxfile.py")
+    session.run("mypy", "--strict", *CODE)
 
 
 @nox.session
@@ -65,3 +65,15 @@ def oracle(session: nox.Session) -> None:
         session.run(
             "bnref", "check", target, "--json", f"oracle-{target}.json", success_codes=[0, 1]
         )
+
+
+@nox.session(venv_backend="venv")
+def bench(session: nox.Session) -> None:
+    """Issue 6's speed and memory table against PyTorch, ONNX and a textbook NumPy version.
+
+    Printed, never asserted: speed is measured here, not in tests. The venv backend, so pip
+    takes the torch CPU wheel on disk (see `oracle`).
+    """
+    session.install("torch==2.13.0")
+    session.install("-e", ".[onnx]")
+    session.run("python", "-m", "benchmarks.bench_batchnorm", *session.posargs)

@@ -1,0 +1,1 @@
+"""Benchmarks of the reference (run as modules, never as timed tests)."""
