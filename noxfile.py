@@ -11,7 +11,7 @@ nox.options.default_venv_backend = "uv" if shutil.which("uv") else "virtualenv"
 nox.options.sessions = ["tests", "typecheck", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-CODE = ["reference", "properties", "tests", "benchmarks", "noxfile.py"]
+CODE = ["reference", "properties", "experiments", "tests", "benchmarks", "docs", "noxfile.py"]
 
 
 @nox.session
@@ -31,7 +31,7 @@ def thorough(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the reference, the properties and the tests."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,docs]")
     session.run("mypy", "--strict", *CODE)
 
 
@@ -41,6 +41,18 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", *CODE)
     session.run("ruff", "format", "--check", *CODE)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The site: each experiment's --quick figure, the HTML with warnings as errors, then every
+    code example on it run and checked (sphinx doctest)."""
+    session.install("-e", ".[docs]")
+    session.run("python", "docs/generate_figures.py")
+    build = ["sphinx-build", "-W", "--keep-going", "-d", "docs/_build/doctrees"]
+    # -E: a fresh environment, so -W reports the warnings of every page, not only changed ones.
+    session.run(*build, "-E", "-b", "html", "docs", "docs/_build/html")
+    session.run(*build, "-b", "doctest", "docs", "docs/_build/doctest")
 
 
 @nox.session

@@ -15,8 +15,16 @@ A ratio is ``bnref time / other time``: above 1 bnref is slower.
   row has a ratio.
 * Textbook NumPy (below): the plain formulas in the input dtype, backward from the forward's cache.
 
-bnref's backward takes x (not saved statistics), so it recomputes mean, var and x_hat: its
-backward row does a forward's statistics as well. Torch and onnx are optional.
+bnref is timed through its public functions with their default checks (dtype, shape and
+finiteness), as a user calls them. They run the fast path of `reference.batchnorm`: an
+(N, C, L) view reduced block by block, float32 input read without a float64 copy, finiteness
+checked from the channel sums. bnref's backward takes x (not saved statistics), so it
+recomputes mean, var and x_hat: its backward row does a forward's statistics as well.
+Peak extra memory is tracemalloc's peak (NumPy reports its buffers to it) over the call, the
+results included, in multiples of x.nbytes in float64. Torch and onnx are optional.
+
+Targets (issue 6), printed after the table: float64 forward+backward <= 1.5x torch, float32
+<= 3x, forward <= 0.5x the ONNX reference evaluator, peak extra memory <= 4x.
 """
 
 from __future__ import annotations
@@ -362,6 +370,34 @@ def format_table(rows: Sequence[Row]) -> list[str]:
     ]
 
 
+TORCH_TARGET = {"float64": 1.5, "float32": 3.0}  # forward+backward, bnref / torch
+ONNX_TARGET = 0.5  # forward, bnref / onnx-ref: at least 2x faster
+MEMORY_TARGET = 4.0  # peak extra memory / x.nbytes in float64
+
+
+def _verdict(value: float | str, limit: float) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:.3g}x <= {limit:g}x {'met' if value <= limit else 'NOT met'}"
+
+
+def target_lines(rows: Sequence[Row], peaks: Sequence[tuple[str, float]]) -> list[str]:
+    """One line per target and case: the measured ratio, the limit, met or not."""
+    lines = [
+        f"target {r.dtype} {r.layout} forward+backward /torch: "
+        + _verdict(r.torch, TORCH_TARGET[r.dtype])
+        for r in rows
+        if r.op == "forward+backward"
+    ]
+    lines += [
+        f"target {r.dtype} {r.layout} forward /onnx-ref: {_verdict(r.onnx, ONNX_TARGET)}"
+        for r in rows
+        if r.op == "forward"
+    ]
+    lines += [f"target peak memory {name}: {_verdict(p, MEMORY_TARGET)}" for name, p in peaks]
+    return lines
+
+
 def run(*, quick: bool, repeats: int, out: TextIO) -> list[Row]:
     """Measure everything and print the report to `out`; returns the timing rows."""
     shapes = QUICK_SHAPES if quick else FULL_SHAPES
@@ -384,8 +420,10 @@ def run(*, quick: bool, repeats: int, out: TextIO) -> list[Row]:
     ]
     for line in format_table(rows):
         print(line, file=out)
+    peaks = []
     for layout, shape in shapes.items():
         fwd, bwd, both = peak_memory(shape)
+        peaks.append((f"{layout} forward+backward", both))
         print(
             f"peak extra memory, float64 {layout} {shape}, in multiples of x.nbytes: "
             f"forward {fwd:.2f}, backward {bwd:.2f}, forward+backward {both:.2f}",
@@ -397,6 +435,8 @@ def run(*, quick: bool, repeats: int, out: TextIO) -> list[Row]:
             f"passed={g.passed}, {g.evaluations} evaluations of f",
             file=out,
         )
+    for line in target_lines(rows, peaks):
+        print(line, file=out)
     return rows
 
 

@@ -44,7 +44,9 @@ Algebraically equivalent orders (the graph of docs/backward.md, or dividing by n
 relative to the same magnitudes; their extra roundings are within the factor SAFETY. Every
 tolerance is SAFETY * bound + u |exact| (the rounding of the 50-digit value to float64), and
 the bound's ingredients are computed in float64 from the rounded exact values (relative error
-O(n u), far inside SAFETY).
+O(n u), far inside SAFETY). An implementation computing in float32 or float16 gets the same
+bounds with its dtype's u and ETA (`tolerances.precision(impl.dtype)`) on inputs representable
+in that dtype; the rounding of the exact value to float64 keeps U64.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.highprec import HighPrecForward, highprec_backward, highprec_forward
 from properties.strategies import EPS_VALUES, BatchCase, layouts, upstream_gradients
-from properties.tolerances import ETA, SAFETY, U64
+from properties.tolerances import PRECISIONS, SAFETY, U64, Precision, precision
 
 SMALL_SIZE = 48  # values per case: mpmath at 50 digits costs ~10 us per operation
 # |offset| / spread per channel: ordinary, large, and the 1e8 where one-pass variance dies
@@ -69,10 +71,10 @@ CONDITIONS = (1e4, 1e6, 1e8, -1e8)
 _PARAM = st.one_of(st.just(0.0), st.floats(1e-3, 5.0), st.floats(-5.0, -1e-3))
 
 
-def _gamma(k: int | Array) -> Array:
+def _gamma(k: int | Array, u: float = U64) -> Array:
     """gamma_k = k u / (1 - k u), the bound on k successive relative roundings."""
     k_ = np.asarray(k, dtype=np.float64)
-    out: Array = k_ * U64 / (1.0 - k_ * U64)
+    out: Array = k_ * u / (1.0 - k_ * u)
     return out
 
 
@@ -99,8 +101,11 @@ class ForwardBound:
     y: Array
 
 
-def forward_bound(case: BatchCase, exact: HighPrecForward) -> ForwardBound:
-    """The bounds F1-F5 of the module docstring for `case`, from its 50-digit values."""
+def forward_bound(
+    case: BatchCase, exact: HighPrecForward, p: Precision = PRECISIONS["float64"]
+) -> ForwardBound:
+    """The bounds F1-F5 of the module docstring for `case`, from its 50-digit values, for an
+    implementation of precision p (unit roundoff p.u, smallest subnormal p.eta)."""
     x, ax, nd = case.x, case.axis % case.x.ndim, case.x.ndim
     rows = _rows(x, ax)
     n = rows.shape[1]
@@ -109,20 +114,20 @@ def forward_bound(case: BatchCase, exact: HighPrecForward) -> ForwardBound:
     D = np.max(np.abs(rows - exact.mean[:, None]), axis=1)
     # Gradual underflow: each of the n + 4 operations behind a statistic may lose ETA/2
     # absolutely when its result is subnormal (data near 1e-159 square into that range).
-    under = (n + 4) * ETA
-    dm = _gamma(n + 1) * (A + D) + under
-    dv = dm**2 + _gamma(n + 3) * (exact.var + dm**2) + under
-    R = dv / (exact.var + case.eps) / 2 + _gamma(3)
+    under = (n + 4) * p.eta
+    dm = _gamma(n + 1, p.u) * (A + D) + under
+    dv = dm**2 + _gamma(n + 3, p.u) * (exact.var + dm**2) + under
+    R = dv / (exact.var + case.eps) / 2 + _gamma(3, p.u)
     shift, R_, s_ = _col(dm / s, nd, ax), _col(R, nd, ax), _col(s, nd, ax)
     xh = np.abs(exact.x_hat)
     E = (
         shift
         + (xh + shift) * R_
-        + _gamma(3) * (np.abs(x) + _col(np.abs(exact.mean) + dm, nd, ax)) / s_
+        + _gamma(3, p.u) * (np.abs(x) + _col(np.abs(exact.mean) + dm, nd, ax)) / s_
         + under / s_
     )
     g, b = _col(np.abs(case.gamma), nd, ax), _col(np.abs(case.beta), nd, ax)
-    y = g * E + _gamma(2) * (g * xh + b + np.abs(exact.y)) + 2 * ETA
+    y = g * E + _gamma(2, p.u) * (g * xh + b + np.abs(exact.y)) + 2 * p.eta
     return ForwardBound(dm, dv, R, E, y)
 
 
@@ -138,11 +143,12 @@ def check_forward(impl: Implementation, case: BatchCase) -> list[Measurement]:
     x_hat is observed as the output for gamma = 1, beta = 0 (F5 with those parameters).
     """
     exact = highprec_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
-    fb = forward_bound(case, exact)
+    p = precision(impl.dtype)
+    fb = forward_bound(case, exact, p)
     out = impl.forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     c = case.gamma.size
     unit = impl.forward(case.x, np.ones(c), np.zeros(c), eps=case.eps, axis=case.axis)
-    x_hat_tol = fb.x_hat + _gamma(2) * 2 * np.abs(exact.x_hat)  # F5 with gamma=1, beta=0
+    x_hat_tol = fb.x_hat + _gamma(2, p.u) * 2 * np.abs(exact.x_hat)  # F5 with gamma=1, beta=0
     return [
         compare("mean", out.mean, exact.mean, _tolerance(fb.mean, exact.mean)),
         compare("var", out.var, exact.var, _tolerance(fb.var, exact.var)),
@@ -165,20 +171,21 @@ def check_backward(impl: Implementation, bc: BackwardCase) -> list[Measurement]:
     x, ax, nd = case.x, case.axis % case.x.ndim, case.x.ndim
     fwd = highprec_forward(x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     exact = highprec_backward(dy, x, case.gamma, eps=case.eps, axis=case.axis)
-    fb = forward_bound(case, fwd)
+    p = precision(impl.dtype)
+    fb = forward_bound(case, fwd, p)
     n = x.size // case.gamma.size
     xh, E = np.abs(fwd.x_hat), fb.x_hat
     abs_dy = _rows(np.abs(dy), ax)
-    under = (n + 4) * ETA  # gradual underflow, as in forward_bound
-    Bb = _gamma(n - 1) * abs_dy.sum(axis=1) + under  # B1
+    under = (n + 4) * p.eta  # gradual underflow, as in forward_bound
+    Bb = _gamma(n - 1, p.u) * abs_dy.sum(axis=1) + under  # B1
     Bg = (abs_dy * _rows(E, ax)).sum(axis=1)  # B2
-    Bg = Bg + _gamma(n) * (abs_dy * _rows(xh + E, ax)).sum(axis=1) + under
+    Bg = Bg + _gamma(n, p.u) * (abs_dy * _rows(xh + E, ax)).sum(axis=1) + under
     db, dg = _col(np.abs(exact.dbeta), nd, ax), _col(np.abs(exact.dgamma), nd, ax)
     BT = _col(Bb, nd, ax) + xh * _col(Bg, nd, ax) + E * (dg + _col(Bg, nd, ax))  # B3
-    BT = BT + _gamma(3) * (n * np.abs(dy) + db + xh * dg)
+    BT = BT + _gamma(3, p.u) * (n * np.abs(dy) + db + xh * dg)
     k = _col(np.abs(case.gamma) * fwd.inv_std / n, nd, ax)
     T = np.abs(exact.dx) / np.where(k > 0, k, 1.0)  # |T_i| (dx = 0 where gamma = 0)
-    Bdx = k * (BT + (_col(fb.inv_std, nd, ax) + _gamma(3)) * T) + under  # B4
+    Bdx = k * (BT + (_col(fb.inv_std, nd, ax) + _gamma(3, p.u)) * T) + under  # B4
     got = impl.backward(dy, x, case.gamma, eps=case.eps, axis=case.axis)
     return [
         compare("dx", got.dx, exact.dx, _tolerance(Bdx, exact.dx)),

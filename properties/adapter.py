@@ -45,11 +45,17 @@ class Implementation(Protocol):
     """A batch-norm implementation under test.
 
     `convention` names the running-statistics rule it follows (a key of
-    `reference.CONVENTIONS`), which fixes what its `momentum` means.
+    `reference.CONVENTIONS`), which fixes what its `momentum` means. `dtype` is the precision
+    it computes in ("float64", "float32" or "float16"): the properties derive their tolerances
+    from its unit roundoff (`properties.tolerances.precision`) and give it inputs representable
+    in it (`properties.strategies.cast_case`).
     """
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def dtype(self) -> str: ...
 
     @property
     def convention(self) -> str: ...
@@ -103,6 +109,10 @@ class ReferenceImplementation:
     @property
     def name(self) -> str:
         return "reference"
+
+    @property
+    def dtype(self) -> str:
+        return "float64"
 
     @property
     def convention(self) -> str:
@@ -160,3 +170,82 @@ class ReferenceImplementation:
             num_batches_tracked=num_batches_tracked,
         )
         return RunningStats(new.mean, new.var)
+
+
+def _rounded(value: Array, dtype: str) -> Array:
+    out: Array = np.asarray(value, dtype=np.float64).astype(dtype).astype(np.float64)
+    return out
+
+
+class Rounded:
+    """`inner` (a float64 implementation) seen as one computing in `dtype`: every array argument
+    is rounded to `dtype` before the call and every array result after it.
+
+    Used to show that a mistake is still caught at low precision: the wrapped implementation is
+    at least as accurate as a real `dtype` one, so an honest `inner` passes the `dtype` bounds.
+    """
+
+    def __init__(self, inner: Implementation, dtype: str) -> None:
+        self._inner = inner
+        self._dtype = dtype
+
+    @property
+    def name(self) -> str:
+        return f"{self._inner.name} {self._dtype}"
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype
+
+    @property
+    def convention(self) -> str:
+        return self._inner.convention
+
+    def _r(self, value: Array) -> Array:
+        return _rounded(value, self._dtype)
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        out = self._inner.forward(self._r(x), self._r(gamma), self._r(beta), eps=eps, axis=axis)
+        return ForwardOutput(*(self._r(a) for a in out))
+
+    def backward(
+        self, dy: Array, x: Array, gamma: Array, *, eps: float, axis: int
+    ) -> BackwardOutput:
+        out = self._inner.backward(self._r(dy), self._r(x), self._r(gamma), eps=eps, axis=axis)
+        return BackwardOutput(*(self._r(a) for a in out))
+
+    def inference(
+        self,
+        x: Array,
+        gamma: Array,
+        beta: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> Array:
+        args = (x, gamma, beta, running_mean, running_var)
+        return self._r(self._inner.inference(*(self._r(a) for a in args), eps=eps, axis=axis))
+
+    def update_running_stats(
+        self,
+        x: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        momentum: float | None,
+        num_batches_tracked: int | None,
+        axis: int,
+    ) -> RunningStats:
+        out = self._inner.update_running_stats(
+            self._r(x),
+            self._r(running_mean),
+            self._r(running_var),
+            momentum=momentum,
+            num_batches_tracked=num_batches_tracked,
+            axis=axis,
+        )
+        return RunningStats(self._r(out.mean), self._r(out.var))

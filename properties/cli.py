@@ -1,17 +1,30 @@
-"""The `bnref` command: `bnref check` runs every property against an implementation.
+"""The `bnref` command: `bnref check` runs every property against an implementation;
+`bnref experiment NAME` runs one of the course's experiments (see `experiments.cli`).
 
-    bnref check [TARGET] [--profile dev|ci|thorough] [--property NAME ...] [--json PATH]
+    bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
+                [--property NAME ...] [--json PATH]
                 [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
+                [--running-stats MOD:FN] [--eps EPS] [--momentum M]
 
 TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator),
-`onnxruntime`, computing in float64, or `module:function`: the user's forward
-f(x, gamma, beta, eps) -> y (or (y, mean, var)) in the layout of --convention (default pytorch,
-channel axis 1; keras: last), with optional --backward g(dy, x, gamma, eps) -> (dx, dgamma,
-dbeta) and --inference h(x, gamma, beta, running_mean, running_var, eps) -> y. The table lists
-each property, the examples run, the worst error seen next to its tolerance, and pass/fail (n/a
-where the target lacks the capability, e.g. ONNX has no backward); the exit status is 1 if any
-property fails, 2 for a usage error. Other targets run the batch-norm properties only: the
-mini-batch and optimizer properties are claims about the reference itself.
+`onnxruntime`, or `module:function`: the user's forward f(x, gamma, beta, eps) -> y (or
+(y, mean, var)) in the layout of --convention (default pytorch, channel axis 1; keras: last),
+with optional --backward g(dy, x, gamma, eps) -> (dx, dgamma, dbeta), --inference
+h(x, gamma, beta, running_mean, running_var, eps) -> y and --running-stats
+r(running_mean, running_var, batch_mean, batch_var, n, momentum) -> (new_mean, new_var)
+(batch_var biased, momentum in the convention's meaning). --eps and --momentum fix the eps and
+momentum every check gives the user's functions (a property that needs another value is n/a).
+
+--dtype (repeatable, or a comma-separated list; default float64) is the precision the target
+computes in: its inputs are rounded to it, and every tolerance is derived from its unit
+roundoff (properties/tolerances.py). The reference computes in float64 only.
+
+The table lists each property and dtype, the examples run, the worst error seen next to its
+tolerance, and pass/fail (n/a where the target lacks the capability, e.g. ONNX has no backward,
+or the property is not stated at that dtype). A failure prints Hypothesis's minimal example and
+a Python snippet that replays it. The exit status is 1 if any property fails, 2 for a usage
+error. Other targets run the batch-norm properties only: the mini-batch, optimizer, sharded and
+ghost properties are claims about the reference itself.
 """
 
 from __future__ import annotations
@@ -22,58 +35,91 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import NoReturn
 
 from hypothesis import settings
 
 from properties.adapter import Implementation
 from properties.framework import PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
-from properties.targets import TARGETS, load_target
+from properties.targets import DTYPES, TARGETS, load_target
 from reference.conventions import CONVENTIONS
 
+USER_OPTIONS = ("backward", "inference", "running_stats", "eps", "momentum")
 
-def _implementation(
-    target: str,
-    convention: str = "pytorch",
-    backward: str | None = None,
-    inference: str | None = None,
-) -> Implementation:
+
+def _usage(message: str) -> NoReturn:
+    """Print a usage error naming the problem and exit with status 2."""
+    print(f"bnref check: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_dtypes(values: Sequence[str] | None) -> list[str]:
+    """The dtypes of repeated/comma-separated --dtype values, in order, without repeats."""
+    out: list[str] = []
+    for value in values or ["float64"]:
+        for dtype in value.split(","):
+            name = dtype.strip()
+            if name not in DTYPES:
+                _usage(f"--dtype must be one of {', '.join(DTYPES)}; got {name!r}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def _implementation(args: argparse.Namespace, dtype: str) -> tuple[Implementation, str]:
+    """The implementation to check in `dtype`, and the Python code that builds it."""
+    target = args.target
+    impl: Implementation
     if ":" in target:
         from properties.targets.user_target import load_user_target  # noqa: PLC0415
 
+        options = {k: getattr(args, k) for k in USER_OPTIONS}
+        kwargs = {"convention": args.convention, "dtype": dtype, **options}
         try:
-            return load_user_target(
-                target, convention=convention, backward=backward, inference=inference
-            )
+            impl = load_user_target(target, **kwargs)
         except (TypeError, ValueError) as exc:
-            raise SystemExit(f"bnref check: {exc}") from exc
-    if backward is not None or inference is not None:
-        raise SystemExit("bnref check: --backward and --inference need a TARGET module:function")
+            _usage(str(exc))
+        call = ", ".join([repr(target), *(f"{k}={v!r}" for k, v in kwargs.items())])
+        code = "from properties.targets.user_target import load_user_target\n"
+        return impl, code + f"impl = load_user_target({call})"
+    given = [f"--{k.replace('_', '-')}" for k in USER_OPTIONS if getattr(args, k) is not None]
+    if given:
+        _usage(f"{', '.join(given)} need a TARGET module:function, got {target!r}")
     if target not in TARGETS:
-        raise SystemExit(
-            f"bnref check: TARGET must be one of {', '.join(TARGETS)} or module:function; "
-            f"got {target!r}"
+        _usage(f"TARGET must be one of {', '.join(TARGETS)} or module:function; got {target!r}")
+    if target == "reference" and dtype != "float64":
+        _usage(
+            f"--dtype {dtype}: the reference computes in float64 only (it is the oracle the "
+            "others are judged by); check torch, onnx, onnxruntime or module:function at "
+            f"{dtype}"
         )
     try:
-        return load_target(target, "float64")
+        impl = load_target(target, dtype)
     except ImportError as exc:
-        raise SystemExit(f"bnref check: {exc}") from exc
+        _usage(str(exc))
+    code = f"from properties.targets import load_target\nimpl = load_target({target!r}, {dtype!r})"
+    return impl, code
 
 
 def _fmt(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2e}"
 
 
+def _status(r: PropertyResult) -> str:
+    return "n/a" if r.not_applicable else ("pass" if r.passed else "FAIL")
+
+
 def format_table(results: Sequence[PropertyResult]) -> str:
-    """A plain-text table: property, examples, worst error, tolerance, error/tolerance, status."""
-    header = ("property", "examples", "worst error", "tolerance", "ratio", "status")
+    """A plain-text table: property, dtype, examples, worst error, tolerance, error/tolerance,
+    status."""
+    header = ("property", "dtype", "examples", "worst error", "tolerance", "ratio", "status")
     rows = []
     for r in results:
         w = r.worst
         err, tol = (w.error, w.tolerance) if w is not None else (math.nan, math.nan)
         ratio = _fmt(w.ratio) if w is not None and w.tolerance > 0 else ("exact" if w else "-")
-        status = "n/a" if r.not_applicable else ("pass" if r.passed else "FAIL")
-        rows.append((r.name, str(r.examples), _fmt(err), _fmt(tol), ratio, status))
+        rows.append((r.name, r.dtype, str(r.examples), _fmt(err), _fmt(tol), ratio, _status(r)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -81,17 +127,16 @@ def format_table(results: Sequence[PropertyResult]) -> str:
     return "\n".join(lines)
 
 
-def check(argv: Sequence[str]) -> int:
-    """Run `bnref check`; return the exit status."""
-    from properties.registry import (  # noqa: PLC0415 -- heavy import
-        ALL_PROPERTIES,
-        BATCHNORM_PROPERTIES,
-        by_name,
-    )
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnref check", description=__doc__.splitlines()[0])
     parser.add_argument(
         "target", nargs="?", default="reference", help=f"one of {TARGETS} or module:function"
+    )
+    parser.add_argument(
+        "--dtype",
+        action="append",
+        metavar="DTYPE",
+        help=f"precision the target computes in, one of {DTYPES}; repeat or comma-separate",
     )
     parser.add_argument("--profile", choices=PROFILES, default=None, help="Hypothesis profile")
     parser.add_argument("--property", action="append", default=None, metavar="NAME")
@@ -104,30 +149,61 @@ def check(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--backward", metavar="MOD:FN", help="module:function target's backward")
     parser.add_argument("--inference", metavar="MOD:FN", help="module:function target's inference")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--running-stats",
+        metavar="MOD:FN",
+        help="module:function target's r(running_mean, running_var, batch_mean, batch_var, n, "
+        "momentum) -> (new_mean, new_var)",
+    )
+    parser.add_argument("--eps", type=float, help="module:function target: its fixed eps")
+    parser.add_argument("--momentum", type=float, help="module:function target: its fixed momentum")
+    return parser
+
+
+def check(argv: Sequence[str]) -> int:
+    """Run `bnref check`; return the exit status."""
+    from properties.registry import (  # noqa: PLC0415 -- heavy import
+        ALL_PROPERTIES,
+        BATCHNORM_PROPERTIES,
+        by_name,
+    )
+
+    args = _parser().parse_args(argv)
     profile = load_profile(args.profile or profile_name())
-    impl = _implementation(args.target, args.convention, args.backward, args.inference)
+    dtypes = parse_dtypes(args.dtype)
+    impls = [_implementation(args, dtype) for dtype in dtypes]
     default = ALL_PROPERTIES if args.target == "reference" else BATCHNORM_PROPERTIES
-    props = [by_name(n) for n in args.property] if args.property else list(default)
-    print(f"bnref check {impl.name} (profile {profile})", flush=True)
+    try:
+        props = [by_name(n) for n in args.property] if args.property else list(default)
+    except ValueError as exc:
+        _usage(str(exc))
     results = []
-    for prop in props:
-        result = run_property(prop, impl, settings())
-        results.append(result)
-        status = "n/a" if result.not_applicable else ("pass" if result.passed else "FAIL")
-        print(f"  {prop.name}: {status} ({result.examples} examples)", flush=True)
+    for impl, code in impls:
+        print(f"bnref check {impl.name} (dtype {impl.dtype}, profile {profile})", flush=True)
+        for prop in props:
+            result = run_property(prop, impl, settings(), impl_code=code)
+            results.append(result)
+            print(f"  {prop.name}: {_status(result)} ({result.examples} examples)", flush=True)
     print()
     print(format_table(results))
     failures = [r for r in results if not r.passed]
     for r in results:
         if r.not_applicable:
-            print(f"\n{r.name}: not applicable: {r.not_applicable}")
+            print(f"\n{r.name} [{r.dtype}]: not applicable: {r.not_applicable}")
     for r in failures:
-        print(f"\n{r.name} FAILED:\n{r.failure}")
+        print(f"\n{r.name} [{r.dtype}] FAILED:\n{r.failure}")
+        if r.reproduction:
+            print(f"\nReproduce it (paste into Python):\n{r.reproduction}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(
-                {"target": impl.name, "profile": profile, "results": [asdict(r) for r in results]},
+                {
+                    "target": args.target,
+                    "implementations": {impl.dtype: impl.name for impl, _ in impls},
+                    "dtypes": dtypes,
+                    "profile": profile,
+                    "results": [asdict(r) for r in results],
+                },
                 fh,
                 indent=2,
                 default=float,
@@ -147,7 +223,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     if args[0] == "check":
         return check(args[1:])
-    print(f"bnref: unknown command {args[0]!r}; the commands are: check", file=sys.stderr)
+    if args[0] == "experiment":
+        try:
+            from experiments.cli import main as experiment  # noqa: PLC0415 -- optional extra
+        except ImportError as exc:  # matplotlib or scikit-learn missing
+            print(
+                f"bnref experiment: {exc}; install the extra: pip install 'bnref[experiments]'",
+                file=sys.stderr,
+            )
+            return 2
+        return experiment(args[1:])
+    print(
+        f"bnref: unknown command {args[0]!r}; the commands are: check, experiment",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -4,21 +4,29 @@ A `Property` pairs a Hypothesis strategy (the cases) with a check. The check tak
 implementation and one case and returns `Measurement`s: a named error next to the tolerance it
 must stay within, with the tolerance's reason. The same objects serve pytest (`as_test`) and the
 `bnref check` table (`run_property`), so the two can never disagree.
+
+An implementation computing in float32 or float16 (`impl.dtype`) is given cases whose inputs are
+representable in its dtype (`Property.strategy_for`); the checks take their unit roundoff from
+it. A property that cannot be stated there (`Property.float64_only`) is not applicable. A
+failure comes with `reproduction_code`: the minimal example as Python to paste.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from properties.adapter import Implementation
+from properties.strategies import cast_case
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,12 @@ class Unsupported(Exception):  # noqa: N818 -- a capability the target lacks, no
 Check = Callable[[Implementation, Any], Sequence[Measurement]]
 
 
+def fixed_case_values(impl: Implementation) -> dict[str, object]:
+    """The case fields `impl` fixes, from its optional `fixed_case_values` attribute (a mapping
+    of field name to value, e.g. {"eps": 1e-3} for a user's function with its own eps)."""
+    return dict(getattr(impl, "fixed_case_values", None) or {})
+
+
 @dataclass(frozen=True)
 class Property:
     """A claim about batch norm, checkable against any implementation."""
@@ -68,6 +82,23 @@ class Property:
     strategy: st.SearchStrategy[Any]
     check: Check
     tags: frozenset[str] = field(default_factory=frozenset)
+    # Why the claim cannot be stated for an implementation computing below float64 (empty: it
+    # can, with that dtype's unit roundoff). Such a property is not applicable there, not passed.
+    float64_only: str = ""
+
+    def strategy_for(self, impl: Implementation) -> st.SearchStrategy[Any]:
+        """The cases for `impl`: inputs representable in its dtype, and the case fields it fixes
+        (`fixed_case_values`, e.g. a user's own eps) set to its values."""
+        dtype, fixed = impl.dtype, fixed_case_values(impl)
+        if dtype == "float64" and not fixed:
+            return self.strategy
+        return self.strategy.map(lambda case: cast_case(case, dtype, fixed))
+
+    def not_applicable(self, impl: Implementation) -> str:
+        """Why `impl` cannot be checked for this property, or "" if it can."""
+        if impl.dtype != "float64" and self.float64_only:
+            return f"not stated for {impl.dtype}: {self.float64_only}"
+        return ""
 
     def judge(self, impl: Implementation, case: Any) -> Measurement:
         """Run the check on one case; raise `PropertyFailure` naming the worst excess."""
@@ -88,10 +119,15 @@ class Property:
     def as_test(self, impl: Implementation) -> Callable[[], None]:
         """A Hypothesis test function for pytest, using the active settings profile."""
 
+        reason = self.not_applicable(impl)
+
         def test(case: Any) -> None:
+            if reason:
+                raise Unsupported(reason)
             self.judge(impl, case)
 
-        return given(case=self.strategy)(_named(test, f"{self.name}_{impl.name}"))
+        strategy = self.strategy_for(impl)
+        return given(case=strategy)(_named(test, f"{self.name}_{impl.name}"))
 
 
 @dataclass(frozen=True)
@@ -104,38 +140,124 @@ class PropertyResult:
     passed: bool
     failure: str = ""
     not_applicable: str = ""  # why the target cannot be checked for this property, if so
+    dtype: str = "float64"  # the precision the implementation computed in
+    reproduction: str = ""  # for a failure: Python code that replays the minimal example
 
 
 def run_property(
-    prop: Property, impl: Implementation, settings: hypothesis_settings | None = None
+    prop: Property,
+    impl: Implementation,
+    settings: hypothesis_settings | None = None,
+    *,
+    impl_code: str | None = None,
 ) -> PropertyResult:
     """Run `prop` on `impl` under `settings` (default: the loaded profile) and summarise it.
 
     Every example counts, including those Hypothesis runs while shrinking a failure; the
-    failure text is Hypothesis's own report with the minimal falsifying example.
+    failure text is Hypothesis's own report with the minimal falsifying example, and
+    `reproduction` is that example as a self-contained Python snippet (`reproduction_code`);
+    `impl_code` is the code that builds `impl` in it (default: its class called without
+    arguments).
     """
     seen: list[Measurement] = []
+    failing: list[Any] = []
+    reason = prop.not_applicable(impl)
+    if reason:
+        return PropertyResult(prop.name, 0, None, True, not_applicable=reason, dtype=impl.dtype)
+
+    lacks: list[Unsupported] = []
 
     def run(case: Any) -> None:
+        if lacks:  # not applicable: the remaining examples are not run (nor shrunk)
+            return
         try:
             seen.append(prop.judge(impl, case))
         except PropertyFailure:
             seen.append(Measurement("failure", math.inf, 0.0))
+            failing.append(case)  # Hypothesis replays the minimal example last
             raise
+        except Unsupported as exc:
+            lacks.append(exc)
 
-    run = given(case=prop.strategy)(_named(run, f"{prop.name}_{impl.name}"))
+    strategy = prop.strategy_for(impl)
+    run = given(case=strategy)(_named(run, f"{prop.name}_{impl.name}"))
     test = settings(run) if settings is not None else run
     try:
         test()
     except Unsupported as exc:
-        return PropertyResult(prop.name, len(seen), None, True, not_applicable=str(exc))
+        return PropertyResult(
+            prop.name, len(seen), None, True, not_applicable=str(exc), dtype=impl.dtype
+        )
     except Exception as exc:  # any failure of the implementation is a finding, reported
         worst = max(
             (m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None
         )
-        return PropertyResult(prop.name, len(seen), worst, False, _describe(exc))
+        code = reproduction_code(prop.name, failing[-1], impl, impl_code) if failing else ""
+        return PropertyResult(
+            prop.name, len(seen), worst, False, _describe(exc), dtype=impl.dtype, reproduction=code
+        )
+    if lacks:
+        return PropertyResult(
+            prop.name, len(seen), None, True, not_applicable=str(lacks[0]), dtype=impl.dtype
+        )
     worst = max(seen, key=lambda m: m.ratio, default=None)
-    return PropertyResult(prop.name, len(seen), worst, True)
+    return PropertyResult(prop.name, len(seen), worst, True, dtype=impl.dtype)
+
+
+def to_code(value: object, imports: set[str]) -> str:
+    """Python source that rebuilds `value`: arrays as np.array(nested lists, dtype=...), floats by
+    their round-trip repr (float('nan') / float('inf') where repr is no literal), case
+    dataclasses by their constructor; the import lines it needs are added to `imports`."""
+    if isinstance(value, np.ndarray):
+        imports.add("import numpy as np")
+        return f"np.array({to_code(value.tolist(), imports)}, dtype=np.{value.dtype.name})"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"float({repr(value)!r})"
+    if isinstance(value, list):
+        return "[" + ", ".join(to_code(v, imports) for v in value) + "]"
+    if isinstance(value, tuple):
+        items = [to_code(v, imports) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        imports.add(f"from {cls.__module__} import {cls.__qualname__}")
+        fields = ", ".join(
+            f"{f.name}={to_code(getattr(value, f.name), imports)}"
+            for f in dataclasses.fields(value)
+        )
+        return f"{cls.__qualname__}({fields})"
+    return repr(value)
+
+
+def reproduction_code(
+    prop_name: str, case: Any, impl: Implementation, impl_code: str | None = None
+) -> str:
+    """A snippet to paste into Python that replays `case` on `impl` for property `prop_name`.
+
+    Each top-level field of the case becomes a variable (x, gamma, beta, eps, axis, ...), a
+    batch case also shows the forward call, and the last line re-runs the check, which raises
+    the same PropertyFailure with the same numbers.
+    """
+    imports: set[str] = {"import numpy as np", "from properties.registry import by_name"}
+    lines = []
+    for f in dataclasses.fields(case):
+        lines.append(f"{f.name} = {to_code(getattr(case, f.name), imports)}")
+    cls = type(case)
+    imports.add(f"from {cls.__module__} import {cls.__qualname__}")
+    names = ", ".join(f"{f.name}={f.name}" for f in dataclasses.fields(case))
+    lines.append(f"case = {cls.__qualname__}({names})")
+    if impl_code is None:
+        kind = type(impl)
+        impl_code = (
+            f"from {kind.__module__} import {kind.__qualname__}\nimpl = {kind.__qualname__}()"
+        )
+    lines += impl_code.splitlines()
+    if {"x", "gamma", "beta", "eps", "axis"} <= {f.name for f in dataclasses.fields(case)}:
+        lines.append("out = impl.forward(x, gamma, beta, eps=eps, axis=axis)  # y, mean, var")
+    lines.append(f"by_name({prop_name!r}).judge(impl, case)  # raises PropertyFailure")
+    header = [f"# Reproduce {prop_name} on {impl.name} (bnref installed or on sys.path):"]
+    ordered = sorted(imports, key=lambda line: (not line.startswith("import "), line))
+    return "\n".join([*header, *ordered, "", *lines])
 
 
 def _named(fn: Callable[[Any], None], name: str) -> Callable[[Any], None]:

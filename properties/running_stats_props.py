@@ -22,7 +22,9 @@ relative. The tolerances bound what a correct float64 implementation may add (u 
 * gradual underflow: a product or quotient in the subnormal range may also be off by ETA/2
   absolutely (ETA = 2**-1074), so each bound adds ETA per such operation (data of 1e-159
   have a subnormal variance that no float64 implementation gets to u relative).
-Each bound is first order and multiplied by SAFETY, as in properties.tolerances.
+Each bound is first order and multiplied by SAFETY, as in properties.tolerances. An
+implementation computing in float32 or float16 gets the same bounds with its dtype's u and ETA
+(`tolerances.precision(impl.dtype)`); the checker's own roundings (float64) keep U64.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from properties.adapter import Array, Implementation
 from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property, Unsupported
 from properties.strategies import BatchCase, Layout, batch_cases, layouts
-from properties.tolerances import SAFETY, U64, exact_stats, expand, x_hat_bound
+from properties.tolerances import (
+    SAFETY,
+    U64,
+    Precision,
+    exact_stats,
+    expand,
+    precision,
+    x_hat_bound,
+)
 from reference.conventions import Convention, get_convention
 
 # Running statistics drawn for a case: moderate magnitudes, no subnormals.
@@ -76,12 +86,12 @@ def _as_floats(values: list[Fraction]) -> Array:
     return np.array([float(v) for v in values], dtype=np.float64)
 
 
-def _stat_errors(moments: ExactMoments) -> tuple[Array, Array]:
-    """(E_m, E_v) per channel: what a correct float64 batch mean and biased variance may miss."""
+def _stat_errors(moments: ExactMoments, p: Precision) -> tuple[Array, Array]:
+    """(E_m, E_v) per channel: what a correct batch mean and biased variance in p may miss."""
     n = moments.count
-    e_mean = (n + 1) * U64 * moments.max_abs + ETA  # the division by n may underflow
+    e_mean = (n + 1) * p.u * moments.max_abs + p.eta  # the division by n may underflow
     # n squares may underflow, ETA/2 each; the squared mean shift adds e_mean**2
-    e_var = (n + 2) * U64 * _as_floats(list(moments.var)) + e_mean**2 + (n + 2) * ETA
+    e_var = (n + 2) * p.u * _as_floats(list(moments.var)) + e_mean**2 + (n + 2) * p.eta
     return e_mean, e_var
 
 
@@ -95,9 +105,10 @@ def check_inference_equals_training(impl: Implementation, case: BatchCase) -> li
     rounding of gamma*x_hat + beta. Inference side, y = gamma (x - rm) / sqrt(rv + eps) + beta
     with the checker's rm, rv rounded (|rm - m| <= 2u|m|, rv = (v + dm**2)(1 + 5u)): the
     shift costs |gamma| 2u kappa, the scale |gamma x_hat| (6.5u + 2 (u kappa)**2), the final
-    sum u|y|.
+    sum u|y|. In a narrow dtype an intermediate may underflow: ETA (1 + |gamma|) (1 + 1/s).
     """
     stats = exact_stats(case.x, case.axis, case.eps)
+    p = precision(impl.dtype)
     y_train = impl.forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis).y
     y_inf = impl.inference(
         case.x, case.gamma, case.beta, stats.mean, stats.var, eps=case.eps, axis=case.axis
@@ -107,9 +118,12 @@ def check_inference_equals_training(impl: Implementation, case: BatchCase) -> li
     gx = g * np.abs(stats.x_hat)
     y_abs = np.abs(expand(stats, case.gamma, nd) * stats.x_hat + expand(stats, case.beta, nd))
     kappa = expand(stats, stats.kappa, nd)
-    train = g * x_hat_bound(stats, nd) + SAFETY * U64 * (gx + y_abs)
+    inv_s = expand(stats, 1 / stats.scale, nd)
+    train = g * x_hat_bound(stats, nd, p.u, p.eta) + SAFETY * (p.u * (gx + y_abs) + p.eta)
     infer = SAFETY * (
-        g * U64 * (2 * kappa + np.abs(stats.x_hat) * (7 + 2 * U64 * kappa**2)) + U64 * y_abs
+        g * p.u * (2 * kappa + np.abs(stats.x_hat) * (7 + 2 * p.u * kappa**2))
+        + p.u * y_abs
+        + p.eta * (1 + g) * (1 + inv_s)
     )
     return [
         compare(
@@ -204,17 +218,18 @@ def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) ->
     want_mean = _as_floats([a * r + b * m for r, m in zip(rm_q, moments.mean, strict=True)])
     want_var = _as_floats([a * r + b * c * v for r, v in zip(rv_q, moments.var, strict=True)])
 
-    e_mean, e_var = _stat_errors(moments)
+    p = precision(impl.dtype)
+    e_mean, e_var = _stat_errors(moments, p)
     bf, cf = float(b), float(c)
     mean_abs = np.abs(_as_floats(list(moments.mean)))
     var = _as_floats(list(moments.var))
     # + 4 ETA: up to four products per output (weights, n/(n-1)) may underflow
-    tol_mean = SAFETY * (bf * e_mean + 4 * U64 * (np.abs(case.running_mean) + mean_abs) + 4 * ETA)
+    tol_mean = SAFETY * (bf * e_mean + 4 * p.u * (np.abs(case.running_mean) + mean_abs) + 4 * p.eta)
     tol_var = SAFETY * (
         bf * cf * e_var
-        + 4 * U64 * (case.running_var + cf * var)
-        + 2 * U64 * bf * cf * var
-        + 4 * ETA
+        + 4 * p.u * (case.running_var + cf * var)
+        + 2 * p.u * bf * cf * var
+        + 4 * p.eta
     )
     return [
         compare(
@@ -320,18 +335,19 @@ def check_cumulative_average(impl: Implementation, case: CumulativeCase) -> list
     want_var = _as_floats(
         [sum((c * mo.var[ch] for mo in all_moments), Fraction(0)) / k for ch in range(channels)]
     )
-    errors = [_stat_errors(mo) for mo in all_moments]
+    p = precision(impl.dtype)
+    errors = [_stat_errors(mo, p) for mo in all_moments]
     e_mean = np.mean([e for e, _ in errors], axis=0)  # (1/k) sum_j E_j, per channel
     variances = np.array([_as_floats(list(mo.var)) for mo in all_moments])  # (k, C)
     cf = float(c)
-    e_var = np.mean([cf * ev for _, ev in errors], axis=0) + 2 * U64 * cf * np.mean(
+    e_var = np.mean([cf * ev for _, ev in errors], axis=0) + 2 * p.u * cf * np.mean(
         variances, axis=0
     )
     s_mean = np.max([np.abs(_as_floats(list(mo.mean))) for mo in all_moments], axis=0)
     s_var = cf * np.max(variances, axis=0)
     # Underflow: four products per step, ETA/2 each, damped by j/k: <= 4 (k + 1) ETA.
-    tol_mean = SAFETY * (e_mean + 4 * (k + 1) * (U64 * s_mean + ETA))
-    tol_var = SAFETY * (e_var + 4 * (k + 1) * (U64 * s_var + ETA))
+    tol_mean = SAFETY * (e_mean + 4 * (k + 1) * (p.u * s_mean + p.eta))
+    tol_var = SAFETY * (e_var + 4 * (k + 1) * (p.u * s_var + p.eta))
     tol_mean = tol_mean + U64 * np.abs(want_mean) + ETA  # the checker's own rounding
     tol_var = tol_var + U64 * np.abs(want_var) + ETA
     return [

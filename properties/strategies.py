@@ -10,14 +10,21 @@ representable in float32 (the case an implementation running in float32 receives
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
+from properties.tolerances import precision
+
 Array = NDArray[np.float64]
+T = TypeVar("T")
 
 DTYPES = ("float64", "float32")
 EPS_VALUES = (1e-5, 1e-3, 1e-8, 1e-1, 1.0)
@@ -164,3 +171,69 @@ def upstream_gradients(draw: st.DrawFn, shape: tuple[int, ...]) -> Array:
     """A non-uniform upstream gradient dy (uniform dy hides the mean and variance terms)."""
     seed = draw(st.integers(0, 2**32 - 1))
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _cast_array(value: Array, dtype: str, max_abs: float) -> Array:
+    """value scaled by a power of two (exact) to max|value| <= max_abs, then rounded to dtype."""
+    peak = float(np.max(np.abs(value))) if value.size else 0.0
+    if math.isfinite(max_abs) and peak > max_abs:
+        value = value * 2.0 ** -math.ceil(math.log2(peak / max_abs))
+    out: Array = value.astype(dtype).astype(np.float64)
+    return out
+
+
+def _cast_scalar(name: str, value: float, dtype: str, min_eps: float) -> float:
+    """eps and momentum rounded to dtype (eps at least min_eps); the scale of
+    scale-invariance in float16 a power of two in [1/8, 1], so that a x keeps |a x| <= 4."""
+    if name == "eps":
+        return float(np.array(max(value, min_eps), dtype=dtype))
+    if name == "momentum":
+        return float(np.array(value, dtype=dtype))
+    if name == "scale" and dtype == "float16":
+        return 2.0 ** min(0, max(-3, round(math.log2(value))))
+    return value
+
+
+def cast_case(case: T, dtype: str, fixed: Mapping[str, object] | None = None) -> T:
+    """`case` (any property's case dataclass) with its inputs representable in `dtype`.
+
+    Every float64 array, also inside nested cases and tuples, is rounded to dtype, first scaled
+    by a power of two into the dtype's safe range (`tolerances.Precision.max_abs`: float16
+    keeps |value| <= 4, so no correct float16 computation overflows); eps and momentum are
+    rounded to dtype (eps at least `Precision.min_eps`), a `dtype` field is set to dtype.
+    Scaling by a power of two changes no claim: every property holds for any values. Then each
+    field named in `fixed` (e.g. the eps a user's function always uses) takes that value, in
+    nested cases too. float64 with nothing fixed returns `case` unchanged.
+    """
+    if not (dataclasses.is_dataclass(case) and not isinstance(case, type)):
+        raise TypeError(f"case must be a dataclass instance, got {type(case).__name__}")
+    prec = precision(dtype)
+    pinned = dict(fixed or {})
+    if dtype == "float64" and not pinned:
+        return case
+
+    def cast(name: str, value: object) -> object:
+        out = value
+        if name in pinned:
+            out = pinned[name]
+        elif _is_case(value):
+            out = cast_case(value, dtype, pinned)
+        elif dtype == "float64":
+            pass  # only the pinned fields change
+        elif isinstance(value, np.ndarray) and value.dtype == np.float64:
+            out = _cast_array(value, dtype, prec.max_abs)
+        elif isinstance(value, tuple):
+            out = tuple(cast(name, v) for v in value)
+        elif isinstance(value, float):
+            out = _cast_scalar(name, value, dtype, prec.min_eps)
+        elif name == "dtype" and isinstance(value, str):
+            out = dtype
+        return out
+
+    changes = {f.name: cast(f.name, getattr(case, f.name)) for f in dataclasses.fields(case)}
+    out: T = dataclasses.replace(case, **changes)
+    return out
+
+
+def _is_case(value: object) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)

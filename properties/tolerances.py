@@ -1,7 +1,8 @@
-"""The tolerance model: how far a correct float64 batch norm may be from the exact result.
+"""The tolerance model: how far a correct batch norm in a given dtype may be from the exact result.
 
 Every tolerance in the batch-norm properties comes from the bound derived here, so that it is
-stated once. Notation, per channel with n values, unit roundoff u (2**-53 for float64)::
+stated once. Notation, per channel with n values, unit roundoff u of the dtype the
+implementation computes in (`PRECISIONS`: 2**-53 float64, 2**-24 float32, 2**-11 float16)::
 
     m = mean(x),  v = mean((x - m)**2),  s = sqrt(v + eps),  x_hat = (x - m) / s
     kappa = max|x| / s            how large the data are relative to the normalizing scale;
@@ -22,6 +23,18 @@ and each bound below is that, times SAFETY for the first-order approximations. T
 part (the second term) alone bounds quantities that are blind to a common shift, such as the
 variance of x_hat. The checker's own reference values are computed with math.fsum (exactly
 rounded sums), so their error (a few u) is added explicitly.
+
+Lower precision. Every bound above is first order in u with the same structure whatever the
+dtype, so an implementation computing in float32 or float16 gets the same bounds with its own u
+and its own ETA (smallest subnormal), `Precision` below. The checker itself always computes in
+float64: its own roundings keep U64. The inputs a low-precision implementation receives are
+first made representable in its dtype (`properties.strategies.cast_case`), so the checker's
+exact statistics are those of the very values the implementation computes on. A bound of the
+form (n + 1) u kappa stops saying anything once it reaches |x_hat| (n u kappa ~ 1: float32 with
+|mean|/std ~ 3e4 and n = 512, float16 already near kappa ~ 4): such cases still run, honestly
+unable to fail, while the well-conditioned ones keep the bounds tight. Which claims cannot be
+stated below float64 at all (the finite-difference gradient checks) is said in
+`properties.registry`; they are reported as not applicable there.
 """
 
 from __future__ import annotations
@@ -40,6 +53,41 @@ SAFETY = 2.0  # covers the first-order expansion of gamma_k and the products of 
 # relative u. Data near 1e-159 square into that range, so each bound adds ETA per operation
 # that may underflow, scaled by what amplifies it (1/s for x_hat, 1/(var+eps) for var/(var+eps)).
 ETA = 2.0**-1074  # the smallest subnormal float64
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What rounding in one dtype costs: the constants every bound is written in.
+
+    `max_abs` caps the magnitudes of generated inputs so that no correct implementation
+    overflows: float16 ends at 65504, and a float16 sum of n <= 512 squared deviations of values
+    with |x| <= 4 (deviations <= 8) stays below 512 * 64 = 32768. `min_eps` is the smallest eps
+    that is a normal number of the dtype (float16: 1e-5 is subnormal and 1e-8 rounds to 0).
+    """
+
+    dtype: str
+    u: float  # unit roundoff: a rounded result is x (1 + d), |d| <= u
+    eta: float  # smallest subnormal: an underflowing result is off by <= eta / 2 absolutely
+    max_abs: float  # largest |value| generated for inputs in this dtype
+    min_eps: float  # smallest eps given to an implementation in this dtype
+
+
+PRECISIONS: dict[str, Precision] = {
+    "float64": Precision("float64", U64, ETA, math.inf, 0.0),
+    # IEEE binary32: 24-bit significand, emin = -126, so the smallest subnormal is 2**-149.
+    "float32": Precision("float32", 2.0**-24, 2.0**-149, math.inf, 0.0),
+    # IEEE binary16: 11-bit significand, emin = -14, smallest subnormal 2**-24, max 65504.
+    "float16": Precision("float16", 2.0**-11, 2.0**-24, 4.0, 1e-3),
+}
+UNIT_ROUNDOFF = {name: p.u for name, p in PRECISIONS.items()}
+SMALLEST_SUBNORMAL = {name: p.eta for name, p in PRECISIONS.items()}
+
+
+def precision(dtype: str) -> Precision:
+    """The `Precision` of `dtype` (one of PRECISIONS); ValueError naming dtype otherwise."""
+    if dtype not in PRECISIONS:
+        raise ValueError(f"dtype must be one of {tuple(PRECISIONS)}, got {dtype!r}")
+    return PRECISIONS[dtype]
 
 
 @dataclass(frozen=True)
@@ -110,19 +158,20 @@ def scale_error_bound(stats: ExactStats, u: float = U64) -> Array:
     return (stats.count / 2 + 4) * u + shift**2 / 2
 
 
-def x_hat_bound(stats: ExactStats, ndim: int, u: float = U64) -> Array:
-    """Per-element bound on |x_hat' - x_hat| for any float64 implementation, shaped like x.
+def x_hat_bound(stats: ExactStats, ndim: int, u: float = U64, eta: float = ETA) -> Array:
+    """Per-element bound on |x_hat' - x_hat| for any implementation of unit roundoff u and
+    smallest subnormal eta (float64 by default), shaped like x.
 
     Includes the checker's own x_hat rounding (2u|x_hat| + u kappa) and the underflow of the
     n + 4 operations that form x - mean, amplified by 1/s.
     """
-    underflow = (stats.count + 4) * ETA / stats.scale
+    underflow = (stats.count + 4) * eta / stats.scale
     shift = expand(stats, mean_shift_bound(stats, u) + u * stats.kappa + underflow, ndim)
     rel = expand(stats, scale_error_bound(stats, u) + 2 * u, ndim)
     return SAFETY * (shift + np.abs(stats.x_hat) * rel)
 
 
-def underflow_bound(stats: ExactStats, weight: Array | float = 1.0) -> Array:
+def underflow_bound(stats: ExactStats, weight: Array | float = 1.0, eta: float = ETA) -> Array:
     """Absolute error a per-channel statistic of y may pick up from gradual underflow.
 
     n + 4 operations may each lose ETA/2; var/(var+eps) divides the rounding of a subnormal
@@ -130,7 +179,7 @@ def underflow_bound(stats: ExactStats, weight: Array | float = 1.0) -> Array:
     `weight` scales it (gamma**2 for a variance of y).
     """
     amplify = 1.0 + 1.0 / stats.scale**2  # s**2 = var + eps
-    return SAFETY * (stats.count + 4) * ETA * amplify * (1.0 + np.asarray(weight))
+    return SAFETY * (stats.count + 4) * eta * amplify * (1.0 + np.asarray(weight))
 
 
 def per_channel_max(values: Array, stats: ExactStats) -> Array:
@@ -142,3 +191,33 @@ def per_channel_max(values: Array, stats: ExactStats) -> Array:
 def channel_rows(values: Array, stats: ExactStats) -> Array:
     """An array shaped like x as (C, n) rows, one per channel."""
     return _channel_moved(values, stats.axis)
+
+
+def y_bound(
+    stats: ExactStats, gamma: Array, beta: Array, u: float = U64, eta: float = ETA
+) -> Array:
+    """Bound on |y' - y| for y = gamma x_hat + beta at unit roundoff u: |gamma| times the x_hat
+    bound, plus the rounding of the product and the sum (u each, relative to their magnitudes)
+    and one underflow (eta)."""
+    nd = stats.x_hat.ndim
+    g = expand(stats, gamma, nd)
+    gx = np.abs(g * stats.x_hat)
+    y = np.abs(gx + expand(stats, beta, nd))
+    bound: Array = np.abs(g) * x_hat_bound(stats, nd, u, eta) + SAFETY * (u * (gx + y) + eta)
+    return bound
+
+
+def narrow_x_hat_bound(stats: ExactStats, u: float, eta: float, eps: float) -> Array:
+    """`x_hat_bound` (u, eta) plus what a narrow dtype (float32, float16) adds, times SAFETY:
+
+    eps rounded in the dtype, u/2 |x_hat| relative; a variance that underflows, (n + 2) eta / 2
+    absolute, i.e. |x_hat| (n + 2) eta / (2 (v + eps)); a mean of values near the subnormal
+    range, off by eta/2 more, a common shift eta / (2 s) in x_hat; x_hat itself subnormal, eta/2.
+    """
+    nd = stats.x_hat.ndim
+    xh = np.abs(stats.x_hat)
+    v = expand(stats, stats.var, nd)
+    s = expand(stats, stats.scale, nd)
+    narrow = xh * (u / 2 + (stats.count + 2) * eta / (2 * (v + eps))) + eta * (1 / s + 1) / 2
+    bound: Array = x_hat_bound(stats, nd, u, eta) + SAFETY * narrow
+    return bound

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings
 
 from properties.adapter import Array, ForwardOutput, ReferenceImplementation
-from properties.cli import format_table, main
+from properties.cli import format_table, main, parse_dtypes
 from properties.framework import run_property
 from properties.registry import ALL_PROPERTIES, by_name
 
@@ -38,16 +38,57 @@ def test_check_writes_json(tmp_path: Path) -> None:
     assert result["examples"] > 0
 
 
-def test_unknown_target_and_property_are_usage_errors() -> None:
-    with pytest.raises(SystemExit, match="TARGET must be one of reference"):
-        main(["check", "pytorch-typo"])
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run `bnref` expecting a usage error: exit status 2, the message on stderr."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_unknown_target_and_property_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "TARGET must be one of reference" in _usage_error(["check", "pytorch-typo"], capsys)
     with pytest.raises(ValueError, match="property must be one of"):
         by_name("no-such-property")
+    err = _usage_error(["check", "--property", "no-such-property"], capsys)
+    assert "property must be one of" in err
+
+
+def test_parse_dtypes_repeated_or_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_dtypes(None) == ["float64"]
+    assert parse_dtypes(["float32", "float64"]) == ["float32", "float64"]
+    assert parse_dtypes(["float16,float32", "float32"]) == ["float16", "float32"]
+    with pytest.raises(SystemExit):
+        parse_dtypes(["float128"])
+    assert "--dtype must be one of float64, float32, float16; got 'float128'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_reference_at_float32_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(["check", "--dtype", "float32"], capsys)
+    assert "--dtype float32: the reference computes in float64 only" in err
+    err = _usage_error(["check", "reference", "--dtype", "float64,float16"], capsys)
+    assert "--dtype float16" in err
+
+
+def test_user_options_need_a_user_target(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(["check", "--eps", "1e-3", "--running-stats", "a:b"], capsys)
+    assert "--running-stats, --eps need a TARGET module:function, got 'reference'" in err
 
 
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frobnicate"]) == 2
     assert "unknown command" in capsys.readouterr().err
+
+
+def test_experiment_command_reaches_the_experiments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["experiment", "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    for name in ("bn-init-scale", "overfitting", "optimizers", "hyperparameter-search"):
+        assert name in listed
+    assert main(["experiment", "no-such-experiment"]) == 2
+    assert "no-such-experiment" in capsys.readouterr().err
 
 
 def test_property_names_are_unique() -> None:
@@ -91,5 +132,34 @@ def test_check_a_users_module_function(
     buggy = ["check", "user_impl_example:forward_eps_outside", "--convention", "keras"]
     assert main([*buggy, "--property", "zero-mean-unit-var"]) == 1
     out = capsys.readouterr().out
-    assert "zero-mean-unit-var FAILED" in out
+    assert "zero-mean-unit-var [float64] FAILED" in out
     assert out.rstrip().endswith("0 passed, 1 failed")
+
+
+def test_check_per_dtype_table_json_and_snippet(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Two dtypes give one row each; a failure prints a paste-able snippet, also in the JSON."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    report = tmp_path / "report.json"
+    argv = ["check", "user_impl_example:forward_eps_outside", "--convention", "keras"]
+    argv += ["--dtype", "float32", "--dtype", "float64", "--property", "zero-mean-unit-var"]
+    assert main([*argv, "--property", "gradients-fast", "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    table = out.split("\n\n")[1]  # progress lines, blank line, the table
+    rows = [line.split() for line in table.splitlines() if line.startswith("zero-mean-unit-var ")]
+    assert [(r[1], r[-1]) for r in rows] == [("float32", "FAIL"), ("float64", "FAIL")]
+    assert "zero-mean-unit-var [float32] FAILED" in out
+    assert "gradients-fast [float32]: not applicable: not stated for float32" in out
+    assert "Reproduce it (paste into Python):" in out
+    snippet = "load_user_target('user_impl_example:forward_eps_outside', convention='keras', "
+    assert snippet + "dtype='float32'" in out
+    assert out.rstrip().endswith("0 passed, 2 failed, 2 not applicable")
+    data = json.loads(report.read_text())
+    assert data["dtypes"] == ["float32", "float64"]
+    by_key = {(r["name"], r["dtype"]): r for r in data["results"]}
+    failed = by_key["zero-mean-unit-var", "float32"]
+    assert failed["passed"] is False
+    assert failed["reproduction"].startswith("# Reproduce zero-mean-unit-var")
+    assert by_key["gradients-fast", "float32"]["not_applicable"]
+    assert "lacks backward" in by_key["gradients-fast", "float64"]["not_applicable"]

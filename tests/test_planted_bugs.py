@@ -17,10 +17,12 @@ from properties.adapter import (
     BackwardOutput,
     ForwardOutput,
     ReferenceImplementation,
+    Rounded,
     RunningStats,
 )
-from properties.framework import run_property
+from properties.framework import PropertyFailure, reproduction_code, run_property
 from properties.registry import by_name
+from properties.strategies import BatchCase
 from reference import batch_norm_backward, batch_norm_forward
 
 # Derandomized: the same examples every run, so a caught bug stays caught.
@@ -246,3 +248,71 @@ def test_planted_bug_fails_the_property_by_name(impl: Planted, prop_name: str) -
     assert not result.passed, f"{impl.bug} slipped through {prop_name}"
     assert not result.not_applicable
     assert f"property {prop_name!r} failed for {impl.bug}" in result.failure
+
+
+# --- at float32: the bounds widen with u = 2**-24 and still catch the mistakes -------------
+
+FLOAT32_PLANTED = [
+    (EpsOutsideSqrt(), "zero-mean-unit-var"),
+    (DxMissingVarianceTerm(), "backward-accuracy"),
+    (MomentumReversed(), "running-stats-formula"),
+]
+
+
+@pytest.mark.parametrize(
+    ("impl", "prop_name"), FLOAT32_PLANTED, ids=[f"{i.bug}->{p}" for i, p in FLOAT32_PLANTED]
+)
+def test_planted_bug_is_caught_at_float32(impl: Planted, prop_name: str) -> None:
+    """The bug wrapped as a float32 implementation (inputs and outputs rounded to float32, so it
+    is judged with float32 tolerances) still fails, while the honest reference wrapped the same
+    way passes: the float32 bounds have teeth."""
+    prop = by_name(prop_name)
+    honest = run_property(prop, Rounded(ReferenceImplementation(), "float32"), AUDIT)
+    assert honest.passed, honest.failure
+    assert not honest.not_applicable
+    result = run_property(prop, Rounded(impl, "float32"), AUDIT)
+    assert not result.passed, f"{impl.bug} slipped through {prop_name} at float32"
+    assert result.dtype == "float32"
+    assert f"property {prop_name!r} failed for {impl.bug} float32" in result.failure
+
+
+# --- the failure report's snippet replays the failure ----------------------------------------
+
+
+def test_reproduction_snippet_replays_the_failure() -> None:
+    """The snippet of a failure is self-contained Python: exec() of it raises the same
+    PropertyFailure, with the same numbers, as the minimal example Hypothesis reported."""
+    result = run_property(by_name("zero-mean-unit-var"), EpsOutsideSqrt(), AUDIT)
+    assert not result.passed
+    code = result.reproduction
+    assert "import numpy as np" in code
+    assert "x = np.array([" in code
+    assert "dtype=np.float64)" in code
+    assert "array(" not in code.replace("np.array(", "")  # no bare numpy repr
+    assert "from test_planted_bugs import EpsOutsideSqrt" in code
+    assert "impl.forward(x, gamma, beta, eps=eps, axis=axis)" in code
+    with pytest.raises(PropertyFailure) as replay:
+        exec(compile(code, "<snippet>", "exec"), {})
+    message = str(replay.value)
+    assert message.startswith("property 'zero-mean-unit-var' failed for eps-outside-sqrt")
+    assert message in result.failure  # the very quantities, errors and tolerances reported
+
+
+def test_reproduction_snippet_rebuilds_floats_exactly() -> None:
+    """Floats are written by their round-trip repr: the rebuilt case is bit-identical."""
+    case = BatchCase(
+        x=np.array([[0.1, 1e-310], [1 / 3, -2.5e30]]),
+        gamma=np.array([np.nextafter(1.0, 2.0), 1.0]),
+        beta=np.zeros(2),
+        eps=1e-5,
+        axis=1,
+        dtype="float64",
+    )
+    code = reproduction_code("identity-params", case, ReferenceImplementation())
+    scope: dict[str, object] = {}
+    exec(compile(code, "<snippet>", "exec"), scope)
+    rebuilt = scope["case"]
+    assert isinstance(rebuilt, BatchCase)
+    for name in ("x", "gamma", "beta"):
+        assert np.array_equal(getattr(rebuilt, name), getattr(case, name))
+    assert (rebuilt.eps, rebuilt.axis, rebuilt.dtype) == (1e-5, 1, "float64")

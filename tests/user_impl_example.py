@@ -57,3 +57,41 @@ def forward_first_example(x: F, gamma: F, beta: F, eps: float) -> F:
     """WRONG: returns y of the first example only, shape x.shape[1:]."""
     y: F = forward(x, gamma, beta, eps)[0]
     return y
+
+
+def running_stats(
+    running_mean: F, running_var: F, batch_mean: F, batch_var: F, n: int, momentum: float
+) -> tuple[F, F]:
+    """PyTorch's rule: new = (1 - m) old + m batch, the batch variance Bessel-corrected."""
+    new_mean = (1 - momentum) * running_mean + momentum * batch_mean
+    new_var = (1 - momentum) * running_var + momentum * batch_var * n / (n - 1)
+    return new_mean, new_var
+
+
+def running_stats_biased(
+    running_mean: F,
+    running_var: F,
+    batch_mean: F,
+    batch_var: F,
+    n: int,  # noqa: ARG001 -- the hook's signature; the mistake is not using it
+    momentum: float,
+) -> tuple[F, F]:
+    """WRONG for the pytorch convention: the biased batch variance, no n/(n-1)."""
+    new_mean = (1 - momentum) * running_mean + momentum * batch_mean
+    new_var = (1 - momentum) * running_var + momentum * batch_var
+    return new_mean, new_var
+
+
+def forward_eps_1e3(x: F, gamma: F, beta: F, eps: float) -> F:
+    """`forward` for a user whose layer always uses eps = 1e-3: refuses any other eps."""
+    if eps != 1e-3:
+        raise AssertionError(f"this layer's eps is 1e-3, got {eps!r}")
+    return forward(x, gamma, beta, eps)
+
+
+def forward_in_place(x: F, gamma: F, beta: F, eps: float) -> F:
+    """WRONG: centers x in place before normalizing (the caller's x changes)."""
+    mean, var = _stats(x)
+    x -= mean
+    y: F = gamma * x / np.sqrt(var + eps) + beta
+    return y

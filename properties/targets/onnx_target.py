@@ -102,6 +102,10 @@ class _OnnxTarget:
     def convention(self) -> str:
         return "onnx"
 
+    @property
+    def dtype(self) -> str:
+        return self._dtype
+
     def _compile(self, model: onnx.ModelProto) -> Any:
         raise NotImplementedError  # pragma: no cover -- every subclass overrides it
 

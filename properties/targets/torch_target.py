@@ -67,6 +67,10 @@ class TorchTarget:
     def convention(self) -> str:
         return "pytorch"
 
+    @property
+    def dtype(self) -> str:
+        return self._dtype
+
     def _tensor(
         self, value: Array, name: str, method: str, *, requires_grad: bool = False
     ) -> torch.Tensor:

@@ -1,0 +1,297 @@
+"""What every experiment shares: its result, its output files, its progress bar, its signature.
+
+An experiment module exposes
+
+    run(*, seed: int = 0, quick: bool = False, out_dir: Path, progress: bool = True)
+        -> ExperimentResult
+
+It trains small networks from `reference/`, writes one PNG (matplotlib, Agg canvas, no display)
+and one JSON file of its numbers (plus a CSV when the numbers form a table) into `out_dir`, and
+returns where they are. `quick=True` shrinks the sizes so that a run takes seconds (the tests use
+it); the same `seed` gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TextIO, TypeVar, cast
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+from reference._validation import check_int
+from reference.minibatch import random_mini_batches
+from reference.network import NetworkSpec, NetworkState, Params, check_params, gradient, init_state
+from reference.optimizers import Optimizer
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """The outcome of one experiment: its `name`, its key `numbers`, and the files it wrote."""
+
+    name: str
+    numbers: Mapping[str, Any]
+    png: Path
+    data: Path
+
+
+class Experiment(Protocol):
+    """The signature of `run` in every experiment module (a module satisfies it structurally)."""
+
+    def __call__(
+        self, *, seed: int = 0, quick: bool = False, out_dir: Path, progress: bool = True
+    ) -> ExperimentResult: ...
+
+
+def check_run_args(seed: Any, quick: Any, out_dir: Any, progress: Any) -> tuple[int, Path]:
+    """Validate the common arguments of `run`; create `out_dir`; return (seed, out_dir)."""
+    seed = check_int(seed, "seed", minimum=0)
+    for name, flag in (("quick", quick), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path, got {type(out_dir).__name__} {out_dir!r}")
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"out_dir must be a directory, got the existing file {str(path)!r}")
+    path.mkdir(parents=True, exist_ok=True)
+    return seed, path
+
+
+def to_jsonable(value: Any) -> Any:
+    """Return `value` with NumPy scalars/arrays turned into Python numbers/lists.
+
+    A non-finite float becomes None (JSON `null`): strict JSON has no NaN or Infinity, and a
+    diverged training run must still leave a readable file.
+    """
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()  # Python scalars and nested lists, then handled below
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_numbers(numbers: Mapping[str, Any], path: Path) -> Path:
+    """Write `numbers` as indented, key-sorted, strict JSON to `path`; return `path`."""
+    text = json.dumps(to_jsonable(numbers), indent=2, sort_keys=True, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Write `rows` (dicts with the same keys, in order) as CSV to `path`; return `path`."""
+    if not rows:
+        raise ValueError("rows must hold at least one row, got an empty sequence")
+    fields = list(rows[0])
+    for i, row in enumerate(rows):
+        if list(row) != fields:
+            raise ValueError(f"rows[{i}] must have the keys {fields}, got {list(row)}")
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+    return path
+
+
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float = 4.0
+) -> Figure:
+    """Return a Figure on an Agg canvas (no display, no pyplot global state), nrows x ncols."""
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` to `path` as PNG; return `path`."""
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr: `label [#####.....] 5/10 3.2s`.
+
+    It draws only when `enabled` and the stream is a terminal, so logs and tests stay clean.
+    """
+
+    def __init__(
+        self, total: int, label: str, *, enabled: bool = True, stream: TextIO | None = None
+    ) -> None:
+        self.total = check_int(total, "total", minimum=1)
+        self.label = label
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled and self.stream.isatty()
+        self.done = 0
+        self._start = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        """Advance by `n` steps and redraw."""
+        self.done = min(self.total, self.done + n)
+        if self.enabled:
+            width = 30
+            filled = width * self.done // self.total
+            elapsed = time.perf_counter() - self._start
+            bar = "#" * filled + "." * (width - filled)
+            self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {elapsed:.1f}s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the line of the bar."""
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def track(items: Iterable[T], total: int, label: str, *, enabled: bool = True) -> Iterator[T]:
+    """Yield the `total` items of `items`, advancing a `ProgressBar` after each one."""
+    with ProgressBar(total, label, enabled=enabled) as bar:
+        for item in items:
+            yield item
+            bar.update()
+
+
+Evaluate = Callable[[Params, NetworkState], Mapping[str, float]]
+Schedule = Callable[[int], float]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """`reference.training.train`'s outcome plus what was recorded after every epoch.
+
+    costs[e - 1] is epoch e's cost (as in `train`); metrics[k][e] the value `evaluate` gave
+    for k after epoch e (metrics[k][0]: before training); learning_rates[e - 1] the rate of
+    epoch e. A run whose loss or gradient overflowed (or became non-finite) stops there:
+    `diverged_at` is that epoch and the later entries are NaN. Otherwise `diverged_at` is None.
+    """
+
+    params: Params
+    state: NetworkState
+    costs: tuple[float, ...]
+    metrics: Mapping[str, tuple[float, ...]]
+    learning_rates: tuple[float, ...]
+    diverged_at: int | None
+
+
+def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
+    """`optimizer` with another learning rate (the optimizers are frozen dataclasses)."""
+    if isinstance(optimizer, type) or not (
+        dataclasses.is_dataclass(optimizer) and hasattr(optimizer, "learning_rate")
+    ):  # a class is excluded above, which mypy's narrowing of is_dataclass does not see
+        raise TypeError(
+            "optimizer must be a dataclass with a learning_rate field to follow a schedule, "
+            f"got {type(optimizer).__name__}"
+        )
+    replaced = dataclasses.replace(optimizer, learning_rate=learning_rate)  # type: ignore[type-var]
+    return cast("Optimizer[Any]", replaced)  # the same class as `optimizer`, an Optimizer
+
+
+def fit(
+    spec: NetworkSpec,
+    params: Params,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    optimizer: Optimizer[Any],
+    num_epochs: int,
+    mini_batch_size: int = 64,
+    seed: int = 0,
+    schedule: Schedule | None = None,
+    evaluate: Evaluate | None = None,
+    bar: ProgressBar | None = None,
+) -> FitResult:
+    """`reference.training.train`'s loop, epoch by epoch, recording `evaluate` after each.
+
+    Epoch e = 1, 2, ... uses ``random_mini_batches(X, y, mini_batch_size, seed + e)`` and the
+    dropout masks of one ``default_rng(seed)`` stream, and cost_e = sum_b n_b loss_b / sum_b n_b,
+    exactly as `train` (the tests check that both give the same costs and parameters). With a
+    `schedule`, epoch e runs with learning rate ``schedule(e - 1)`` (the course's
+    ``update_lr(learning_rate0, epoch_num, decay_rate)`` counts epochs from 0); the optimizer's
+    state (velocity, moments, step count) carries over from epoch to epoch.
+    """
+    epochs = check_int(num_epochs, "num_epochs", minimum=0)
+    theta = check_params(spec, params)
+    net_state = init_state(spec)
+    example_axis = -1 if spec.feature_axis == 0 else 0
+    dropout_rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    opt_state = optimizer.init(theta)
+    costs: list[float] = []
+    rates: list[float] = []
+    metrics: dict[str, list[float]] = {}
+
+    def record() -> None:
+        for key, value in ({} if evaluate is None else evaluate(theta, net_state)).items():
+            metrics.setdefault(key, []).append(float(value))
+
+    record()
+    diverged: int | None = None
+    for epoch in range(1, epochs + 1):
+        opt = optimizer if schedule is None else _with_rate(optimizer, schedule(epoch - 1))
+        rates.append(float(getattr(opt, "learning_rate", math.nan)))
+        batches = random_mini_batches(X, y, mini_batch_size, seed + epoch, axis=example_axis)
+        weighted = []
+        for batch in batches:
+            try:  # overflow to inf or inf - inf is a diverged run, recorded, not a crash
+                with np.errstate(over="raise", invalid="raise", divide="raise"):
+                    result = gradient(spec, theta, net_state, batch.X, batch.Y, rng=dropout_rng)
+            except FloatingPointError:
+                diverged = epoch
+                break
+            if not (
+                math.isfinite(result.loss)
+                and all(np.isfinite(g).all() for g in result.grads.values())
+            ):
+                diverged = epoch
+                break
+            weighted.append(result.loss * batch.X.shape[1 - spec.feature_axis])
+            theta, opt_state = opt.step(theta, result.grads, opt_state)
+            net_state = result.state
+        if diverged is not None:
+            break
+        count = sum(b.X.shape[1 - spec.feature_axis] for b in batches)
+        costs.append(math.fsum(weighted) / count)
+        record()
+        if bar is not None:
+            bar.update()
+    missing = epochs - len(costs)
+    if bar is not None and missing:
+        bar.update(missing)
+    return FitResult(
+        params=theta,
+        state=net_state,
+        costs=(*costs, *[math.nan] * missing),
+        metrics={k: (*v, *[math.nan] * (epochs + 1 - len(v))) for k, v in metrics.items()},
+        learning_rates=(*rates, *[math.nan] * (epochs - len(rates))),
+        diverged_at=diverged,
+    )

@@ -1,0 +1,342 @@
+"""The validation split: the size rule, scikit-learn's indices, layouts, every rejection, and the
+split property with the broken splits it catches."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+from sklearn.model_selection import train_test_split
+
+from properties.adapter import ReferenceImplementation
+from properties.framework import PropertyFailure
+from properties.search_props import (
+    PROPERTIES,
+    REFERENCE_FUNCTIONS,
+    SearchFunctions,
+    SplitCase,
+    search_properties,
+)
+from reference.data_split import (
+    DataSplit,
+    SplitIndices,
+    validation_indices,
+    validation_size,
+    validation_split,
+)
+from reference.minibatch import mini_batch_indices
+
+(SPLIT_PROPERTY,) = [p for p in PROPERTIES if p.name == "search-split-partition"]
+
+
+@contextmanager
+def global_rng_restored() -> Iterator[None]:
+    """Save NumPy's global RNG state and put it back afterwards."""
+    state = np.random.get_state()  # noqa: NPY002 -- saved to prove it is left alone
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+# --- the size rule ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("m", "fraction", "n_val"),
+    [
+        (100, 0.2, 20),  # the default
+        (5, 0.2, 1),
+        (100, 0.07, 7),  # 0.07 * 100 is 7.000000000000001 in float; scikit-learn's ceil gives 8
+        (30, 0.1, 3),
+        (3, 0.5, 2),  # an exact half rounds up
+        (4, 0.125, 1),  # 0.5 rounds up to 1
+        (4, 0.375, 2),  # 1.5 rounds up to 2
+        (7, 0.2, 1),  # 1.4 rounds down
+        (8, 0.2, 2),  # 1.6 rounds up
+        (2, 0.5, 1),
+        (3, 1 / 3, 1),
+    ],
+)
+def test_validation_size_rounds_to_nearest_half_up(m: int, fraction: float, n_val: int) -> None:
+    assert validation_size(m, fraction) == n_val
+
+
+@given(m=st.integers(2, 10_000), fraction=st.floats(0.0, 1.0, exclude_min=True, exclude_max=True))
+def test_validation_size_is_within_half_of_fraction_times_m(m: int, fraction: float) -> None:
+    exact = fraction * m  # only for the bound; the rule itself is exact (Fraction)
+    n = round(exact)
+    assume(1 <= n <= m - 1 and abs(exact - n) < 0.49)  # away from halves, where float matters
+    assert validation_size(m, fraction) == n
+
+
+def test_float_product_does_not_move_the_count() -> None:
+    # 0.07 * 100 == 7.000000000000001 in float64, while fl(0.07) * 100 taken exactly is
+    # 7.00000000000000066..., nearest 7: the count does not depend on how the product rounds.
+    assert 0.07 * 100 > 7
+    assert validation_size(100, 0.07) == 7
+    assert math.ceil(0.07 * 100) == 8  # scikit-learn's n_test rule
+
+
+# --- scikit-learn's indices ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("m", "fraction", "seed"), [(10, 0.2, 0), (100, 0.25, 42), (50, 0.1, 7)])
+def test_indices_equal_scikit_learn_train_test_split(m: int, fraction: float, seed: int) -> None:
+    train, val = validation_indices(m, fraction=fraction, seed=seed)
+    sk_train, sk_val = train_test_split(np.arange(m), test_size=fraction, random_state=seed)
+    assert np.array_equal(val, sk_val)
+    assert np.array_equal(train, sk_train)
+
+
+@given(m=st.integers(2, 300), k=st.integers(1, 299), seed=st.integers(0, 2**32 - 1))
+def test_indices_equal_scikit_learn_whenever_the_sizes_agree(m: int, k: int, seed: int) -> None:
+    fraction = min(k, m - 1) / m
+    assume(math.ceil(fraction * m) == validation_size(m, fraction))
+    train, val = validation_indices(m, fraction=fraction, seed=seed)
+    sk_train, sk_val = train_test_split(np.arange(m), test_size=fraction, random_state=seed)
+    assert np.array_equal(val, sk_val)
+    assert np.array_equal(train, sk_train)
+
+
+def test_indices_are_the_minibatch_permutation_cut_once() -> None:
+    (p,) = mini_batch_indices(20, 20, 5)  # one batch of everything: the permutation itself
+    train, val = validation_indices(20, fraction=0.25, seed=5)
+    assert np.array_equal(val, p[:5])
+    assert np.array_equal(train, p[5:])
+    assert isinstance(validation_indices(20, seed=5), SplitIndices)
+    assert not train.flags.writeable
+    assert not val.flags.writeable
+
+
+def test_generator_seed_uses_its_permutation_and_advances_it() -> None:
+    rng = np.random.default_rng(3)
+    first = validation_indices(10, seed=rng)
+    second = validation_indices(10, seed=rng)
+    ref = np.random.default_rng(3)
+    p1, p2 = ref.permutation(10), ref.permutation(10)
+    assert np.array_equal(np.concatenate([first.val, first.train]), p1)
+    assert np.array_equal(np.concatenate([second.val, second.train]), p2)
+
+
+# --- the data --------------------------------------------------------------------------------
+
+
+def test_split_takes_the_indices_along_axis_1() -> None:
+    X = np.arange(30.0).reshape(3, 10)
+    Y = np.arange(10).reshape(1, 10) % 2
+    split = validation_split(X, Y, seed=0)
+    train, val = validation_indices(10, seed=0)
+    assert isinstance(split, DataSplit)
+    X_train, Y_train, X_val, Y_val = split  # unpacks like a 4-tuple
+    assert np.array_equal(X_train, X[:, train])
+    assert np.array_equal(Y_train, Y[:, train])
+    assert np.array_equal(X_val, X[:, val])
+    assert np.array_equal(Y_val, Y[:, val])
+    assert Y_val.dtype == Y.dtype  # labels keep their dtype
+
+
+def test_split_axis_0_and_negative_axis() -> None:
+    X = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)
+    Y = np.arange(10) * 10
+    split = validation_split(X, Y, fraction=0.3, seed=1, axis=0)
+    train, val = validation_indices(10, fraction=0.3, seed=1)
+    assert split.X_val.shape == (3, 2, 3)
+    assert split.X_train.dtype == np.float32
+    assert np.array_equal(split.X_train, X[train])
+    assert np.array_equal(split.Y_val, Y[val])
+    last = validation_split(X.reshape(10, 6).T, Y, fraction=0.3, seed=1, axis=-1)
+    assert np.array_equal(last.X_val, X.reshape(10, 6).T[:, val])
+    assert np.array_equal(last.Y_val, Y[val])
+
+
+def test_parts_are_read_only_copies_and_inputs_unchanged() -> None:
+    X = np.arange(20.0).reshape(2, 10)
+    Y = -np.arange(10.0).reshape(1, 10)
+    X0, Y0 = X.copy(), Y.copy()
+    split = validation_split(X, Y, seed=4)
+    for part in split:
+        assert not np.shares_memory(part, X)
+        assert not np.shares_memory(part, Y)
+        assert not part.flags.writeable
+    assert np.array_equal(X, X0)
+    assert np.array_equal(Y, Y0)
+
+
+def test_global_rng_is_left_alone() -> None:
+    with global_rng_restored():
+        np.random.seed(11)  # noqa: NPY002 -- a known state, restored afterwards
+        before = np.random.random()  # noqa: NPY002
+        np.random.seed(11)  # noqa: NPY002
+        validation_split(np.zeros((2, 10)), np.zeros((1, 10)), seed=3)
+        assert np.random.random() == before  # noqa: NPY002
+
+
+# --- every rejection -------------------------------------------------------------------------
+
+_X, _Y = np.zeros((2, 10)), np.zeros((1, 10))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"fraction": 0.0}, ValueError, "fraction"),
+        ({"fraction": 1.0}, ValueError, "fraction"),
+        ({"fraction": -0.2}, ValueError, "fraction"),
+        ({"fraction": 1.5}, ValueError, "fraction"),
+        ({"fraction": math.nan}, ValueError, "fraction"),
+        ({"fraction": "0.2"}, TypeError, "fraction"),
+        ({"fraction": True}, TypeError, "fraction"),
+        ({"fraction": 0.01}, ValueError, "validation part empty"),  # 0.1 rounds to 0
+        ({"fraction": 0.96}, ValueError, "training part empty"),  # 9.6 rounds to 10
+        ({"seed": -1}, ValueError, "seed"),
+        ({"seed": 2**32}, ValueError, "seed"),
+        ({"seed": 1.5}, TypeError, "seed"),
+        ({"seed": None}, TypeError, "seed"),
+        ({"seed": True}, TypeError, "seed"),
+        ({"seed": np.random.RandomState(0)}, TypeError, "seed"),
+        ({"axis": 2}, ValueError, "axis"),
+        ({"axis": 1.0}, TypeError, "axis"),
+    ],
+)
+def test_split_rejects_bad_arguments(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    args: dict[str, Any] = {"fraction": 0.2, "seed": 0, "axis": 1}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        validation_split(_X, _Y, **args)
+
+
+@pytest.mark.parametrize(
+    ("X", "Y", "error", "match"),
+    [
+        (_X, _Y[:, :9], ValueError, r"X and Y .* 10 in X .* 9 in Y"),
+        (np.zeros((2, 1)), np.zeros((1, 1)), ValueError, "at least two examples"),
+        (np.zeros((2, 0)), np.zeros((1, 0)), ValueError, "at least two examples"),
+        (_X + 0j, _Y, TypeError, "X"),
+        (_X, _Y > 0, TypeError, "Y"),
+        (np.float64(1.0), _Y, ValueError, "X must have at least one dimension"),
+    ],
+)
+def test_split_rejects_bad_data(X: Any, Y: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        validation_split(X, Y, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("m", "fraction", "error", "match"),
+    [
+        (0, 0.2, ValueError, "m must"),
+        (1, 0.5, ValueError, "m=1"),
+        (2.0, 0.5, TypeError, "m must"),
+        (True, 0.5, TypeError, "m must"),
+        (10, None, TypeError, "fraction"),
+    ],
+)
+def test_size_and_indices_reject_bad_m(
+    m: Any, fraction: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        validation_size(m, fraction)
+    with pytest.raises(error, match=match):
+        validation_indices(m, fraction=fraction, seed=0)
+
+
+# --- the split property and what it catches --------------------------------------------------
+
+
+def test_split_property() -> None:
+    SPLIT_PROPERTY.as_test(ReferenceImplementation())()
+
+
+Array = NDArray[np.float64]
+
+
+def _ceil_rule(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    p = np.random.RandomState(seed).permutation(X.shape[1])
+    n = math.ceil(fraction * X.shape[1])  # scikit-learn's rule, not the stated one
+    return X[:, p[n:]], Y[:, p[n:]], X[:, p[:n]], Y[:, p[:n]]
+
+
+def _overlap(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    s = validation_split(X, Y, fraction=fraction, seed=seed)
+    return (
+        np.concatenate([s.X_train[:, 1:], s.X_val[:, :1]], axis=1),
+        np.concatenate([s.Y_train[:, 1:], s.Y_val[:, :1]], axis=1),
+        s.X_val,
+        s.Y_val,
+    )  # one validation example also in training, one training one lost
+
+
+def _unpaired(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    s = validation_split(X, Y, fraction=fraction, seed=seed)
+    return s.X_train, s.Y_train[:, ::-1], s.X_val, s.Y_val
+
+
+_calls = itertools.count()
+
+
+def _drifts(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    del seed
+    return validation_split(X, Y, fraction=fraction, seed=next(_calls) % 2**32)
+
+
+def _views(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    del seed  # no shuffle, and slices that alias X and Y
+    n = validation_size(X.shape[1], fraction)
+    return X[:, n:], Y[:, n:], X[:, :n], Y[:, :n]
+
+
+def _mutates(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    s = validation_split(X, Y, fraction=fraction, seed=seed)
+    X[...] = X[:, ::-1].copy()
+    return s
+
+
+def _accepts_empty(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    p = np.random.RandomState(seed).permutation(X.shape[1])
+    n = math.floor(fraction * X.shape[1] + 0.5)  # no check that both parts are non-empty
+    return X[:, p[n:]], Y[:, p[n:]], X[:, p[:n]], Y[:, p[:n]]
+
+
+_CASE = SplitCase(m=100, fraction=0.07, seed=3)  # 0.07 * 100: the two size rules disagree
+_EMPTY = SplitCase(m=10, fraction=0.01, seed=3)  # round(0.1) = 0: must be rejected
+
+
+@pytest.mark.parametrize(
+    ("split", "case", "caught"),
+    [
+        (_ceil_rule, _CASE, True),
+        (_overlap, _CASE, True),
+        (_unpaired, _CASE, True),
+        (_drifts, _CASE, True),
+        (_views, _CASE, True),
+        (_mutates, _CASE, True),
+        (_accepts_empty, _EMPTY, True),
+        (_accepts_empty, _CASE, False),  # correct where a split is possible
+    ],
+)
+def test_split_property_catches_broken_splits(split: Any, case: SplitCase, caught: bool) -> None:
+    functions = SearchFunctions(
+        sample=REFERENCE_FUNCTIONS.sample,
+        grid=REFERENCE_FUNCTIONS.grid,
+        narrow=REFERENCE_FUNCTIONS.narrow,
+        split=split,
+    )
+    (prop,) = [p for p in search_properties(functions) if p.name == "search-split-partition"]
+    impl = ReferenceImplementation()
+    if caught:
+        with pytest.raises(PropertyFailure):
+            prop.judge(impl, case)
+    else:
+        prop.judge(impl, case)
+    SPLIT_PROPERTY.judge(impl, case)  # and the reference passes the same case

@@ -1,0 +1,316 @@
+"""The fast path of `reference.batchnorm` computes what the plain version computes, to rounding.
+
+The plain version (tests/plain_batchnorm.py) is the oracle: whole-array NumPy expressions of the
+same formulas. The fast one reduces an (N, C, L) view block by block, reads float32 input without
+a float64 copy, checks finiteness from the channel sums and takes sum(dy * x_hat) as
+inv_std * sum(dy * (x - mean)). The blocks are made tiny here (`block` below) so that the small
+Hypothesis cases are cut into many boxes, as a real activation is.
+
+Tolerance, derived (first order; u = 2**-53). Per channel with n values, mean mu, s = x - mu,
+A = mean|x|, D = mean|s|, and g = (n + 4) u, a bound on any order of summation of n terms
+((n - 1) u) with room for the divisions by n and the neglected second-order terms (each below
+g ~ 1e-13 of a first-order one). Each implementation is within E of the exact value:
+
+    E_mean    = u |mu| + g (D + g A)                    m0's error, corrected up to g |x - m0|
+    E_var     = (g + 4u)(var + E_mean**2) + E_mean**2   (x - mean)**2 summed; sum(s) = 0 exactly
+    R_inv_std = E_var / (2 (var + eps)) + 3u            relative; + eps, sqrt and 1/ round once each
+    E_x_hat   = inv_std (E_mean + |s| (R_inv_std + 2u))
+    E_y       = |gamma| E_x_hat + u (2 |gamma x_hat| + |beta|)
+    E_dbeta   = g sum|dy|
+    E_dgamma  = (g + 2u) sum|dy x_hat| + sum(|dy| E_x_hat)
+    E_dx      = |gamma| inv_std / n (3u P + E_dbeta + |x_hat| E_dgamma + |dgamma| E_x_hat)
+                + |dx| (R_inv_std + 3u),   P = n |dy| + |dbeta| + |x_hat dgamma|
+
+plus an absolute (n + 10) eta on each, eta = 2**-1074: near zero (subnormal results) every
+operation can also err by eta/2, and no result takes more than n + 10 operations after the last
+amplification (those before it are in E_mean and E_var). So the two agree within 2 E.
+The scales (|s|, P, ...) and not |result| set the bound: dx is a difference of terms of
+size P, and x_hat at |mean|/std = 1e8 inherits u |mean| inv_std ~ 1e-8.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+from plain_batchnorm import plain_backward, plain_forward
+
+from properties.strategies import BatchCase, batch_cases, upstream_gradients
+from reference import batchnorm
+from reference.batchnorm import batch_norm_backward, batch_norm_forward
+
+Array = NDArray[np.float64]
+T = TypeVar("T")
+U = 2.0**-53  # float64 unit roundoff
+ETA = 2.0**-1074  # float64's smallest subnormal: the absolute rounding error near zero
+BLOCKS = (1, 2, 3, 7, 64, 2**17)  # values per block: one value, odd sizes, one box per case
+
+
+@contextmanager
+def block_size(size: int) -> Iterator[None]:
+    """Run the fast path with blocks of `size` values (`_blocks` is cached per shape and size)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batchnorm, "_BLOCK", size)
+        yield
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The first-order error bounds E of the module docstring, per element or per channel."""
+
+    mean: Array
+    var: Array
+    inv_std: Array
+    x_hat: Array
+    y: Array
+    dbeta: Array
+    dgamma: Array
+    dx: Array
+
+
+def _bounds(case: BatchCase, dy: Array) -> Bounds:
+    ref = plain_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
+    grad = plain_backward(dy, case.x, case.gamma, eps=case.eps, axis=case.axis)
+    axes = tuple(i for i in range(case.x.ndim) if i != ref.axis)
+    n = case.x.size // case.x.shape[ref.axis]
+    shape = [-1 if i == ref.axis else 1 for i in range(case.x.ndim)]
+
+    def col(v: Array) -> Array:
+        return v.reshape(shape)
+
+    g = (n + 4) * U
+    floor = (n + 10) * ETA
+    s = np.abs(case.x - col(ref.mean))
+    e_mean = U * np.abs(ref.mean) + g * (s.mean(axis=axes) + g * np.abs(case.x).mean(axis=axes))
+    e_mean += floor
+    e_var = (g + 4 * U) * (ref.var + e_mean**2) + e_mean**2 + floor
+    r_inv_std = e_var / (2 * (ref.var + case.eps)) + 3 * U
+    e_x_hat = col(ref.inv_std) * (col(e_mean) + s * col(r_inv_std + 2 * U))
+    gx = np.abs(col(case.gamma) * ref.x_hat)
+    e_y = np.abs(col(case.gamma)) * e_x_hat + U * (2 * gx + np.abs(col(case.beta)))
+    e_dbeta = g * np.abs(dy).sum(axis=axes)
+    e_dgamma = (g + 2 * U) * np.abs(dy * ref.x_hat).sum(axis=axes) + (np.abs(dy) * e_x_hat).sum(
+        axis=axes
+    )
+    big_p = n * np.abs(dy) + col(np.abs(grad.dbeta)) + np.abs(ref.x_hat * col(grad.dgamma))
+    e_dx = col(np.abs(case.gamma) * ref.inv_std / n) * (
+        3 * U * big_p
+        + col(e_dbeta)
+        + np.abs(ref.x_hat) * col(e_dgamma)
+        + col(np.abs(grad.dgamma)) * e_x_hat
+    ) + np.abs(grad.dx) * col(r_inv_std + 3 * U)
+    return Bounds(e_mean, e_var, r_inv_std * ref.inv_std, e_x_hat, e_y, e_dbeta, e_dgamma, e_dx)
+
+
+def _as_input(values: Array, dtype: str) -> NDArray[np.floating]:
+    """The values (exactly representable in `dtype`) as an array of that dtype."""
+    return values.astype(dtype)
+
+
+def _assert_close(name: str, fast: Array, plain: Array, bound: Array) -> None:
+    error = np.abs(fast - plain)
+    worst = np.argmax(error - 2 * bound)
+    assert np.all(error <= 2 * bound), (
+        f"{name}: |fast - plain| = {error.flat[worst]!r} > 2 E = {2 * bound.flat[worst]!r}"
+    )
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@given(case=batch_cases(), data=st.data())
+def test_fast_forward_agrees_with_plain(block: int, case: BatchCase, data: st.DataObject) -> None:
+    dy = data.draw(upstream_gradients(case.x.shape))
+    bounds = _bounds(case, dy)
+    x = _as_input(case.x, case.dtype)
+    with block_size(block):
+        fast = batch_norm_forward(x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
+    plain = plain_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
+    assert fast.axis == plain.axis
+    assert fast.eps == plain.eps
+    for name in ("mean", "var", "inv_std", "x_hat", "y"):
+        _assert_close(name, getattr(fast, name), getattr(plain, name), getattr(bounds, name))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@given(case=batch_cases(), data=st.data())
+def test_fast_backward_agrees_with_plain(block: int, case: BatchCase, data: st.DataObject) -> None:
+    dy = data.draw(upstream_gradients(case.x.shape))
+    dy = dy.astype(case.dtype).astype(np.float64)  # representable, so both see the same values
+    bounds = _bounds(case, dy)
+    x, dy_in = _as_input(case.x, case.dtype), _as_input(dy, case.dtype)
+    with block_size(block):
+        fast = batch_norm_backward(dy_in, x, case.gamma, eps=case.eps, axis=case.axis)
+    plain = plain_backward(dy, case.x, case.gamma, eps=case.eps, axis=case.axis)
+    for name in ("dbeta", "dgamma", "dx"):
+        _assert_close(name, getattr(fast, name), getattr(plain, name), getattr(bounds, name))
+
+
+@given(
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9)),
+    size=st.integers(1, 800),
+)
+def test_blocks_tile_the_array_once(shape: tuple[int, int, int], size: int) -> None:
+    count = np.zeros(shape, dtype=np.int64)
+    for box in batchnorm._blocks(shape, size):
+        assert count[box].size <= size
+        count[box] += 1
+    assert np.all(count == 1)
+
+
+def test_non_contiguous_and_integer_inputs() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 6, 7)).transpose(2, 1, 0)  # a strided view, channel axis 1
+    dy = rng.standard_normal((7, 6, 5))[:, :, ::-1]
+    g, b = rng.standard_normal(6), rng.standard_normal(6)
+    ints = rng.integers(-50, 50, size=(8, 6))
+    for xi, dyi in ((x, dy), (ints, ints[::-1])):
+        fast = batch_norm_forward(xi, g, b)
+        plain = plain_forward(xi, g, b)
+        # n <= 35 values per channel, unit-scale data and gamma: the bound of the module
+        # docstring is below 1e-13 here.
+        np.testing.assert_allclose(fast.y, plain.y, rtol=0, atol=1e-13)
+        grad, plain_grad = batch_norm_backward(dyi, xi, g), plain_backward(dyi, xi, g)
+        np.testing.assert_allclose(grad.dx, plain_grad.dx, rtol=0, atol=1e-13)
+
+
+def _message(fn: object, *args: object, **kwargs: object) -> str:
+    assert callable(fn)
+    with pytest.raises((TypeError, ValueError)) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_non_finite_errors_are_those_of_the_plain_checks(
+    dtype: str, value: float, axis: int
+) -> None:
+    # The fast path detects these from the channel sums: the message must still name the
+    # argument, count the values and give the first index, as the full scan does.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3, 5)).astype(dtype)
+    x[1, 2, 3] = value
+    x[3, 0, 0] = value
+    dy = rng.standard_normal((4, 3, 5)).astype(dtype)
+    c = x.shape[axis]
+    g, b = np.ones(c), np.zeros(c)
+    expected = _message(plain_forward, x, g, b, axis=axis)
+    assert expected.startswith("x must be finite, got 2 non-finite")
+    assert _message(batch_norm_forward, x, g, b, axis=axis) == expected
+    assert _message(batch_norm_backward, dy, x, g, axis=axis) == expected
+    expected_dy = _message(plain_backward, x, dy, g, axis=axis)
+    assert expected_dy.startswith("dy must be finite")
+    assert _message(batch_norm_backward, x, dy, g, axis=axis) == expected_dy
+
+
+@pytest.mark.parametrize(
+    ("call", "first"),
+    [
+        ("forward, bad gamma", "x must be finite"),
+        ("forward, bad axis", "x must be finite"),
+        ("backward, bad dy shape", "x must be finite"),
+        ("backward, bad gamma", "dy must be finite"),
+        ("backward, bad dy dtype", "x must be finite"),
+    ],
+)
+def test_with_two_errors_the_plain_order_decides(call: str, first: str) -> None:
+    # A non-finite array is reported before a later check's error, as in the plain order.
+    good = np.arange(12.0).reshape(4, 3)
+    bad = good.copy()
+    bad[0, 0] = np.nan
+    calls = {
+        "forward, bad gamma": (plain_forward, batch_norm_forward, (bad, np.ones(2), np.zeros(3))),
+        "forward, bad axis": (plain_forward, batch_norm_forward, (bad, np.ones(3), np.zeros(3))),
+        "backward, bad dy shape": (plain_backward, batch_norm_backward, (good.T, bad, np.ones(3))),
+        "backward, bad gamma": (plain_backward, batch_norm_backward, (bad, good, np.ones(2))),
+        "backward, bad dy dtype": (plain_backward, batch_norm_backward, ("dy", bad, np.ones(3))),
+    }
+    plain, fast, args = calls[call]
+    kwargs = {"axis": 5} if call == "forward, bad axis" else {}
+    expected = _message(plain, *args, **kwargs)
+    assert expected.startswith(first)
+    assert _message(fast, *args, **kwargs) == expected
+
+
+def _with_warnings(fn: Callable[[], T]) -> tuple[T, set[str]]:
+    """fn's result and the messages of the warnings it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    return result, {str(w.message) for w in caught}
+
+
+def test_a_finite_input_whose_sum_overflows_is_not_rejected() -> None:
+    # Finite values near the float64 maximum: the channel sum overflows, but x is finite, so no
+    # ValueError; NumPy warns about the overflow (and later steps about inf - inf), and the
+    # results are NaN in that channel in both versions. The other channel is unaffected.
+    x = np.array([[1e308, 0.5], [1e308, -0.5], [1e308, 1.5]])
+    g, b, dy = np.ones(2), np.zeros(2), np.ones((3, 2))
+    overflow = "overflow encountered in reduce"
+    fast, fast_warnings = _with_warnings(lambda: batch_norm_forward(x, g, b))
+    plain, plain_warnings = _with_warnings(lambda: plain_forward(x, g, b))
+    assert overflow in fast_warnings
+    assert overflow in plain_warnings
+    np.testing.assert_array_equal(np.isfinite(fast.y), np.isfinite(plain.y))
+    np.testing.assert_array_equal(fast.y[:, 1], plain.y[:, 1])
+    grad, grad_warnings = _with_warnings(lambda: batch_norm_backward(dy, x, g))
+    plain_grad, _ = _with_warnings(lambda: plain_backward(dy, x, g))
+    assert overflow in grad_warnings
+    np.testing.assert_array_equal(np.isfinite(grad.dx), np.isfinite(plain_grad.dx))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_check_finite_false_propagates_like_the_plain_version(value: float) -> None:
+    x = np.arange(12.0).reshape(4, 3)
+    x[2, 1] = value
+    g, b, dy = np.ones(3), np.zeros(3), np.ones((4, 3))
+    with np.errstate(invalid="ignore"):  # inf - inf in the statistics, in both versions
+        fast = batch_norm_forward(x, g, b, check_finite=False)
+        plain = plain_forward(x, g, b, check_finite=False)
+        grad = batch_norm_backward(dy, x, g, check_finite=False)
+        plain_grad = plain_backward(dy, x, g, check_finite=False)
+    for got, want in ((fast.y, plain.y), (fast.mean, plain.mean), (grad.dx, plain_grad.dx)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(got[..., [0, 2]], want[..., [0, 2]])
+
+
+def test_float32_input_is_read_in_float64() -> None:
+    # A float32 x is not copied to float64 up front, but every step computes in float64: the
+    # result equals that of the same values passed as float64, bit for bit.
+    rng = np.random.default_rng(5)
+    x32 = (1e4 + rng.standard_normal((6, 4, 5))).astype(np.float32)
+    dy32 = rng.standard_normal((6, 4, 5)).astype(np.float32)
+    g, b = rng.standard_normal(4), rng.standard_normal(4)
+    a, c = batch_norm_forward(x32, g, b), batch_norm_forward(x32.astype(np.float64), g, b)
+    for name in ("y", "x_hat", "mean", "var", "inv_std"):
+        assert getattr(a, name).dtype == np.float64
+        np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+    da = batch_norm_backward(dy32, x32, g)
+    dc = batch_norm_backward(dy32.astype(np.float64), x32.astype(np.float64), g)
+    for name in ("dx", "dgamma", "dbeta"):
+        np.testing.assert_array_equal(getattr(da, name), getattr(dc, name))
+
+
+@pytest.mark.parametrize(("offset", "limit"), [(0.0, 1e-10), (1e8, 1e-5)])
+def test_the_bound_is_tight_enough_to_catch_a_slip(offset: float, limit: float) -> None:
+    # 2 E must stay far below the effect of a real mistake: eps outside the square root or
+    # n - 1 for n moves x_hat and dx by ~1e-2 here, a one-pass variance at |mean|/std = 1e8
+    # by O(1). The bound is ~n u (n**2 u for the sum dgamma) at unit scale, and ~n u |mean| / std
+    # at the large offset.
+    rng = np.random.default_rng(6)
+    x = offset + rng.standard_normal((64, 3))
+    case = BatchCase(x, rng.standard_normal(3), rng.standard_normal(3), 1e-5, 1, "float64")
+    bounds = _bounds(case, rng.standard_normal(x.shape))
+    for name in ("x_hat", "y", "dx", "dgamma", "inv_std"):
+        assert np.max(2 * getattr(bounds, name)) < limit, name
+    wrong_n = plain_forward(x, case.gamma, case.beta, eps=case.eps).x_hat * math.sqrt(63 / 64)
+    assert np.max(np.abs(wrong_n - plain_forward(x, case.gamma, case.beta).x_hat)) > 1e-3
