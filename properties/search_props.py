@@ -46,12 +46,12 @@ from scipy import stats
 from properties.adapter import Implementation
 from properties.framework import Measurement, Property
 from properties.tolerances import SAFETY, U64
+from reference._validation import RandomSource
 from reference.data_split import validation_split
 from reference.hyperparameter_search import (
     Distribution,
     LogUniform,
     OneMinusLogUniform,
-    RandomSource,
     SearchResult,
     Trial,
     Uniform,

@@ -125,3 +125,37 @@ def frozen(arr: Float64Array) -> Float64Array:
     """Mark an array the function owns as read-only, so results cannot be edited in place."""
     arr.flags.writeable = False
     return arr
+
+
+# The seeds np.random.seed accepts as a single integer: the MT19937 key is one uint32.
+MAX_SEED = 2**32 - 1
+RandomSource = np.random.Generator | np.random.RandomState
+
+
+def random_source(seed: object) -> RandomSource:
+    """The random source for `seed`: a ``numpy.random.Generator`` as given (the caller's stream
+    advances), an integer in [0, 2**32 - 1] as ``np.random.RandomState(seed)``, the stream
+    ``np.random.seed(seed)`` starts in the course notes' code, without touching NumPy's global
+    RNG. TypeError for anything else, ValueError for an integer out of range."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an integer or a numpy.random.Generator, "
+            f"got {type(seed).__name__} {seed!r}"
+        )
+    value = check_int(seed, "seed", minimum=0)
+    if value > MAX_SEED:
+        raise ValueError(
+            f"seed must be an integer in [0, 2**32 - 1] (as np.random.seed), got {seed!r}"
+        )
+    return np.random.RandomState(value)
+
+
+def examples_array(value: ArrayLike, name: str, axis: object) -> tuple[NDArray[Any], int]:
+    """`value` as an array of real numbers (its own dtype kept) and its example axis."""
+    as_float64_array(value, name, check_finite=False)  # the type check only: reals, any dtype
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the examples), got a scalar")
+    return arr, normalize_axis(axis, arr.ndim, f"axis (for {name} of shape {arr.shape})")

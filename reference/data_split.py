@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from reference._validation import check_int, frozen, real_scalar
-from reference.minibatch import _examples, _permutation
+from reference._validation import check_int, examples_array, frozen, real_scalar
+from reference.minibatch import _permutation
 
 IndexArray = NDArray[np.intp]
 
@@ -100,8 +100,8 @@ def validation_split(
     (m, ...)). Every part is a read-only copy keeping the input's dtype; X and Y are never
     modified. Raises ValueError when X and Y disagree on m or a part would be empty.
     """
-    x, x_axis = _examples(X, "X", axis)
-    y, y_axis = _examples(Y, "Y", axis)
+    x, x_axis = examples_array(X, "X", axis)
+    y, y_axis = examples_array(Y, "Y", axis)
     m, m_y = x.shape[x_axis], y.shape[y_axis]
     if m != m_y:
         raise ValueError(

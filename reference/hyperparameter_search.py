@@ -34,11 +34,9 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from reference._validation import check_int, real_scalar
-from reference.minibatch import _permutation
+from reference._validation import RandomSource, check_int, random_source, real_scalar
 
 Float64Array = NDArray[np.float64]
-RandomSource = np.random.Generator | np.random.RandomState
 Params = Mapping[str, float]
 Objective = Callable[[Params], float]
 
@@ -193,16 +191,6 @@ class CoarseToFineResult:
     rounds: tuple[SearchResult, ...]
     spaces: tuple[Space, ...]
     best: Trial
-
-
-def random_source(seed: int | np.random.Generator) -> RandomSource:
-    """The random source for `seed`: a Generator as given, an integer as the legacy
-    ``np.random.RandomState(seed)`` (the stream ``np.random.seed(seed)`` starts, as the course
-    notes' code uses it), which leaves NumPy's global RNG alone."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    _permutation(0, seed)  # the seed checks of random_mini_batches, not a second copy of them
-    return np.random.RandomState(int(seed))
 
 
 def sample_params(space: Space, rng: RandomSource) -> dict[str, float]:

@@ -20,18 +20,14 @@ generator, which is what handing over a Generator means).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from reference._validation import as_float64_array, check_int, frozen, normalize_axis
+from reference._validation import check_int, examples_array, frozen, random_source
 
 IndexArray = NDArray[np.intp]
-
-# The seeds np.random.seed accepts as a single integer: the MT19937 key is one uint32.
-_MAX_SEED = 2**32 - 1
 
 
 class MiniBatch(NamedTuple):
@@ -47,19 +43,7 @@ class MiniBatch(NamedTuple):
 
 def _permutation(m: int, seed: object) -> IndexArray:
     """p, a permutation of 0..m-1 drawn from `seed` (an int in [0, 2**32 - 1] or a Generator)."""
-    if isinstance(seed, np.random.Generator):
-        return np.asarray(seed.permutation(m), dtype=np.intp)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"seed must be an integer or a numpy.random.Generator, "
-            f"got {type(seed).__name__} {seed!r}"
-        )
-    value = check_int(seed, "seed", minimum=0)
-    if value > _MAX_SEED:
-        raise ValueError(
-            f"seed must be an integer in [0, 2**32 - 1] (as np.random.seed), got {seed!r}"
-        )
-    return np.asarray(np.random.RandomState(value).permutation(m), dtype=np.intp)
+    return np.asarray(random_source(seed).permutation(m), dtype=np.intp)
 
 
 def mini_batch_indices(
@@ -83,15 +67,6 @@ def mini_batch_indices(
     p.flags.writeable = False  # slices of p are views: read-only, so no caller can edit p
     batches = count // size if drop_last else -(-count // size)  # floor or ceil of m/s
     return [p[k * size : (k + 1) * size] for k in range(batches)]
-
-
-def _examples(value: ArrayLike, name: str, axis: object) -> tuple[NDArray[Any], int]:
-    """`value` as an array of real numbers (its own dtype kept) and its example axis."""
-    as_float64_array(value, name, check_finite=False)  # the type check only: reals, any dtype
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (the examples), got a scalar")
-    return arr, normalize_axis(axis, arr.ndim, f"axis (for {name} of shape {arr.shape})")
 
 
 def random_mini_batches(
@@ -121,8 +96,8 @@ def random_mini_batches(
     input is modified. Raises ValueError when X and Y disagree on m, when m = 0, or for a
     negative or too large seed; TypeError for non-numeric data or a seed of another type.
     """
-    x, x_axis = _examples(X, "X", axis)
-    y, y_axis = _examples(Y, "Y", axis)
+    x, x_axis = examples_array(X, "X", axis)
+    y, y_axis = examples_array(Y, "Y", axis)
     m, m_y = x.shape[x_axis], y.shape[y_axis]
     if m != m_y:
         raise ValueError(

@@ -33,12 +33,12 @@ from properties.search_props import (
     search_properties,
 )
 from properties.tolerances import SAFETY, U64
+from reference._validation import RandomSource, random_source
 from reference.hyperparameter_search import (
     CoarseToFineResult,
     Distribution,
     LogUniform,
     OneMinusLogUniform,
-    RandomSource,
     SearchResult,
     Trial,
     Uniform,
@@ -46,7 +46,6 @@ from reference.hyperparameter_search import (
     grid_search,
     narrow_space,
     random_search,
-    random_source,
     ranked,
     sample_params,
 )
