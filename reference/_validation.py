@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -159,3 +159,26 @@ def examples_array(value: ArrayLike, name: str, axis: object) -> tuple[NDArray[A
     if arr.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the examples), got a scalar")
     return arr, normalize_axis(axis, arr.ndim, f"axis (for {name} of shape {arr.shape})")
+
+
+class PairedExamples(NamedTuple):
+    """X and Y as arrays (dtypes kept), the example axis of each, and m, their common count."""
+
+    x: NDArray[Any]
+    x_axis: int
+    y: NDArray[Any]
+    y_axis: int
+    m: int
+
+
+def paired_examples(X: ArrayLike, Y: ArrayLike, axis: object) -> PairedExamples:
+    """X and Y with their example axes; ValueError unless they hold the same number m."""
+    x, x_axis = examples_array(X, "X", axis)
+    y, y_axis = examples_array(Y, "Y", axis)
+    m, m_y = x.shape[x_axis], y.shape[y_axis]
+    if m != m_y:
+        raise ValueError(
+            f"X and Y must hold the same number of examples along axis {axis}, got "
+            f"{m} in X (shape {x.shape}) and {m_y} in Y (shape {y.shape})"
+        )
+    return PairedExamples(x, x_axis, y, y_axis, m)

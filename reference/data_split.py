@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from reference._validation import check_int, examples_array, frozen, real_scalar
+from reference._validation import check_int, frozen, paired_examples, real_scalar
 from reference.minibatch import _permutation
 
 IndexArray = NDArray[np.intp]
@@ -100,14 +100,7 @@ def validation_split(
     (m, ...)). Every part is a read-only copy keeping the input's dtype; X and Y are never
     modified. Raises ValueError when X and Y disagree on m or a part would be empty.
     """
-    x, x_axis = examples_array(X, "X", axis)
-    y, y_axis = examples_array(Y, "Y", axis)
-    m, m_y = x.shape[x_axis], y.shape[y_axis]
-    if m != m_y:
-        raise ValueError(
-            f"X and Y must hold the same number of examples along axis {axis}, got "
-            f"{m} in X (shape {x.shape}) and {m_y} in Y (shape {y.shape})"
-        )
+    x, x_axis, y, y_axis, m = paired_examples(X, Y, axis)
     if m < 2:
         raise ValueError(
             f"X and Y must hold at least two examples along axis {axis} (one per part), got "

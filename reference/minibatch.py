@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from reference._validation import check_int, examples_array, frozen, random_source
+from reference._validation import check_int, frozen, paired_examples, random_source
 
 IndexArray = NDArray[np.intp]
 
@@ -96,14 +96,7 @@ def random_mini_batches(
     input is modified. Raises ValueError when X and Y disagree on m, when m = 0, or for a
     negative or too large seed; TypeError for non-numeric data or a seed of another type.
     """
-    x, x_axis = examples_array(X, "X", axis)
-    y, y_axis = examples_array(Y, "Y", axis)
-    m, m_y = x.shape[x_axis], y.shape[y_axis]
-    if m != m_y:
-        raise ValueError(
-            f"X and Y must hold the same number of examples along axis {axis}, got "
-            f"{m} in X (shape {x.shape}) and {m_y} in Y (shape {y.shape})"
-        )
+    x, x_axis, y, y_axis, m = paired_examples(X, Y, axis)
     if m == 0:
         raise ValueError(
             f"X and Y must hold at least one example along axis {axis}, got X of shape "
