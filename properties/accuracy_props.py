@@ -61,7 +61,7 @@ from properties.adapter import Array, Implementation
 from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.highprec import HighPrecForward, highprec_backward, highprec_forward
-from properties.strategies import EPS_VALUES, BatchCase, layouts, upstream_gradients
+from properties.strategies import EPS_VALUES, BatchCase, CodeRepr, layouts, upstream_gradients
 from properties.tolerances import PRECISIONS, SAFETY, U64, Precision, precision
 
 SMALL_SIZE = 48  # values per case: mpmath at 50 digits costs ~10 us per operation
@@ -157,8 +157,8 @@ def check_forward(impl: Implementation, case: BatchCase) -> list[Measurement]:
     ]
 
 
-@dataclass(frozen=True)
-class BackwardCase:
+@dataclass(frozen=True, repr=False)
+class BackwardCase(CodeRepr):
     """A batch case and an upstream gradient dy of x's shape."""
 
     case: BatchCase

@@ -19,7 +19,7 @@ import reference
 from properties.adapter import Array, Implementation
 from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property, Unsupported
-from properties.strategies import BatchCase, batch_cases, upstream_gradients
+from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gradients
 from properties.tolerances import (
     SAFETY,
     U64,
@@ -113,8 +113,8 @@ def check_identity(impl: Implementation, case: BatchCase) -> list[Measurement]:
     return [compare("y with identity_params vs x", y, case.x, tol)]
 
 
-@dataclass(frozen=True)
-class ShiftScaleCase:
+@dataclass(frozen=True, repr=False)
+class ShiftScaleCase(CodeRepr):
     """A case, a per-channel shift c and a positive scale a."""
 
     case: BatchCase
@@ -178,8 +178,8 @@ def check_scale_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
     return [compare("BN(a x; eps a^2) vs BN(x; eps)", y1, y0, tol)]
 
 
-@dataclass(frozen=True)
-class PermutedCase:
+@dataclass(frozen=True, repr=False)
+class PermutedCase(CodeRepr):
     """A case and a permutation of its first non-channel axis (the examples)."""
 
     case: BatchCase
@@ -229,8 +229,8 @@ def check_layouts(impl: Implementation, case: BatchCase) -> list[Measurement]:
     ]
 
 
-@dataclass(frozen=True)
-class GradientCase:
+@dataclass(frozen=True, repr=False)
+class GradientCase(CodeRepr):
     """A case with an upstream gradient dy and running statistics."""
 
     case: BatchCase

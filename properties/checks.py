@@ -25,8 +25,13 @@ def compare(quantity: str, got: Array, want: Array, tolerance: Array | float) ->
         return Measurement(quantity, 0.0, 0.0)
     err = np.abs(got - want)
     err = np.where(np.isnan(err), np.inf, err)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(tol > 0, err / tol, np.where(err == 0, 0.0, np.inf))
+    # ratio = err / tol where tol > 0; an exact claim (tol 0) has ratio 0 if err == 0, else inf.
+    # np.divide with where= divides only where tol > 0 (np.where would evaluate err / 0 too);
+    # a subnormal tol can still overflow err / tol to inf, which is the right ratio: no warning.
+    # inf / inf (an infinite error against an infinite bound) is NaN, which argmax picks first.
+    exact = np.where(err == 0, 0.0, np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.divide(err, tol, out=exact, where=tol > 0)
     i = np.unravel_index(int(np.argmax(ratio)), want.shape)
     return Measurement(quantity, float(err[i]), float(tol[i]))
 

@@ -20,8 +20,9 @@ computes in: its inputs are rounded to it, and every tolerance is derived from i
 roundoff (properties/tolerances.py). The reference computes in float64 only.
 
 The table lists each property and dtype, the examples run, the worst error seen next to its
-tolerance, and pass/fail (n/a where the target lacks the capability, e.g. ONNX has no backward,
-or the property is not stated at that dtype). A failure prints Hypothesis's minimal example and
+tolerance (for a failure: the minimal failing example's, "error" if the target raised), and
+pass/fail (n/a where the target lacks the capability, e.g. ONNX has no backward, or the
+property is not stated at that dtype). A failure prints Hypothesis's minimal example and
 a Python snippet that replays it. The exit status is 1 if any property fails, 2 for a usage
 error. Other targets run the batch-norm properties only: the mini-batch, optimizer, sharded and
 ghost properties are claims about the reference itself.
@@ -103,23 +104,29 @@ def _implementation(args: argparse.Namespace, dtype: str) -> tuple[Implementatio
 
 
 def _fmt(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2e}"
+    return "nan" if math.isnan(value) else f"{value:.2e}"
 
 
 def _status(r: PropertyResult) -> str:
     return "n/a" if r.not_applicable else ("pass" if r.passed else "FAIL")
 
 
+def _measured(r: PropertyResult) -> tuple[str, str, str]:
+    """The (worst error, tolerance, ratio) cells of a row. For a failure these are the numbers
+    of the minimal failing example (ratio > 1, or "inf" for a broken exact claim), and "error"
+    when the implementation raised instead of returning a result."""
+    w = r.worst
+    if w is None:
+        return ("error", "-", "-") if not (r.passed or r.not_applicable) else ("-", "-", "-")
+    exact = "exact" if w.passed else "inf"  # an exact claim (tolerance 0): ratio 0 or infinite
+    return _fmt(w.error), _fmt(w.tolerance), _fmt(w.ratio) if w.tolerance > 0 else exact
+
+
 def format_table(results: Sequence[PropertyResult]) -> str:
     """A plain-text table: property, dtype, examples, worst error, tolerance, error/tolerance,
-    status."""
+    status. A failed property shows its failing example's numbers, not the passing ones'."""
     header = ("property", "dtype", "examples", "worst error", "tolerance", "ratio", "status")
-    rows = []
-    for r in results:
-        w = r.worst
-        err, tol = (w.error, w.tolerance) if w is not None else (math.nan, math.nan)
-        ratio = _fmt(w.ratio) if w is not None and w.tolerance > 0 else ("exact" if w else "-")
-        rows.append((r.name, r.dtype, str(r.examples), _fmt(err), _fmt(tol), ratio, _status(r)))
+    rows = [(r.name, r.dtype, str(r.examples), *_measured(r), _status(r)) for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

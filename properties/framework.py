@@ -13,6 +13,7 @@ failure comes with `reproduction_code`: the minimal example as Python to paste.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import traceback
@@ -20,13 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from properties.adapter import Implementation
-from properties.strategies import cast_case
+from properties.strategies import cast_case, to_code
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,17 @@ class Measurement:
 
 
 class PropertyFailure(AssertionError):  # noqa: N818 -- a failed claim, not an error
-    """A property did not hold; the message names the property, quantity and excess."""
+    """A property did not hold; the message names the property, quantity and excess.
+
+    `worst` is the measurement that broke its bound by the largest ratio (None when nothing
+    was measured) and `case` the example it broke on, so a report shows the failing numbers,
+    not those of the examples that passed.
+    """
+
+    def __init__(self, message: str, worst: Measurement | None = None, case: Any = None) -> None:
+        super().__init__(message)
+        self.worst = worst
+        self.case = case
 
 
 class Unsupported(Exception):  # noqa: N818 -- a capability the target lacks, not an error
@@ -101,10 +111,16 @@ class Property:
         return ""
 
     def judge(self, impl: Implementation, case: Any) -> Measurement:
-        """Run the check on one case; raise `PropertyFailure` naming the worst excess."""
+        """Run the check on one case; raise `PropertyFailure` naming the worst excess.
+
+        The failure carries a copy of `case` taken before the check ran: an implementation that
+        writes into its inputs must not change the example its report replays.
+        """
+        original = copy.deepcopy(case)
         measurements = list(self.check(impl, case))
         if not measurements:
-            raise PropertyFailure(f"property {self.name!r} measured nothing")
+            raise PropertyFailure(f"property {self.name!r} measured nothing", None, original)
+        # A NaN error ranks worst: it fails, and its ratio (NaN) compares with nothing.
         worst = max(measurements, key=lambda m: (math.isnan(m.error), m.ratio))
         failed = [m for m in measurements if not m.passed]
         if failed:
@@ -112,7 +128,9 @@ class Property:
                 f"  {m.quantity}: error {m.error:.3e} > tolerance {m.tolerance:.3e}" for m in failed
             )
             raise PropertyFailure(
-                f"property {self.name!r} failed for {impl.name}: {self.statement}\n{lines}"
+                f"property {self.name!r} failed for {impl.name}: {self.statement}\n{lines}",
+                worst,
+                original,
             )
         return worst
 
@@ -132,7 +150,11 @@ class Property:
 
 @dataclass(frozen=True)
 class PropertyResult:
-    """The outcome of running one property: examples run and the worst measurement seen."""
+    """The outcome of running one property: examples run and the worst measurement seen.
+
+    For a failure, `worst` is the measurement of the minimal failing example that broke its
+    bound (ratio > 1), or None when the implementation raised instead of returning a result.
+    """
 
     name: str
     examples: int
@@ -160,24 +182,24 @@ def run_property(
     arguments).
     """
     seen: list[Measurement] = []
-    failing: list[Any] = []
     reason = prop.not_applicable(impl)
     if reason:
         return PropertyResult(prop.name, 0, None, True, not_applicable=reason, dtype=impl.dtype)
 
     lacks: list[Unsupported] = []
+    failed = 0  # examples that failed (a broken bound or an exception)
 
     def run(case: Any) -> None:
+        nonlocal failed
         if lacks:  # not applicable: the remaining examples are not run (nor shrunk)
             return
         try:
             seen.append(prop.judge(impl, case))
-        except PropertyFailure:
-            seen.append(Measurement("failure", math.inf, 0.0))
-            failing.append(case)  # Hypothesis replays the minimal example last
-            raise
         except Unsupported as exc:
             lacks.append(exc)
+        except Exception:
+            failed += 1
+            raise
 
     strategy = prop.strategy_for(impl)
     run = given(case=strategy)(_named(run, f"{prop.name}_{impl.name}"))
@@ -189,12 +211,16 @@ def run_property(
             prop.name, len(seen), None, True, not_applicable=str(exc), dtype=impl.dtype
         )
     except Exception as exc:  # any failure of the implementation is a finding, reported
-        worst = max(
-            (m for m in seen if math.isfinite(m.error)), key=lambda m: m.ratio, default=None
-        )
-        code = reproduction_code(prop.name, failing[-1], impl, impl_code) if failing else ""
+        # Hypothesis re-raises the failure of its final replay of the minimal example, so the
+        # numbers and the snippet are those of the example it prints.
+        failure = _worst_failure(exc)
+        worst = failure.worst if failure is not None else None
+        code = ""
+        if failure is not None and failure.case is not None:
+            code = reproduction_code(prop.name, failure.case, impl, impl_code)
+        examples = len(seen) + failed
         return PropertyResult(
-            prop.name, len(seen), worst, False, _describe(exc), dtype=impl.dtype, reproduction=code
+            prop.name, examples, worst, False, _describe(exc), dtype=impl.dtype, reproduction=code
         )
     if lacks:
         return PropertyResult(
@@ -204,29 +230,21 @@ def run_property(
     return PropertyResult(prop.name, len(seen), worst, True, dtype=impl.dtype)
 
 
-def to_code(value: object, imports: set[str]) -> str:
-    """Python source that rebuilds `value`: arrays as np.array(nested lists, dtype=...), floats by
-    their round-trip repr (float('nan') / float('inf') where repr is no literal), case
-    dataclasses by their constructor; the import lines it needs are added to `imports`."""
-    if isinstance(value, np.ndarray):
-        imports.add("import numpy as np")
-        return f"np.array({to_code(value.tolist(), imports)}, dtype=np.{value.dtype.name})"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else f"float({repr(value)!r})"
-    if isinstance(value, list):
-        return "[" + ", ".join(to_code(v, imports) for v in value) + "]"
-    if isinstance(value, tuple):
-        items = [to_code(v, imports) for v in value]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
-        imports.add(f"from {cls.__module__} import {cls.__qualname__}")
-        fields = ", ".join(
-            f"{f.name}={to_code(getattr(value, f.name), imports)}"
-            for f in dataclasses.fields(value)
-        )
-        return f"{cls.__qualname__}({fields})"
-    return repr(value)
+def _worst_failure(exc: BaseException) -> PropertyFailure | None:
+    """The PropertyFailure in `exc` (one of several distinct failures Hypothesis grouped, the
+    one with the largest excess), or None if the implementation raised something else."""
+    if isinstance(exc, BaseExceptionGroup):
+        found = [f for f in map(_worst_failure, exc.exceptions) if f is not None]
+        measured = [f for f in found if f.worst is not None]
+        if measured:
+            return max(measured, key=lambda f: _excess(f.worst))
+        return found[0] if found else None
+    return exc if isinstance(exc, PropertyFailure) else None
+
+
+def _excess(m: Measurement | None) -> tuple[bool, float]:
+    """The order of failed measurements: a NaN error first, then by ratio."""
+    return (m is not None and math.isnan(m.error), m.ratio if m is not None else -math.inf)
 
 
 def reproduction_code(
@@ -253,7 +271,9 @@ def reproduction_code(
         )
     lines += impl_code.splitlines()
     if {"x", "gamma", "beta", "eps", "axis"} <= {f.name for f in dataclasses.fields(case)}:
-        lines.append("out = impl.forward(x, gamma, beta, eps=eps, axis=axis)  # y, mean, var")
+        # copies: a target that writes into its inputs would otherwise change `case`
+        forward = "impl.forward(x.copy(), gamma.copy(), beta.copy(), eps=eps, axis=axis)"
+        lines.append(f"y, mean, var = {forward}")
     lines.append(f"by_name({prop_name!r}).judge(impl, case)  # raises PropertyFailure")
     header = [f"# Reproduce {prop_name} on {impl.name} (bnref installed or on sys.path):"]
     ordered = sorted(imports, key=lambda line: (not line.startswith("import "), line))
@@ -277,6 +297,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         parts = [_describe(sub) for sub in exc.exceptions]
         return f"{len(parts)} distinct failures:\n\n" + "\n\n".join(parts)
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    notes = "\n".join(getattr(exc, "__notes__", []))
-    return f"{text}\n{notes}".strip()
+    # Since Python 3.11 format_exception_only appends the exception's __notes__ (where Hypothesis
+    # puts the falsifying example and the reproduce_failure line): they are not added again.
+    # https://docs.python.org/3/library/traceback.html#traceback.format_exception_only
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

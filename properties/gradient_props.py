@@ -60,7 +60,7 @@ from hypothesis import strategies as st
 from properties.adapter import Array, Implementation
 from properties.checks import compare
 from properties.framework import Measurement, Property
-from properties.strategies import BatchCase, batch_cases, upstream_gradients
+from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gradients
 from properties.tolerances import (
     SAFETY,
     U64,
@@ -93,20 +93,13 @@ TINY = 2.0**-1074
 PROJECTIONS = 3  # per input: 1 + 2 * 3 inputs * 3 = 19 evaluations of f for a fast check
 
 
-@dataclass(frozen=True)
-class GradientCase:
+@dataclass(frozen=True, repr=False)
+class GradientCase(CodeRepr):
     """A float64 batch case, a non-uniform upstream gradient dy, and the fast check's seed."""
 
     case: BatchCase
     dy: Array
     seed: int
-
-    def __repr__(self) -> str:
-        # Printed by Hypothesis for a falsifying example: valid Python that rebuilds the case.
-        return (
-            f"GradientCase(case={self.case!r}, dy=np.array({self.dy.tolist()!r}), "
-            f"seed={self.seed!r})"
-        )
 
 
 def _resolvable(case: BatchCase) -> BatchCase:

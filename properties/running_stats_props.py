@@ -39,7 +39,7 @@ from hypothesis.extra import numpy as hnp
 from properties.adapter import Array, Implementation
 from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property, Unsupported
-from properties.strategies import BatchCase, Layout, batch_cases, layouts
+from properties.strategies import BatchCase, CodeRepr, Layout, batch_cases, layouts
 from properties.tolerances import (
     SAFETY,
     U64,
@@ -135,8 +135,8 @@ def check_inference_equals_training(impl: Implementation, case: BatchCase) -> li
 # --- b) one update follows the convention's formula ------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunningStatsCase:
+@dataclass(frozen=True, repr=False)
+class RunningStatsCase(CodeRepr):
     """A batch x, running statistics before the step, and the momentum to use.
 
     With `cumulative` and a convention that has a cumulative average, momentum=None and
@@ -150,15 +150,6 @@ class RunningStatsCase:
     momentum: float
     cumulative: bool
     num_batches_tracked: int
-
-    def __repr__(self) -> str:
-        # Printed by Hypothesis for a falsifying example: valid Python that rebuilds the case.
-        return (
-            f"RunningStatsCase(x=np.array({self.x.tolist()!r}), axis={self.axis!r}, "
-            f"running_mean=np.array({self.running_mean.tolist()!r}), "
-            f"running_var=np.array({self.running_var.tolist()!r}), momentum={self.momentum!r}, "
-            f"cumulative={self.cumulative!r}, num_batches_tracked={self.num_batches_tracked!r})"
-        )
 
 
 @st.composite
@@ -253,22 +244,14 @@ def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) ->
 # --- d) momentum=None: the cumulative (arithmetic) average -----------------------------------
 
 
-@dataclass(frozen=True)
-class CumulativeCase:
+@dataclass(frozen=True, repr=False)
+class CumulativeCase(CodeRepr):
     """Batches of one layout fed in order, starting from arbitrary running statistics."""
 
     batches: tuple[Array, ...]
     axis: int
     running_mean: Array
     running_var: Array
-
-    def __repr__(self) -> str:
-        batches = ", ".join(f"np.array({b.tolist()!r})" for b in self.batches)
-        return (
-            f"CumulativeCase(batches=({batches},), axis={self.axis!r}, "
-            f"running_mean=np.array({self.running_mean.tolist()!r}), "
-            f"running_var=np.array({self.running_var.tolist()!r}))"
-        )
 
 
 @st.composite

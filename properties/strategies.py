@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from hypothesis import strategies as st
@@ -32,6 +32,56 @@ MAX_SIZE = 512  # values per case: enough for every layout, small enough for 100
 # gamma and beta: 0 or magnitudes in [1e-3, 5]. A gamma of 1e-157 squares to an underflow in
 # any variance check: it tests the floating-point range, not batch norm.
 _PARAM = st.one_of(st.just(0.0), st.floats(1e-3, 5.0), st.floats(-5.0, -1e-3))
+
+
+def to_code(value: object, imports: set[str]) -> str:
+    """Python source that rebuilds `value`: arrays as np.array(nested lists, dtype=...), floats by
+    their round-trip repr (float('nan') / float('inf') where repr is no literal), numpy scalars
+    as Python numbers, lists, tuples and dicts item by item, case dataclasses by their
+    constructor; the import lines it needs are added to `imports`."""
+    if isinstance(value, np.generic):  # repr(np.float64(1.0)) is 'np.float64(1.0)'
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        imports.add("import numpy as np")
+        return f"np.array({to_code(value.tolist(), imports)}, dtype=np.{value.dtype.name})"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"float({repr(value)!r})"
+    if isinstance(value, list | tuple | dict):
+        return _container_code(value, imports)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        imports.add(f"from {cls.__module__} import {cls.__qualname__}")
+        fields = ", ".join(
+            f"{f.name}={to_code(getattr(value, f.name), imports)}"
+            for f in dataclasses.fields(value)
+        )
+        return f"{cls.__qualname__}({fields})"
+    return repr(value)
+
+
+def _container_code(value: list[Any] | tuple[Any, ...] | dict[Any, Any], imports: set[str]) -> str:
+    """`to_code` of a list, tuple or dict: its items' code in the container's brackets."""
+    if isinstance(value, dict):
+        pairs = (f"{to_code(k, imports)}: {to_code(v, imports)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    items = [to_code(v, imports) for v in value]
+    if isinstance(value, list):
+        return "[" + ", ".join(items) + "]"
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+class CodeRepr:
+    """Mixin for a case dataclass (declared with repr=False, so the dataclass repr does not
+    replace this one): repr() and Hypothesis's falsifying-example printout are Python that
+    rebuilds the case (`to_code`), e.g. np.array([...], dtype=np.float64), never numpy's
+    `array(...)`. Hypothesis prints a dataclass field by field, ignoring __repr__, unless it
+    defines `_repr_pretty_` (hypothesis/vendor/pretty.py, RepresentationPrinter.pretty)."""
+
+    def __repr__(self) -> str:
+        return to_code(self, set())
+
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:
+        printer.text(repr(self))
 
 
 @dataclass(frozen=True)
@@ -52,8 +102,8 @@ class Layout:
         return int(np.prod(self.shape)) // self.channels
 
 
-@dataclass(frozen=True)
-class BatchCase:
+@dataclass(frozen=True, repr=False)
+class BatchCase(CodeRepr):
     """One batch-norm input: x (float64 holding `dtype`-representable values) and parameters."""
 
     x: Array
@@ -62,14 +112,6 @@ class BatchCase:
     eps: float
     axis: int
     dtype: str
-
-    def __repr__(self) -> str:
-        # Printed by Hypothesis for a falsifying example: valid Python that rebuilds the case.
-        return (
-            f"BatchCase(x=np.array({self.x.tolist()!r}), gamma=np.array({self.gamma.tolist()!r}), "
-            f"beta=np.array({self.beta.tolist()!r}), eps={self.eps!r}, axis={self.axis!r}, "
-            f"dtype={self.dtype!r})"
-        )
 
 
 @st.composite

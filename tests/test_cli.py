@@ -163,3 +163,82 @@ def test_check_per_dtype_table_json_and_snippet(
     assert failed["reproduction"].startswith("# Reproduce zero-mean-unit-var")
     assert by_key["gradients-fast", "float32"]["not_applicable"]
     assert "lacks backward" in by_key["gradients-fast", "float64"]["not_applicable"]
+
+
+def _row(table: str, name: str) -> dict[str, str]:
+    """The cells of the table row of property `name`, by column header."""
+    lines = table.splitlines()
+    header = ["property", "dtype", "examples", "worst error", "tolerance", "ratio", "status"]
+    starts = [lines[0].index(h) for h in header]
+    (line,) = [row for row in lines[2:] if row.startswith(f"{name} ")]
+    ends = [*starts[1:], len(line)]
+    return {h: line[a:b].strip() for h, a, b in zip(header, starts, ends, strict=True)}
+
+
+def test_a_failed_row_shows_the_failing_measurement() -> None:
+    """A FAIL row shows the minimal failing example's numbers: error > tolerance, ratio > 1
+    (not the worst of the examples that passed, whose ratio is below 1)."""
+    prop = by_name("zero-mean-unit-var")
+    result = run_property(prop, EpsOutsideSqrt(), settings(max_examples=60, database=None))
+    assert not result.passed
+    assert result.worst is not None
+    assert result.worst.error > result.worst.tolerance
+    assert result.worst.ratio > 1
+    assert result.worst.quantity in result.failure  # a quantity the failure report names
+    row = _row(format_table([result]), "zero-mean-unit-var")
+    assert row["status"] == "FAIL"
+    assert float(row["ratio"]) > 1
+    assert float(row["worst error"]) > float(row["tolerance"])
+
+
+class RaisingForward(ReferenceImplementation):
+    """A forward that raises: the failure is an exception, not a measurement."""
+
+    @property
+    def name(self) -> str:
+        return "raising-forward"
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        raise FloatingPointError("overflow in the variance")
+
+
+def test_a_raising_implementation_shows_error_not_a_ratio() -> None:
+    """A failure that is an exception has no measurement: the row says "error", no ratio."""
+    prop = by_name("identity-params")
+    result = run_property(prop, RaisingForward(), settings(max_examples=10, database=None))
+    assert not result.passed
+    assert result.worst is None
+    assert "FloatingPointError: overflow in the variance" in result.failure
+    assert result.examples >= 1  # the failing example counts
+    row = _row(format_table([result]), "identity-params")
+    assert (row["worst error"], row["tolerance"], row["ratio"], row["status"]) == (
+        "error",
+        "-",
+        "-",
+        "FAIL",
+    )
+
+
+def test_failure_report_prints_the_failing_numbers_and_hypothesis_block_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`bnref check` on a buggy function: the FAIL row and the JSON carry the failing
+    measurement (ratio > 1), and Hypothesis's falsifying example and reproduce_failure line
+    (print_blob in every profile) appear once, not twice."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    report = tmp_path / "report.json"
+    argv = ["check", "user_impl_example:forward_eps_outside", "--convention", "keras"]
+    assert main([*argv, "--property", "identity-params", "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("Failing test case:") == 1
+    assert out.count("@reproduce_failure(") == 1
+    assert out.count("Reproduce it (paste into Python):") == 1
+    row = _row(out.split("\n\n")[1], "identity-params")
+    assert row["status"] == "FAIL"
+    assert float(row["ratio"]) > 1
+    (result,) = json.loads(report.read_text())["results"]
+    assert result["passed"] is False
+    assert result["worst"]["error"] > result["worst"]["tolerance"] > 0
+    assert result["worst"]["quantity"] in result["failure"]

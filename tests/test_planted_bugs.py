@@ -290,7 +290,10 @@ def test_reproduction_snippet_replays_the_failure() -> None:
     assert "dtype=np.float64)" in code
     assert "array(" not in code.replace("np.array(", "")  # no bare numpy repr
     assert "from test_planted_bugs import EpsOutsideSqrt" in code
-    assert "impl.forward(x, gamma, beta, eps=eps, axis=axis)" in code
+    assert (
+        "y, mean, var = impl.forward(x.copy(), gamma.copy(), beta.copy(), eps=eps, axis=axis)"
+        in (code)
+    )
     with pytest.raises(PropertyFailure) as replay:
         exec(compile(code, "<snippet>", "exec"), {})
     message = str(replay.value)
@@ -316,3 +319,76 @@ def test_reproduction_snippet_rebuilds_floats_exactly() -> None:
     for name in ("x", "gamma", "beta"):
         assert np.array_equal(getattr(rebuilt, name), getattr(case, name))
     assert (rebuilt.eps, rebuilt.axis, rebuilt.dtype) == (1e-5, 1, "float64")
+
+
+class NoCentering(_ForwardBug):
+    """x_hat = x / sqrt(var + eps): the mean never subtracted."""
+
+    bug = "no-centering"
+
+    def stats(self, x: Array, axis: int, eps: float) -> tuple[Array, Array]:
+        _, var, _ = _stats(x, axis)
+        return np.zeros(()), np.sqrt(var + eps).reshape(_channel_shape(x, axis))
+
+
+class FirstExampleCentering(_ForwardBug):
+    """x - x[0]: centred on the first example of the batch instead of the mean."""
+
+    bug = "first-example-centering"
+
+    def stats(self, x: Array, axis: int, eps: float) -> tuple[Array, Array]:
+        _, var, _ = _stats(x, axis)
+        along = 0 if axis % x.ndim != 0 else 1  # the first non-channel axis
+        first = np.take(x, [0], axis=along)
+        return first, np.sqrt(var + eps).reshape(_channel_shape(x, axis))
+
+
+class InPlaceCentering(Planted):
+    """Centres x in place (x -= mean) to save memory: the caller's x is modified."""
+
+    bug = "in-place-centering"
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        out = super().forward(x, gamma, beta, eps=eps, axis=axis)
+        x -= out.mean.reshape(_channel_shape(x, axis))
+        return out
+
+
+# One planted bug per kind of Hypothesis example (the case class of the property), so the
+# snippet of each kind is shown to replay: ShiftScaleCase, PermutedCase, the no-mutation
+# GradientCase, the finite-difference GradientCase, BackwardCase, RunningStatsCase,
+# CumulativeCase.
+CASE_KINDS = [
+    (NoCentering(), "shift-invariance", "ShiftScaleCase"),
+    (FirstExampleCentering(), "permutation-equivariance", "PermutedCase"),
+    (InPlaceCentering(), "no-mutation", "GradientCase"),
+    (DgammaMissingXhat(), "gradients-full", "GradientCase"),
+    (DxMissingVarianceTerm(), "backward-accuracy", "BackwardCase"),
+    (MomentumReversed(), "running-stats-formula", "RunningStatsCase"),
+    (RunningVarNotBessel(), "cumulative-average", "CumulativeCase"),
+]
+
+
+@pytest.mark.parametrize(
+    ("impl", "prop_name", "kind"), CASE_KINDS, ids=[f"{p}-{k}" for _, p, k in CASE_KINDS]
+)
+def test_every_case_kind_replays_from_its_snippet(impl: Planted, prop_name: str, kind: str) -> None:
+    """For every kind of example the failure report is paste-able Python: Hypothesis's
+    falsifying example and the snippet write arrays as np.array(...), never numpy's bare
+    array(...) repr, and exec() of the snippet raises the very PropertyFailure reported."""
+    result = run_property(by_name(prop_name), impl, AUDIT)
+    assert not result.passed, f"{impl.bug} slipped through {prop_name}"
+    code = result.reproduction
+    assert f"case = {kind}(" in code
+    for text in (code, result.failure):
+        assert "np.array(" in text
+        assert "array(" not in text.replace("np.array(", "")  # no bare numpy repr
+    with pytest.raises(PropertyFailure) as replay:
+        exec(compile(code, "<snippet>", "exec"), {})
+    message = str(replay.value)
+    assert message.startswith(f"property {prop_name!r} failed for {impl.bug}")
+    assert message in result.failure  # the very quantities, errors and tolerances reported
+    assert result.worst is not None
+    assert result.worst.ratio > 1  # the table shows the failing numbers, not a pass's
