@@ -121,11 +121,15 @@ def _summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _plot(numbers: Mapping[str, Any], path: Path) -> Path:
+    """Left: one panel of training-accuracy curves per scale (a 2-column grid for up to 4
+    scales, 4 columns beyond); right: final test accuracy against the scale, diverged runs
+    marked x at 0. Panel sizes are fixed, so quick and full figures read the same."""
     scales: list[float] = numbers["scales"]
-    cols = 4
+    cols = 2 if len(scales) <= 4 else 4
     rows = math.ceil(len(scales) / cols)
-    fig = new_figure(width=15.0, height=2.4 * rows + 1.5)
-    left, right = fig.subfigures(1, 2, width_ratios=[2.2, 1.0], squeeze=False)[0]
+    grid_width, right_width = 2.4 * cols, 5.0  # inches
+    fig = new_figure(width=grid_width + right_width, height=2.1 * rows + 1.3)
+    left, right = fig.subfigures(1, 2, width_ratios=[grid_width, right_width], squeeze=False)[0]
     axes = left.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     epochs = np.arange(numbers["config"]["epochs"] + 1)
     for i, ax in enumerate(axes.flat):
@@ -134,21 +138,33 @@ def _plot(numbers: Mapping[str, Any], path: Path) -> Path:
             continue
         ax.plot(epochs, numbers["with_bn"]["train_accuracy"][i], label="batch norm")
         ax.plot(epochs, numbers["without_bn"]["train_accuracy"][i], "--", label="without")
-        ax.set_title(f"W std {scales[i]:.1e}", fontsize=8)
-        ax.set_ylim(0.0, 1.0)
-    axes[0, 0].legend(fontsize=7, loc="lower right")
-    left.supxlabel("epoch")
-    left.supylabel("training accuracy")
+        ax.set_title(f"W std {scales[i]:.1e}", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    left.legend(handles, labels, loc="outside upper center", ncols=2, fontsize=9)
+    left.supxlabel("epoch", fontsize=10)
+    left.supylabel("training accuracy", fontsize=10)
     ax = right.subplots()
-    for key, label, style in (("with_bn", "batch norm", "o-"), ("without_bn", "without", "s--")):
+    series = (("with_bn", "batch norm", "o-", "C0"), ("without_bn", "without", "s--", "C1"))
+    for key, label, style, color in series:
         finals = np.array(numbers[key]["final_test_accuracy"], dtype=float)
-        ax.semilogx(scales, finals, style, label=label)
+        ax.semilogx(scales, finals, style, color=color, label=label)
         diverged = [s for s, d in zip(scales, numbers[key]["diverged_at"], strict=True) if d]
-        ax.semilogx(diverged, [0.0] * len(diverged), "x", color="red", label=f"{label}: diverged")
+        if diverged:  # NaN accuracy, so not on the line: an x at 0 instead
+            ax.semilogx(
+                diverged,
+                [0.0] * len(diverged),
+                "x",
+                color=color,
+                ms=8,
+                mew=2,
+                label=f"{label}: diverged",
+            )
     ax.set_xlabel("initial weight std")
-    ax.set_ylabel(f"test accuracy after {numbers['config']['epochs']} epochs")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"test accuracy after {numbers['config']['epochs']} epochs", fontsize=10)
     ax.set_ylim(-0.05, 1.05)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)
     fig.suptitle(f"Batch norm vs initial weight scale ({numbers['data']})")
     return save_figure(fig, path)
 

@@ -203,7 +203,14 @@ def _plot(numbers: Mapping[str, Any], path: Path) -> Path:
     )
     best = numbers["best"]
     scatter_ax.scatter(
-        [best["learning_rate"]], [best["weight_decay"]], marker="*", s=250, c="red", label="best"
+        [best["learning_rate"]],
+        [best["weight_decay"]],
+        marker="*",
+        s=250,
+        c="red",
+        label="best",
+        clip_on=False,  # a best trial at the edge of the range stays whole
+        zorder=3,
     )
     coarse = numbers["space"][0]
     scatter_ax.set_xscale("log")

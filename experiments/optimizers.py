@@ -117,14 +117,17 @@ def _plot(
         cost_ax.plot(numbers[name]["cost"], label=f"{name} ({numbers[name]['final_cost']:.3f})")
     cost_ax.set_xlabel("epoch")
     cost_ax.set_ylabel("cost")
-    cost_ax.set_title(f"cost per epoch (lr {numbers['config']['learning_rate']})")
-    cost_ax.legend(fontsize=7)
+    cost_ax.set_title(f"cost per epoch (lr {numbers['config']['learning_rate']})", fontsize=10)
+    cost_ax.legend(fontsize=8, loc="best", title="final cost", title_fontsize=8)
     X, y = points
-    for ax, name in zip(axes.flat[1:], VARIANTS, strict=True):
+    boundary_axes = axes.flat[1:]
+    for ax, name in zip(boundary_axes, VARIANTS, strict=True):
         b = boundaries[name]
         ax.contourf(b["x"], b["y"], b["score"] > 0, levels=1, cmap="coolwarm", alpha=0.4)
         ax.scatter(X[0], X[1], c=y, cmap="coolwarm", s=8, edgecolors="k", linewidths=0.2)
-        ax.set_title(f"{name}: accuracy {numbers[name]['accuracy']:.3f}", fontsize=9)
+        ax.set_title(f"{name}: training accuracy {numbers[name]['accuracy']:.3f}", fontsize=10)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
     fig.suptitle("Optimizers on two moons (300 points, noise 0.2)")
     return save_figure(fig, path)
 
