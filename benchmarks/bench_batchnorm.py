@@ -17,9 +17,10 @@ A ratio is ``bnref time / other time``: above 1 bnref is slower.
 
 bnref is timed through its public functions with their default checks (dtype, shape and
 finiteness), as a user calls them. They run the fast path of `reference.batchnorm`: an
-(N, C, L) view reduced block by block, float32 input read without a float64 copy, finiteness
-checked from the channel sums. bnref's backward takes x (not saved statistics), so it
-recomputes mean, var and x_hat: its backward row does a forward's statistics as well.
+(N, C, L) view reduced block by block, the blocks of each pass on min(os.cpu_count(), 4)
+threads, float32 input read without a float64 copy, finiteness checked from the channel sums.
+bnref's backward takes x (not saved statistics), so it recomputes mean, var and x_hat: its
+backward row does a forward's statistics as well.
 Peak extra memory is tracemalloc's peak (NumPy reports its buffers to it) over the call, the
 results included, in multiples of x.nbytes in float64. Torch and onnx are optional.
 
@@ -409,6 +410,7 @@ def run(*, quick: bool, repeats: int, out: TextIO) -> list[Row]:
     print(
         "ratio = bnref time / other time (>1: bnref slower). torch: F.batch_norm(training=True)"
         " forward, aten.native_batch_norm_backward backward, threads=os.cpu_count(). "
+        "bnref: threads=min(os.cpu_count(), 4). "
         "onnx-ref: ReferenceEvaluator forward, opset 15, training_mode=1.",
         file=out,
     )

@@ -20,11 +20,14 @@ dtype's tolerance (see `properties.tolerances`).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import NamedTuple, TypeVar, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -150,9 +153,14 @@ def _non_finite_reported_first(
 # The fast path: the same formulas, evaluated block by block on an (N, C, L) view of x.
 # A chain of elementwise steps on one block stays in the CPU cache, so each chain costs one pass
 # over memory instead of one pass per step, and the temporaries are a block, not a copy of x.
+# NumPy's ufuncs and reductions release the GIL, so the blocks of a pass run on a few threads.
+# Every block's result depends only on the block and per-channel totals add the blocks' partial
+# sums in block order, so each result is bitwise the same for any number of threads.
 _BLOCK = 2**17  # values per block: 1 MiB of float64; fewer, larger blocks measured slower
+_WORKERS = min(os.cpu_count() or 1, 4)  # threads per pass; passes are memory-bound past a few
 _SUM_AXES = (0, 2)  # the axes of (N, C, L) that a channel's statistics reduce over
 Box = tuple[slice, slice, slice]  # a block of an (N, C, L) array; box[1] selects its channels
+T = TypeVar("T")
 
 
 def _channel_view(x: RealArray, layout: ChannelLayout) -> RealArray:
@@ -161,13 +169,16 @@ def _channel_view(x: RealArray, layout: ChannelLayout) -> RealArray:
     A view for a contiguous x (a non-contiguous x is copied once). (N, C) is (N, C, 1),
     the course notes' (C, m) is (1, C, m).
     """
-    return x.reshape(math.prod(x.shape[: layout.axis]), layout.channels, -1)
+    ax = layout.axis
+    return x.reshape(math.prod(x.shape[:ax]), layout.channels, math.prod(x.shape[ax + 1 :]))
 
 
 @functools.lru_cache(maxsize=64)
 def _blocks(shape: tuple[int, ...], size: int) -> tuple[Box, ...]:
     """Boxes of at most `size` (>= 1) values that tile an (N, C, L) array, in memory order."""
     n, c, length = shape
+    if n * c * length == 0:
+        return ()
     step_l = min(length, size)
     step_c = min(c, max(1, size // step_l))
     step_n = max(1, size // (step_c * step_l))
@@ -179,9 +190,68 @@ def _blocks(shape: tuple[int, ...], size: int) -> tuple[Box, ...]:
     )
 
 
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of `workers` threads, made on first use and reused: threads are slow to start."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="bnref")
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: a forked child has the pool but not its threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+def _map_blocks(fn: Callable[[Box, Float64Array], T], shape: tuple[int, ...]) -> list[T]:
+    """``[fn(box, scratch) for box in _blocks(shape, _BLOCK)]``, on up to `_WORKERS` threads.
+
+    `scratch` is a buffer of one block of float64 that fn may overwrite. The boxes are cut into
+    one contiguous run per thread, each with its own scratch; one box or one worker runs here.
+    The caller's `np.errstate` holds in every thread (NumPy keeps it per thread or context).
+    """
+    boxes = _blocks(shape, _BLOCK)
+    scratch_size = min(math.prod(shape), _BLOCK)
+    modes, call = np.geterr(), np.geterrcall()  # the caller's np.errstate, for the threads
+
+    def run(part: Sequence[Box]) -> list[T]:
+        scratch = np.empty(scratch_size)
+        with np.errstate(**modes, call=call) if call else np.errstate(**modes):
+            return [fn(box, scratch) for box in part]
+
+    workers = min(_WORKERS, len(boxes))
+    if workers < 2:
+        return run(boxes)
+    cuts = [len(boxes) * i // workers for i in range(workers + 1)]
+    parts = [boxes[a:b] for a, b in itertools.pairwise(cuts)]
+    try:
+        done = _pool(_WORKERS).map(run, parts)
+    except RuntimeError:  # no new work for threads once the interpreter is exiting (atexit)
+        return run(boxes)
+    return [result for results in done for result in results]
+
+
+def _channel_totals(fn: Callable[[Box, Float64Array], Float64Array], x3: RealArray) -> Float64Array:
+    """Per channel of x3, the sum over the boxes of fn(box, scratch), a box's partial sums.
+
+    fn returns an array (..., channels of the box); the partials are added in box order,
+    whichever thread computed them.
+    """
+    parts = _map_blocks(fn, x3.shape)
+    total = np.zeros((*parts[0].shape[:-1], x3.shape[1]))
+    for box, part in zip(_blocks(x3.shape, _BLOCK), parts, strict=True):
+        total[..., box[1]] += part
+    return total
+
+
 def _column(vector: Float64Array) -> Float64Array:
     """A (C,) vector as (C, 1), to broadcast along the channel axis of an (N, C, L) block."""
     return vector[:, np.newaxis]
+
+
+def _centered(x3: RealArray, center: Float64Array, box: Box, scratch: Float64Array) -> Float64Array:
+    """x[box] - center, in `scratch`."""
+    block = x3[box]
+    t = scratch[: block.size].reshape(block.shape)
+    np.subtract(block, _column(center[box[1]]), out=t)
+    return t
 
 
 def _channel_sums(x3: RealArray, value: ArrayLike, name: str, check_finite: bool) -> Float64Array:
@@ -192,8 +262,13 @@ def _channel_sums(x3: RealArray, value: ArrayLike, name: str, check_finite: bool
     which raises the usual error; if it passes, x is finite and its sum overflowed, and the
     sum is taken again so that NumPy warns about the overflow as it would have.
     """
+
+    def partial(box: Box, _: Float64Array) -> Float64Array:
+        total: Float64Array = np.add.reduce(x3[box], axis=_SUM_AXES, dtype=np.float64)
+        return total
+
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is diagnosed below
-        sums: Float64Array = np.add.reduce(x3, axis=_SUM_AXES, dtype=np.float64)
+        sums = _channel_totals(partial, x3)
     if np.isfinite(sums).all():
         return sums
     if check_finite:
@@ -211,30 +286,23 @@ def _corrected_mean(x3: RealArray, sums: Float64Array) -> Float64Array:
     """
     n = x3.size // x3.shape[1]
     m0 = sums / n
-    residual = np.zeros(m0.shape)
-    for box, t in _centered_blocks(x3, m0):
-        residual[box[1]] += np.add.reduce(t, axis=_SUM_AXES)
-    mean: Float64Array = m0 + residual / n
+
+    def residual(box: Box, scratch: Float64Array) -> Float64Array:
+        total: Float64Array = np.add.reduce(_centered(x3, m0, box, scratch), axis=_SUM_AXES)
+        return total
+
+    mean: Float64Array = m0 + _channel_totals(residual, x3) / n
     return mean
 
 
 def _centered_sums(x3: RealArray, mean: Float64Array, *others: RealArray) -> list[Float64Array]:
     """Per channel, sum((x - mean)**2) and sum(other * (x - mean)) for each array in `others`."""
-    sums = [np.zeros(mean.shape) for _ in range(1 + len(others))]
-    for box, t in _centered_blocks(x3, mean):
-        for total, factor in zip(sums, (t, *(o[box] for o in others)), strict=True):
-            total[box[1]] += np.einsum("ncl,ncl->c", factor, t)
-    return sums
 
+    def sums(box: Box, scratch: Float64Array) -> Float64Array:
+        t = _centered(x3, mean, box, scratch)
+        return np.stack([np.einsum("ncl,ncl->c", f, t) for f in (t, *(o[box] for o in others))])
 
-def _centered_blocks(x3: RealArray, center: Float64Array) -> Iterator[tuple[Box, Float64Array]]:
-    """(box, x[box] - center) for the boxes of `_blocks`, in one reused block-sized buffer."""
-    buffer = np.empty(min(x3.size, _BLOCK))
-    for box in _blocks(x3.shape, _BLOCK):
-        block = x3[box]
-        t = buffer[: block.size].reshape(block.shape)
-        np.subtract(block, _column(center[box[1]]), out=t)
-        yield box, t
+    return list(_channel_totals(sums, x3))
 
 
 def _statistics(x3: RealArray, sums: Float64Array) -> tuple[Float64Array, Float64Array]:
@@ -301,13 +369,16 @@ def batch_norm_forward(
     inv_std = 1.0 / np.sqrt(var + eps_)
     x_hat, y = np.empty(x_arr.shape), np.empty(x_arr.shape)
     x_hat3, y3 = _channel_view(x_hat, layout), _channel_view(y, layout)
-    for box in _blocks(x3.shape, _BLOCK):
+
+    def normalize(box: Box, _: Float64Array) -> None:
         c = box[1]
         xh, yb = x_hat3[box], y3[box]
         np.subtract(x3[box], _column(mean[c]), out=xh)
         xh *= _column(inv_std[c])  # x_hat = (x - mean) * inv_std
         np.multiply(_column(g[c]), xh, out=yb)
         yb += _column(b[c])  # y = gamma * x_hat + beta
+
+    _map_blocks(normalize, x3.shape)
     return BatchNormForward(
         y=frozen(y),
         x_hat=frozen(x_hat),
@@ -359,10 +430,12 @@ def batch_norm_backward(
     scale = g * inv_std / n
     dx = np.empty(x_arr.shape)
     dx3 = _channel_view(dx, layout)
-    for box, t in _centered_blocks(x3, mean):
+
+    def gradient(box: Box, scratch: Float64Array) -> None:
         c = box[1]
-        np.multiply(t, _column(inv_std[c]), out=t)  # x_hat
-        np.multiply(t, _column(dgamma[c]), out=t)
+        t = _centered(x3, mean, box, scratch)
+        t *= _column(inv_std[c])  # x_hat
+        t *= _column(dgamma[c])
         dxb = dx3[box]
         # The three terms: the direct path, the path through the mean, the path through the
         # variance. dtype: n * dy in float64 also for a float32 dy.
@@ -370,6 +443,8 @@ def batch_norm_backward(
         dxb -= _column(dbeta[c])
         dxb -= t
         dxb *= _column(scale[c])
+
+    _map_blocks(gradient, x3.shape)
     return BatchNormBackward(dx=frozen(dx), dgamma=frozen(dgamma), dbeta=frozen(dbeta))
 
 
@@ -391,20 +466,34 @@ def batch_norm_inference(
     running_var must be >= 0 (a negative variance would give NaN).
     """
     eps_ = check_positive_scalar(eps, "eps")
-    x64 = as_float64_array(x, "x", check_finite=check_finite)
-    layout = channel_layout(x64, axis)
-    c = layout.channels
-    g = check_channel_vector(gamma, "gamma", c, check_finite=check_finite)
-    b = check_channel_vector(beta, "beta", c, check_finite=check_finite)
-    rm = check_channel_vector(running_mean, "running_mean", c, check_finite=check_finite)
-    rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
-    if np.any(rv < 0):
-        raise ValueError(
-            f"running_var must be >= 0 in every channel, got {rv[rv < 0][0]!r} at channel "
-            f"{int(np.argmax(rv < 0))}"
-        )
+    x_arr = _real_array(x, "x")
+    with _non_finite_reported_first(check_finite, (x, "x")):
+        layout = channel_layout(x_arr, axis)
+        c = layout.channels
+        g = check_channel_vector(gamma, "gamma", c, check_finite=check_finite)
+        b = check_channel_vector(beta, "beta", c, check_finite=check_finite)
+        rm = check_channel_vector(running_mean, "running_mean", c, check_finite=check_finite)
+        rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
+        if np.any(rv < 0):
+            raise ValueError(
+                f"running_var must be >= 0 in every channel, got {rv[rv < 0][0]!r} at channel "
+                f"{int(np.argmax(rv < 0))}"
+            )
     scale = g / np.sqrt(rv + eps_)
-    y = layout.expand(scale) * (x64 - layout.expand(rm)) + layout.expand(b)
+    x3 = _channel_view(x_arr, layout)
+    y = np.empty(x_arr.shape)
+    y3 = _channel_view(y, layout)
+
+    def normalize(box: Box, _: Float64Array) -> None:
+        xb, yb = x3[box], y3[box]
+        # Checked before the arithmetic, which would warn about inf - inf or inf * 0.
+        if check_finite and not np.isfinite(xb).all():
+            as_float64_array(x, "x")  # raises the error that counts and locates them all
+        np.subtract(xb, _column(rm[box[1]]), out=yb)
+        yb *= _column(scale[box[1]])
+        yb += _column(b[box[1]])
+
+    _map_blocks(normalize, x3.shape)
     return frozen(y)
 
 

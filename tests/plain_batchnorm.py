@@ -12,6 +12,10 @@ Per channel over the n values that share it::
     x_hat   = (x - mean) * inv_std,  y = gamma * x_hat + beta
     dbeta   = sum(dy),  dgamma = sum(dy * x_hat)
     dx      = gamma * inv_std / n * (n * dy - dbeta - x_hat * dgamma)
+
+and in inference mode, with fixed statistics::
+
+    y       = gamma / sqrt(running_var + eps) * (x - running_mean) + beta
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from reference.batchnorm import (
     BatchNormForward,
     ChannelLayout,
     backward_arguments,
+    channel_layout,
     training_layout,
 )
 
@@ -96,3 +101,33 @@ def plain_backward(
         n * dy64 - layout.expand(dbeta) - x_hat * layout.expand(dgamma)
     )
     return BatchNormBackward(dx=dx, dgamma=dgamma, dbeta=dbeta)
+
+
+def plain_inference(
+    x: ArrayLike,
+    gamma: ArrayLike,
+    beta: ArrayLike,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    *,
+    eps: float = DEFAULT_EPS,
+    axis: int = 1,
+    check_finite: bool = True,
+) -> Float64Array:
+    """Inference mode: y as in the module docstring; running_var must be >= 0."""
+    eps_ = check_positive_scalar(eps, "eps")
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = channel_layout(x64, axis)
+    c = layout.channels
+    g = check_channel_vector(gamma, "gamma", c, check_finite=check_finite)
+    b = check_channel_vector(beta, "beta", c, check_finite=check_finite)
+    rm = check_channel_vector(running_mean, "running_mean", c, check_finite=check_finite)
+    rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
+    if np.any(rv < 0):
+        raise ValueError(
+            f"running_var must be >= 0 in every channel, got {rv[rv < 0][0]!r} at channel "
+            f"{int(np.argmax(rv < 0))}"
+        )
+    scale = g / np.sqrt(rv + eps_)
+    y: Float64Array = layout.expand(scale) * (x64 - layout.expand(rm)) + layout.expand(b)
+    return y

@@ -4,7 +4,10 @@ The plain version (tests/plain_batchnorm.py) is the oracle: whole-array NumPy ex
 same formulas. The fast one reduces an (N, C, L) view block by block, reads float32 input without
 a float64 copy, checks finiteness from the channel sums and takes sum(dy * x_hat) as
 inv_std * sum(dy * (x - mean)). The blocks are made tiny here (`block` below) so that the small
-Hypothesis cases are cut into many boxes, as a real activation is.
+Hypothesis cases are cut into many boxes, as a real activation is, and the boxes of a pass run on
+a few threads, whose number must not change a single bit of any result.
+Inference mode does, per element, the same three rounded operations in the same order as the
+plain version, so there the two agree exactly (tolerance 0).
 
 Tolerance, derived (first order; u = 2**-53). Per channel with n values, mean mu, s = x - mu,
 A = mean|x|, D = mean|s|, and g = (n + 4) u, a bound on any order of summation of n terms
@@ -31,10 +34,16 @@ size P, and x_hat at |mean|/std = 1e8 inherits u |mean| inv_std ~ 1e-8.
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -42,17 +51,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from plain_batchnorm import plain_backward, plain_forward
+from plain_batchnorm import plain_backward, plain_forward, plain_inference
 
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
 from reference import batchnorm
-from reference.batchnorm import batch_norm_backward, batch_norm_forward
+from reference.batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_inference
 
 Array = NDArray[np.float64]
 T = TypeVar("T")
 U = 2.0**-53  # float64 unit roundoff
 ETA = 2.0**-1074  # float64's smallest subnormal: the absolute rounding error near zero
 BLOCKS = (1, 2, 3, 7, 64, 2**17)  # values per block: one value, odd sizes, one box per case
+THREADS = (1, 2, 3)  # one thread (no pool), as many as this machine's cores, more
 
 
 @contextmanager
@@ -60,6 +70,14 @@ def block_size(size: int) -> Iterator[None]:
     """Run the fast path with blocks of `size` values (`_blocks` is cached per shape and size)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(batchnorm, "_BLOCK", size)
+        yield
+
+
+@contextmanager
+def threads(count: int) -> Iterator[None]:
+    """Run the passes of the fast path on `count` threads (1: in the calling thread)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batchnorm, "_WORKERS", count)
         yield
 
 
@@ -207,6 +225,9 @@ def test_non_finite_errors_are_those_of_the_plain_checks(
     assert expected.startswith("x must be finite, got 2 non-finite")
     assert _message(batch_norm_forward, x, g, b, axis=axis) == expected
     assert _message(batch_norm_backward, dy, x, g, axis=axis) == expected
+    stats = (b, g)  # running_mean 0, running_var 1
+    assert _message(plain_inference, x, g, b, *stats, axis=axis) == expected
+    assert _message(batch_norm_inference, x, g, b, *stats, axis=axis) == expected
     expected_dy = _message(plain_backward, x, dy, g, axis=axis)
     assert expected_dy.startswith("dy must be finite")
     assert _message(batch_norm_backward, x, dy, g, axis=axis) == expected_dy
@@ -220,6 +241,8 @@ def test_non_finite_errors_are_those_of_the_plain_checks(
         ("backward, bad dy shape", "x must be finite"),
         ("backward, bad gamma", "dy must be finite"),
         ("backward, bad dy dtype", "x must be finite"),
+        ("inference, bad gamma", "x must be finite"),
+        ("inference, negative running_var", "x must be finite"),
     ],
 )
 def test_with_two_errors_the_plain_order_decides(call: str, first: str) -> None:
@@ -233,6 +256,16 @@ def test_with_two_errors_the_plain_order_decides(call: str, first: str) -> None:
         "backward, bad dy shape": (plain_backward, batch_norm_backward, (good.T, bad, np.ones(3))),
         "backward, bad gamma": (plain_backward, batch_norm_backward, (bad, good, np.ones(2))),
         "backward, bad dy dtype": (plain_backward, batch_norm_backward, ("dy", bad, np.ones(3))),
+        "inference, bad gamma": (
+            plain_inference,
+            batch_norm_inference,
+            (bad, np.ones(2), np.zeros(3), np.zeros(3), np.ones(3)),
+        ),
+        "inference, negative running_var": (
+            plain_inference,
+            batch_norm_inference,
+            (bad, np.ones(3), np.zeros(3), np.zeros(3), -np.ones(3)),
+        ),
     }
     plain, fast, args = calls[call]
     kwargs = {"axis": 5} if call == "forward, bad axis" else {}
@@ -273,11 +306,15 @@ def test_check_finite_false_propagates_like_the_plain_version(value: float) -> N
     x = np.arange(12.0).reshape(4, 3)
     x[2, 1] = value
     g, b, dy = np.ones(3), np.zeros(3), np.ones((4, 3))
-    with np.errstate(invalid="ignore"):  # inf - inf in the statistics, in both versions
+    with np.errstate(invalid="ignore"):  # inf - inf and inf * 0, in both versions
         fast = batch_norm_forward(x, g, b, check_finite=False)
         plain = plain_forward(x, g, b, check_finite=False)
         grad = batch_norm_backward(dy, x, g, check_finite=False)
         plain_grad = plain_backward(dy, x, g, check_finite=False)
+        # gamma = 0 in channel 1: inf * 0 is NaN there, as in the plain version.
+        y = batch_norm_inference(x, g * [1, 0, 1], b, b, g, check_finite=False)
+        plain_y = plain_inference(x, g * [1, 0, 1], b, b, g, check_finite=False)
+    assert y.tobytes() == plain_y.tobytes()
     for got, want in ((fast.y, plain.y), (fast.mean, plain.mean), (grad.dx, plain_grad.dx)):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_array_equal(got[..., [0, 2]], want[..., [0, 2]])
@@ -298,6 +335,10 @@ def test_float32_input_is_read_in_float64() -> None:
     dc = batch_norm_backward(dy32.astype(np.float64), x32.astype(np.float64), g)
     for name in ("dx", "dgamma", "dbeta"):
         np.testing.assert_array_equal(getattr(da, name), getattr(dc, name))
+    rm, rv = rng.standard_normal(4), rng.random(4)
+    y32 = batch_norm_inference(x32, g, b, rm, rv)
+    assert y32.dtype == np.float64
+    np.testing.assert_array_equal(y32, batch_norm_inference(x32.astype(np.float64), g, b, rm, rv))
 
 
 @pytest.mark.parametrize(("offset", "limit"), [(0.0, 1e-10), (1e8, 1e-5)])
@@ -314,3 +355,136 @@ def test_the_bound_is_tight_enough_to_catch_a_slip(offset: float, limit: float) 
         assert np.max(2 * getattr(bounds, name)) < limit, name
     wrong_n = plain_forward(x, case.gamma, case.beta, eps=case.eps).x_hat * math.sqrt(63 / 64)
     assert np.max(np.abs(wrong_n - plain_forward(x, case.gamma, case.beta).x_hat)) > 1e-3
+
+
+@st.composite
+def running_statistics(draw: st.DrawFn, channels: int) -> tuple[Array, Array]:
+    """running_mean and running_var (>= 0, zero included) for `channels` channels."""
+    mean = draw(st.lists(st.floats(-1e3, 1e3), min_size=channels, max_size=channels))
+    var = draw(
+        st.lists(
+            st.one_of(st.just(0.0), st.floats(1e-6, 1e3)), min_size=channels, max_size=channels
+        )
+    )
+    return np.array(mean), np.array(var)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@given(case=batch_cases(min_count=1), data=st.data())
+def test_fast_inference_equals_plain(block: int, case: BatchCase, data: st.DataObject) -> None:
+    # Exact: both compute (x - running_mean), times the scale, plus beta, each rounded once.
+    c = case.gamma.shape[0]
+    rm, rv = data.draw(running_statistics(c))
+    x = _as_input(case.x, case.dtype)
+    with block_size(block):
+        fast = batch_norm_inference(x, case.gamma, case.beta, rm, rv, eps=case.eps, axis=case.axis)
+    plain = plain_inference(case.x, case.gamma, case.beta, rm, rv, eps=case.eps, axis=case.axis)
+    assert fast.dtype == np.float64
+    assert fast.tobytes() == plain.tobytes()
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((0, 3), 1), ((2, 0), 1), ((0, 3, 4), 1), ((3,), 0)])
+def test_inference_of_empty_and_one_dimensional_batches(shape: tuple[int, ...], axis: int) -> None:
+    x = np.arange(float(math.prod(shape))).reshape(shape)
+    c = shape[axis]
+    args = (x, np.full(c, 2.0), np.ones(c), np.full(c, 0.5), np.full(c, 3.0))
+    fast = batch_norm_inference(*args, axis=axis)
+    plain = plain_inference(*args, axis=axis)
+    assert fast.shape == plain.shape == shape
+    assert fast.tobytes() == plain.tobytes()
+
+
+def _all_results(case: BatchCase, dy: Array, rm: Array, rv: Array) -> list[bytes]:
+    """The bytes of every array that forward, backward and inference return for the case."""
+    x, dy_in = _as_input(case.x, case.dtype), _as_input(dy, case.dtype)
+    eps, axis = case.eps, case.axis
+    fwd = batch_norm_forward(x, case.gamma, case.beta, eps=eps, axis=axis)
+    grad = batch_norm_backward(dy_in, x, case.gamma, eps=eps, axis=axis)
+    y = batch_norm_inference(x, case.gamma, case.beta, rm, rv, eps=eps, axis=axis)
+    arrays = (fwd.y, fwd.x_hat, fwd.mean, fwd.var, fwd.inv_std, grad.dx, grad.dgamma, grad.dbeta, y)
+    return [a.tobytes() for a in arrays]
+
+
+@pytest.mark.parametrize("block", [1, 3, 64])
+@given(case=batch_cases(), data=st.data())
+def test_results_do_not_depend_on_the_number_of_threads(
+    block: int, case: BatchCase, data: st.DataObject
+) -> None:
+    dy = data.draw(upstream_gradients(case.x.shape))
+    rm, rv = data.draw(running_statistics(case.gamma.shape[0]))
+    results = []
+    for count in THREADS:
+        with block_size(block), threads(count):
+            results.append(_all_results(case, dy, rm, rv))
+    assert results[1] == results[0]  # bit for bit
+    assert results[2] == results[0]
+
+
+def test_the_runs_of_a_pass_run_at_the_same_time() -> None:
+    # Each call waits for a partner at the barrier: one thread alone would wait 10 s and fail.
+    shape = (4, 1, 1)  # four boxes of one value: two runs of two
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(_box: batchnorm.Box, _scratch: Array) -> int:
+        barrier.wait()
+        return threading.get_ident()
+
+    with block_size(1), threads(2):
+        assert len(set(batchnorm._map_blocks(meet, shape))) == 2
+        for count in THREADS:
+            with threads(count):
+                boxes = batchnorm._map_blocks(lambda box, _: box, shape)
+            assert boxes == list(batchnorm._blocks(shape, 1))  # every box once, in order
+
+
+def test_the_callers_errstate_holds_in_every_thread() -> None:
+    # inf - inf in the statistics of channel 1: ignored, or raised, as the caller asked. A
+    # thread with NumPy's default state would warn instead (an error in this test suite).
+    x = np.arange(24.0).reshape(2, 3, 4)
+    x[1, 1, 1] = np.inf  # in the second run of boxes, on a pool thread
+    g, b = np.ones(3), np.zeros(3)
+    with block_size(4), threads(2):
+        with np.errstate(invalid="ignore"):
+            fast = batch_norm_forward(x, g, b, check_finite=False)
+        assert np.isnan(fast.y[:, 1]).all()
+        with np.errstate(invalid="raise"), pytest.raises(FloatingPointError, match="invalid"):
+            batch_norm_forward(x, g, b, check_finite=False)
+
+
+def test_a_forked_child_starts_its_own_threads() -> None:
+    # The child inherits the pool object but not its threads. Without a pool of its own, its
+    # first threaded pass would wait forever; the alarm ends such a child with SIGALRM.
+    x = np.random.default_rng(7).standard_normal((6, 4, 5))
+    g, b = np.ones(4), np.zeros(4)
+    with block_size(8), threads(2):
+        expected = batch_norm_forward(x, g, b).y  # the parent's pool now exists
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a process with threads may deadlock: the very case.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)
+            same = np.array_equal(batch_norm_forward(x, g, b).y, expected)
+            os._exit(0 if same else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
+    # At exit the pool takes no new work (RuntimeError); an atexit hook still gets its result.
+    code = (
+        "import atexit, numpy as np\n"
+        "import reference.batchnorm as bn\n"
+        "bn._BLOCK, bn._WORKERS = 4, 2\n"
+        "x = np.arange(90.0).reshape(6, 3, 5)\n"
+        "y = bn.batch_norm_forward(x, np.ones(3), np.zeros(3)).y\n"
+        "atexit.register(lambda: print(np.array_equal("
+        "bn.batch_norm_forward(x, np.ones(3), np.zeros(3)).y, y)))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(
+        command, check=False, cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
