@@ -214,8 +214,7 @@ def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
             "optimizer must be a dataclass with a learning_rate field to follow a schedule, "
             f"got {type(optimizer).__name__}"
         )
-    # Why the ignore: mypy's is_dataclass narrowing still admits a class, which is excluded above.
-    replaced = dataclasses.replace(optimizer, learning_rate=learning_rate)  # type: ignore[type-var]
+    replaced = dataclasses.replace(optimizer, learning_rate=learning_rate)  # type: ignore[type-var]  # mypy's is_dataclass narrowing admits a class, excluded above
     return cast("Optimizer[Any]", replaced)  # the same class as `optimizer`, an Optimizer
 
 
