@@ -1,15 +1,20 @@
-"""`mutmut` with the tests of each mutant limited to its module's own test files (issue 7).
+"""`mutmut` with each mutant's tests limited to its module's own test files, and the accepted
+equivalent mutants left out (issue 7).
 
 mutmut 3 records which tests reach each function (its "stats" run) and runs only those against
 a mutant of that function. For the core functions that is most of the suite: every property test
 calls `batch_norm_forward` and the input checks, so a surviving mutant there would cost the whole
-suite. TESTS_OF maps a module to the test files that state its facts; a mutant of a module listed
-there meets only the recorded tests that lie in those files. Modules not listed keep every test
-that reaches them.
+suite, and the session must finish within 60 minutes on two cores. TESTS_OF maps each module to
+the test files that state its facts; a mutant meets only the recorded tests that lie in its
+module's files. A module not listed keeps every test that reaches it.
 
-The filter acts on mutmut's in-memory table after it is loaded and is never written back, so the
-cached stats stay those of the whole suite. It relies on `mutmut.__main__.collect_or_load_stats`
-and `mutmut.state.state().tests_by_mangled_function_name` (mutmut 3.8); the `mutation` extra pins
+A mutant named in tools/mutation_accepted.txt has been shown equivalent (the file says why) and
+is not run again unless named exactly on the command line; the report counts it as accepted.
+
+The filters act on mutmut's in-memory tables after they are loaded and are never written back,
+so the cached stats stay those of the whole selection. They rely on
+`mutmut.__main__.collect_or_load_stats`, `mutmut.__main__.collect_source_file_mutation_data` and
+`mutmut.state.state().tests_by_mangled_function_name` (mutmut 3.8); the `mutation` extra pins
 that version range.
 
 Usage: python tools/mutation_run.py run [--max-children N] [MUTANT_GLOB ...] (any mutmut command).
@@ -17,13 +22,36 @@ Usage: python tools/mutation_run.py run [--max-children N] [MUTANT_GLOB ...] (an
 
 from __future__ import annotations
 
+import sys
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mutmut import __main__ as mutmut_main
 from mutmut.state import state
 
+ACCEPTED = Path(__file__).with_name("mutation_accepted.txt")
+
+_VALIDATION = (
+    "tests/test_batchnorm_validation.py",
+    "tests/test_gradcheck.py",
+    "tests/test_data_split.py",
+    "tests/test_hyperparameter_search.py",
+    "tests/test_minibatch.py",
+    "tests/test_schedules.py",
+    "tests/test_conventions.py",
+    "tests/test_documented_defaults.py",
+    "tests/test_sharded.py",
+    "tests/test_ghost.py",
+    "tests/test_layers.py",
+    "tests/test_optimizers.py",
+)
+_LAYERS = ("tests/test_layers.py", "tests/test_network.py", "tests/test_documented_defaults.py")
+_OPTIMIZERS = ("tests/test_optimizers.py", "tests/test_documented_defaults.py")
+
 TESTS_OF: dict[str, tuple[str, ...]] = {
+    "reference._validation": _VALIDATION,
     "reference.batchnorm": (
         "tests/test_batchnorm_validation.py",
         "tests/test_batchnorm_values.py",
@@ -31,8 +59,49 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
         "tests/test_fast_path.py",
         "tests/test_accuracy.py",
         "tests/test_gradient_props.py",
+        "tests/test_documented_defaults.py",
     ),
+    "reference.batchnorm_graph": ("tests/test_accuracy.py", "tests/test_batchnorm_values.py"),
+    "reference.conventions": (
+        "tests/test_conventions.py",
+        "tests/test_running_stats.py",
+        "tests/test_documented_defaults.py",
+    ),
+    "reference.data_split": ("tests/test_data_split.py",),
+    "reference.ghost": (
+        "tests/test_ghost.py",
+        "tests/test_distributed_props.py",
+        "tests/test_documented_defaults.py",
+    ),
+    "reference.gradcheck": ("tests/test_gradcheck.py", "tests/test_gradient_props.py"),
+    "reference.hyperparameter_search": ("tests/test_hyperparameter_search.py",),
+    "reference.minibatch": (
+        "tests/test_minibatch.py",
+        "tests/test_data_split.py",
+        "tests/test_documented_defaults.py",
+    ),
+    "reference.network": ("tests/test_network.py", "tests/test_training.py"),
+    "reference.running_stats": (
+        "tests/test_running_stats.py",
+        "tests/test_layers.py",
+        "tests/test_documented_defaults.py",
+    ),
+    "reference.schedules": ("tests/test_schedules.py", "tests/test_documented_defaults.py"),
+    "reference.sharded": ("tests/test_sharded.py", "tests/test_distributed_props.py"),
+    "reference.training": ("tests/test_training.py", "tests/test_documented_defaults.py"),
+    **{
+        f"reference.layers.{m}": _LAYERS
+        for m in ("activations", "affine", "batch_norm_layer", "dropout", "losses", "weight_decay")
+    },
+    **{
+        f"reference.optimizers.{m}": _OPTIMIZERS
+        for m in ("_common", "adam", "adaptive", "course", "momentum")
+    },
+    "reference.optimizers": _OPTIMIZERS,
 }
+
+# The stats run and the clean run cover these files only: every file a module above names.
+TEST_SELECTION = sorted({f for files in TESTS_OF.values() for f in files})
 
 
 def module_of(mangled: str) -> str:
@@ -49,7 +118,15 @@ def limit_to_module_tests(tests_by_function: dict[str, set[str]]) -> None:
             tests_by_function[function] = {t for t in tests if t.split("::")[0] in files}
 
 
-def _patched(original: Callable[..., None]) -> Callable[..., None]:
+def read_accepted(path: Path = ACCEPTED) -> set[str]:
+    """Mutant names of the accepted-survivors file: the first word of each non-comment line."""
+    if not path.exists():
+        return set()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {words[0] for line in lines if (words := line.split("#", 1)[0].split())}
+
+
+def _limit_tests(original: Callable[..., None]) -> Callable[..., None]:
     def collect_then_limit(*args: Any, **kwargs: Any) -> None:
         original(*args, **kwargs)
         limit_to_module_tests(state().tests_by_mangled_function_name)
@@ -57,6 +134,28 @@ def _patched(original: Callable[..., None]) -> Callable[..., None]:
     return collect_then_limit
 
 
+def _skip_accepted(original: Callable[..., Any], named: set[str]) -> Callable[..., Any]:
+    accepted = read_accepted() - named
+
+    def collect_without_accepted(*args: Any, **kwargs: Any) -> Any:
+        mutants, by_path = original(*args, **kwargs)
+        return [m for m in mutants if m[1] not in accepted], by_path
+
+    return collect_without_accepted
+
+
+def check_selection(pyproject: Path = Path("pyproject.toml")) -> None:
+    """Stop if [tool.mutmut]'s test selection is not the union of TESTS_OF's files."""
+    config = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["mutmut"]
+    listed = sorted(config["pytest_add_cli_args_test_selection"])
+    if listed != TEST_SELECTION:
+        sys.exit(f"[tool.mutmut] pytest_add_cli_args_test_selection must be {TEST_SELECTION}")
+
+
 if __name__ == "__main__":
-    mutmut_main.collect_or_load_stats = _patched(mutmut_main.collect_or_load_stats)
+    check_selection()
+    mutmut_main.collect_or_load_stats = _limit_tests(mutmut_main.collect_or_load_stats)
+    mutmut_main.collect_source_file_mutation_data = _skip_accepted(
+        mutmut_main.collect_source_file_mutation_data, set(sys.argv[1:])
+    )
     mutmut_main.cli()
