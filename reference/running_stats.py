@@ -64,8 +64,12 @@ def _batch_weight(
     conv: Convention, momentum: object, num_batches_tracked: object
 ) -> tuple[float, float]:
     """(weight of the running value, weight of the batch statistic) after validation."""
-    if num_batches_tracked is not None:
-        check_int(num_batches_tracked, "num_batches_tracked", minimum=1)
+    # Checked whenever given, even if a momentum makes it unused (as the docstring promises).
+    k = (
+        None
+        if num_batches_tracked is None
+        else check_int(num_batches_tracked, "num_batches_tracked", minimum=1)
+    )
     if momentum is CONVENTION_DEFAULT:
         return conv.weights(conv.momentum)
     if momentum is None:
@@ -76,12 +80,11 @@ def _batch_weight(
                 f"conventions {cumulative}, got convention {conv.name!r}; pass a momentum in "
                 "[0, 1]"
             )
-        if num_batches_tracked is None:
+        if k is None:
             raise ValueError(
                 "num_batches_tracked must be an integer >= 1 (the number of batches seen, "
                 "this one included) when momentum is None, got None"
             )
-        k = check_int(num_batches_tracked, "num_batches_tracked", minimum=1)
         return 1.0 - 1.0 / k, 1.0 / k
     return conv.weights(check_unit_interval(momentum, "momentum"))
 

@@ -7,6 +7,7 @@ Ghost BN calls `batch_norm_forward` on each virtual batch, so the comparisons be
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -122,24 +123,62 @@ def test_leftover_rule_changes_the_statistics() -> None:
     assert merged.mean.tolist() == [[2.5]]
 
 
-def test_rejects() -> None:
-    x = np.ones((4, 2))
-    with pytest.raises(ValueError, match="axis"):
-        ghost_batch_norm_forward(x, [1.0] * 4, [0.0] * 4, virtual_batch_size=2, axis=0)
-    with pytest.raises(ValueError, match="virtual_batch_size"):
-        ghost_batch_norm_forward(x, [1.0] * 2, [0.0] * 2, virtual_batch_size=0)
-    with pytest.raises(TypeError, match="virtual_batch_size"):
-        ghost_batch_norm_forward(x, [1.0] * 2, [0.0] * 2, virtual_batch_size=2.0)  # type: ignore[arg-type]  # a float size is refused
-    with pytest.raises(ValueError, match="leftover"):
-        ghost_batch_norm_forward(x, [1.0] * 2, [0.0] * 2, virtual_batch_size=3, leftover="drop")  # type: ignore[arg-type]  # "drop" would leave examples without output
-    with pytest.raises(ValueError, match="virtual batch"):
-        ghost_batch_norm_forward(x, [1.0] * 2, [0.0] * 2, virtual_batch_size=1)
-    with pytest.raises(ValueError, match="gamma"):
-        ghost_batch_norm_forward(x, [1.0] * 3, [0.0] * 2, virtual_batch_size=2)
-    with pytest.raises(ValueError, match="eps"):
-        ghost_batch_norm_forward(x, [1.0] * 2, [0.0] * 2, virtual_batch_size=2, eps=-1.0)
-    with pytest.raises(ValueError, match="batch_size"):
+def test_bounds_default_rule_is_separate() -> None:
+    assert virtual_batch_bounds(10, 4) == ((0, 4), (4, 8), (8, 10))
+
+
+# Each message starts with the argument's name: the anchored matches pin that contract.
+X4 = np.ones((4, 2))
+
+
+@pytest.mark.parametrize(
+    ("x", "gamma", "kwargs", "error", "match"),
+    [
+        (X4, [1.0] * 4, {"virtual_batch_size": 2, "axis": 0}, ValueError, r"^axis must not be 0"),
+        (X4, [1.0] * 2, {"virtual_batch_size": 0}, ValueError, r"^virtual_batch_size must"),
+        (X4, [1.0] * 2, {"virtual_batch_size": 2.0}, TypeError, r"^virtual_batch_size must"),
+        # "drop" would leave examples without output
+        (
+            X4,
+            [1.0] * 2,
+            {"virtual_batch_size": 3, "leftover": "drop"},
+            ValueError,
+            r"^leftover must",
+        ),
+        (X4, [1.0] * 3, {"virtual_batch_size": 2}, ValueError, r"^gamma must"),
+        (X4, [1.0] * 2, {"virtual_batch_size": 2, "eps": -1.0}, ValueError, r"^eps must"),
+        (
+            [[1.0, np.nan]] * 4,
+            [1.0] * 2,
+            {"virtual_batch_size": 2},
+            ValueError,
+            r"^x must be finite",
+        ),
+    ],
+)
+def test_rejects(x: Any, gamma: Any, kwargs: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        ghost_batch_norm_forward(x, gamma, [0.0] * len(gamma), **kwargs)
+
+
+def test_rejects_a_virtual_batch_of_one_value() -> None:
+    # 5 examples of 1 value per channel, size 2, "separate": the last virtual batch [4, 5) holds
+    # 1 value. The message names the chunk, its count (an integer) and the way out.
+    with pytest.raises(
+        ValueError,
+        match=r"^every virtual batch must have >= 2 values per channel, but examples \[4, 5\) "
+        r"give 1 with .*; use leftover='merge' or another virtual_batch_size$",
+    ):
+        ghost_batch_norm_forward(np.ones((5, 1)), [1.0], [0.0], virtual_batch_size=2)
+
+
+def test_bounds_rejects() -> None:
+    with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1"):
         virtual_batch_bounds(0, 2)
+    with pytest.raises(ValueError, match=r"^virtual_batch_size must be an integer >= 1"):
+        virtual_batch_bounds(4, 0)
+    with pytest.raises(ValueError, match=r"^leftover must be one of"):
+        virtual_batch_bounds(4, 2, "drop")
 
 
 def test_input_not_mutated() -> None:

@@ -203,6 +203,13 @@ def test_population_statistics_by_hand() -> None:
     np.testing.assert_array_equal(got.var, [4.5, 0.75])
 
 
+def test_population_statistics_at_the_smallest_count() -> None:
+    # m = 2 is allowed (m/(m-1) = 2 is finite): Var[x] = 2 * mean of the biased variances.
+    got = population_statistics([[1.0], [3.0]], [[0.25], [1.0]], 2)
+    np.testing.assert_array_equal(got.mean, [2.0])
+    np.testing.assert_array_equal(got.var, [1.25])
+
+
 def test_population_statistics_is_the_mean_of_unbiased_batch_variances() -> None:
     rng = np.random.default_rng(0)
     batches = rng.normal(3.0, 2.0, size=(5, 8, 3))  # 5 batches of m = 8 values, 3 channels
@@ -434,8 +441,35 @@ def _call(**changes: Any) -> RefStats:
 def test_update_running_stats_rejects(
     changes: dict[str, Any], error: type[Exception], argument: str
 ) -> None:
-    with pytest.raises(error, match=argument):
+    # The message starts with the argument's name (anchored: a name inside other text is not it).
+    with pytest.raises(error, match=rf"^{argument}\b"):
         _call(**changes)
+
+
+def test_momentum_none_messages_name_the_expected_and_the_given_value() -> None:
+    # Only PyTorch has the cumulative average; the message lists it and says what to pass.
+    with pytest.raises(ValueError, match=r"^momentum=None") as info:
+        _call(momentum=None, convention="keras", num_batches_tracked=1)
+    assert "['pytorch'], got convention 'keras'" in str(info.value)
+    assert str(info.value).endswith("pass a momentum in [0, 1]")
+    with pytest.raises(ValueError, match=r"^num_batches_tracked must be an integer >= 1") as info:
+        _call(momentum=None)
+    assert str(info.value).endswith("when momentum is None, got None")
+
+
+@pytest.mark.parametrize("name", ["running_var", "batch_var"])
+def test_a_negative_variance_is_reported_at_its_first_channel(name: str) -> None:
+    # Channel 0 is 0 (allowed, a constant channel) and channel 1 is in (0, 1), so only the
+    # test "< 0" picks channel 2; the message names the value and that channel.
+    args = {
+        "running_mean": np.zeros(3),
+        "running_var": np.ones(3),
+        "batch_mean": np.zeros(3),
+        "batch_var": np.ones(3),
+    } | {name: np.array([0.0, 0.5, -2.0])}
+    with pytest.raises(ValueError, match=rf"^{name} must be >= 0") as info:
+        _call(**args)
+    assert str(info.value).endswith("-2.0) at channel 2")
 
 
 def test_a_biased_convention_accepts_a_single_value_per_channel() -> None:
@@ -460,5 +494,5 @@ def test_a_biased_convention_accepts_a_single_value_per_channel() -> None:
 def test_population_statistics_rejects(
     means: Any, variances: Any, count: Any, error: type[Exception], argument: str
 ) -> None:
-    with pytest.raises(error, match=argument):
+    with pytest.raises(error, match=rf"^{argument} must"):
         population_statistics(means, variances, count)

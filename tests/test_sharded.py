@@ -21,6 +21,7 @@ x_hat mean(dy x_hat)) with D = max|dy|, X = max|x_hat|: |d dx| <= |g|/s D (r (2 
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,29 @@ def test_merge_equals_whole_batch(case: BatchCase, data: st.DataObject) -> None:
     _note("merge var", np.abs(got.var - whole.var), 2 * SAFETY * var_rel * s**2)
 
 
+def test_shard_mean_is_corrected_when_mean_dominates() -> None:
+    # |mean| / std = 1e10. The corrected mean m0 + mean(x - m0) is within one rounding of the
+    # exact mean: x_i - m0 is exact (Sterbenz: x_i and m0 within a factor 2), so the correction
+    # c errs only by its own summation, |dc| <= (n + 1) u max|x - m0|, where max|x - m0| <=
+    # max|x - mean| + (n + 1) u max|x| (the first mean's error); m0 + c rounds once, <= u |mean|.
+    # On these 64 channels of 64 values np.mean alone is off by up to 5.8 u |mean| (the corrected
+    # mean by 0.67 u |mean|); a correction of the wrong sign doubles np.mean's error instead.
+    n, channels = 64, 64
+    rng = np.random.default_rng(20240611)
+    x = 1e8 + 1e-2 * rng.standard_normal((n, channels))
+    exact = [
+        sum((Fraction(v) for v in x[:, c].tolist()), start=Fraction(0)) / n for c in range(channels)
+    ]
+    got = shard_stats(x).mean
+    error = np.array(
+        [float(abs(Fraction(g) - m)) for g, m in zip(got.tolist(), exact, strict=True)]
+    )
+    mean = np.array([float(m) for m in exact])
+    spread = np.max(np.abs(x - mean), axis=0) + (n + 1) * U64 * np.max(np.abs(x), axis=0)
+    tol = U64 * np.abs(mean) + SAFETY * (n + 1) * U64 * spread
+    _note("shard mean at |mean| >> std", error, tol)
+
+
 # ---- synchronized batch norm equals plain batch norm over the concatenated batch ------------
 
 
@@ -132,7 +156,7 @@ def test_sync_forward_equals_plain(pair: tuple[BatchCase, list[Array]]) -> None:
     case, parts = pair
     got = sync_batch_norm_forward(parts, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     want = batch_norm_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
-    s, e, _, _, _, n = _bounds(case, len(parts))
+    s, e, r, _, _, n = _bounds(case, len(parts))
     assert got.count == n
     bshape = tuple(-1 if i == case.axis else 1 for i in range(case.x.ndim))
     tol_x_hat = (2 * SAFETY * e).reshape(bshape)
@@ -142,6 +166,10 @@ def test_sync_forward_equals_plain(pair: tuple[BatchCase, list[Array]]) -> None:
     tol_y = np.abs(case.gamma).reshape(bshape) * tol_x_hat + 2 * SAFETY * U64 * np.abs(want.y)
     _note("sync y", np.abs(y - want.y), tol_y)
     _note("sync mean", np.abs(got.mean - want.mean), 2 * SAFETY * e * s)
+    # inv_std is 1/sqrt(var + eps) of the merged var (the same operations, so bit for bit), and
+    # each side's inv_std errs relatively by <= r (module docstring): twice that between them.
+    assert np.array_equal(got.inv_std, 1.0 / np.sqrt(got.var + case.eps))
+    _note("sync inv_std", np.abs(got.inv_std - want.inv_std), 2 * SAFETY * r / s)
 
 
 @given(pair=sharded_cases(), data=st.data())
@@ -191,20 +219,23 @@ def test_inputs_not_mutated() -> None:
 
 
 # ---- rejections -----------------------------------------------------------------------------
+# Each message starts with the argument's name: the anchored matches pin that contract.
 
 
 @pytest.mark.parametrize(
     ("counts", "means", "m2s", "match"),
     [
-        ([-1, 3], [[0.0], [1.0]], [[0.0], [1.0]], "counts"),
-        ([1.5, 3], [[0.0], [1.0]], [[0.0], [1.0]], "counts"),
-        ([0, 0], [[0.0], [1.0]], [[0.0], [1.0]], "counts"),
-        ([[1, 2]], [[0.0], [1.0]], [[0.0], [1.0]], "counts"),
-        ([1, 2], [[0.0]], [[0.0]], "means"),
-        ([1, 2], [0.0, 1.0], [0.0, 1.0], "means"),
-        ([1, 2], [[0.0], [1.0]], [[0.0, 1.0]], "m2s"),
-        ([1, 2], [[0.0], [1.0]], [[0.0], [-1e-3]], "m2s"),
-        ([1, 2], [[0.0], [np.nan]], [[0.0], [1.0]], "means"),
+        ([-1, 3], [[0.0], [1.0]], [[0.0], [1.0]], r"^counts must be integers >= 0"),
+        ([1.5, 3], [[0.0], [1.0]], [[0.0], [1.0]], r"^counts must be integers >= 0"),
+        ([0, 0], [[0.0], [1.0]], [[0.0], [1.0]], r"^counts must not all be 0"),
+        ([[1, 2]], [[0.0], [1.0]], [[0.0], [1.0]], r"^counts must have shape"),
+        ([1, np.nan], [[0.0], [1.0]], [[0.0], [1.0]], r"^counts must be finite"),
+        ([1, 2], [[0.0]], [[0.0]], r"^means must have shape"),
+        ([1, 2], [0.0, 1.0], [0.0, 1.0], r"^means must have shape"),
+        ([1, 2], [[0.0], [np.nan]], [[0.0], [1.0]], r"^means must be finite"),
+        ([1, 2], [[0.0], [1.0]], [[0.0, 1.0]], r"^m2s must have the shape of means"),
+        ([1, 2], [[0.0], [1.0]], [[0.0], [-1e-3]], r"^m2s must be >= 0"),
+        ([1, 2], [[0.0], [1.0]], [[0.0], [np.inf]], r"^m2s must be finite"),
     ],
 )
 def test_merge_rejects(counts: Any, means: Any, m2s: Any, match: str) -> None:
@@ -212,34 +243,74 @@ def test_merge_rejects(counts: Any, means: Any, m2s: Any, match: str) -> None:
         merge_stats(counts, means, m2s)
 
 
-def test_sync_rejects() -> None:
-    one = np.ones((1, 2))
-    with pytest.raises(TypeError, match="shards"):
-        sync_batch_norm_forward(np.ones((4, 2)), [1.0, 1.0], [0.0, 0.0])  # type: ignore[arg-type]  # an array is not a list of shards
-    with pytest.raises(TypeError, match="shards"):
-        sync_batch_norm_forward([], [1.0, 1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="shards"):
-        sync_batch_norm_forward([one], [1.0, 1.0], [0.0, 0.0])  # one value per channel
-    with pytest.raises(ValueError, match=r"shards\[1\]"):
-        sync_batch_norm_forward([one, np.ones((2, 3))], [1.0, 1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="axis"):
-        sync_batch_norm_forward([one, one], [1.0], [0.0], axis=0)
-    with pytest.raises(ValueError, match="gamma"):
-        sync_batch_norm_forward([one, one], [1.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="eps"):
-        sync_batch_norm_forward([one, one], [1.0, 1.0], [0.0, 0.0], eps=0.0)
-    with pytest.raises(ValueError, match="dys"):
-        sync_batch_norm_backward([one], [one, one], [1.0, 1.0])
-    with pytest.raises(ValueError, match=r"dys\[1\]"):
-        sync_batch_norm_backward([one, np.ones((2, 2))], [one, one], [1.0, 1.0])
+ONE = np.ones((1, 2))
+G, B = [1.0, 1.0], [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("shards", "gamma", "beta", "kwargs", "error", "match"),
+    [
+        # an array is not a list of shards: the message names the type given
+        (np.ones((4, 2)), G, B, {}, TypeError, r"^shards must be a non-empty list .* got ndarray$"),
+        ([], G, B, {}, TypeError, r"^shards must be a non-empty list .* got list$"),
+        ([ONE], G, B, {}, ValueError, r"^shards must hold at least 2 values per channel"),
+        ([ONE, [[1.0, np.nan]]], G, B, {}, ValueError, r"^shards\[1\] must be finite"),
+        ([ONE, np.float64(1.0)], G, B, {}, ValueError, r"^shards\[1\] must have at least one"),
+        # the expected shape is shards[0]'s trailing shape (2,), not the offending shard's (3,)
+        (
+            [ONE, np.ones((2, 3))],
+            G,
+            B,
+            {},
+            ValueError,
+            r"^shards\[1\] must have shape \(n_k, \*\(2,\)\)",
+        ),
+        ([ONE, ONE], [1.0], [0.0], {"axis": 0}, ValueError, r"^axis must not be 0"),
+        ([ONE, ONE], [1.0], B, {}, ValueError, r"^gamma must have shape"),
+        ([ONE, ONE], G, [0.0], {}, ValueError, r"^beta must have shape"),
+        ([ONE, ONE], G, B, {"eps": 0.0}, ValueError, r"^eps must be a finite number > 0"),
+    ],
+)
+def test_sync_forward_rejects(
+    shards: Any, gamma: Any, beta: Any, kwargs: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        sync_batch_norm_forward(shards, gamma, beta, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("dys", "gamma", "kwargs", "error", "match"),
+    [
+        (np.ones((2, 2)), G, {}, TypeError, r"^dys must be a non-empty list .* got ndarray$"),
+        ([ONE], G, {}, ValueError, r"^dys must hold 2 arrays"),
+        ([ONE, [[np.nan, 1.0]]], G, {}, ValueError, r"^dys\[1\] must be finite"),
+        (
+            [ONE, np.ones((2, 2))],
+            G,
+            {},
+            ValueError,
+            r"^dys\[1\] must have the shape of shards\[1\]",
+        ),
+        ([ONE, ONE], [1.0], {}, ValueError, r"^gamma must have shape"),
+        ([ONE, ONE], G, {"eps": -1.0}, ValueError, r"^eps must be a finite number > 0"),
+    ],
+)
+def test_sync_backward_rejects(
+    dys: Any, gamma: Any, kwargs: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        sync_batch_norm_backward(dys, [ONE, ONE], gamma, **kwargs)
 
 
 def test_shard_stats_empty_and_rejects() -> None:
     empty = shard_stats(np.zeros((0, 3)))
     assert empty.count == 0
     assert empty.mean.tolist() == [0.0] * 3
-    with pytest.raises(ValueError, match="axis"):
+    assert empty.m2.tolist() == [0.0] * 3
+    with pytest.raises(ValueError, match=r"^axis must be in"):
         shard_stats(np.zeros((2, 3)), axis=2)
+    with pytest.raises(ValueError, match=r"^x must be finite"):
+        shard_stats(np.array([[1.0, np.nan]]))
 
 
 def test_report_worst() -> None:

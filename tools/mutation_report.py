@@ -85,10 +85,10 @@ def scores(mutants_dir: Path, globs: list[str], accepted: set[str]) -> list[Modu
             continue
         entry = ModuleScore(module)
         for name, code in sorted(codes.items()):
-            if code in NOT_RUN:
-                entry.not_run += 1
-            elif name in accepted:
+            if name in accepted:  # not run again (tools/mutation_run.py), counted as accepted
                 entry.accepted.append(name)
+            elif code in NOT_RUN:
+                entry.not_run += 1
             elif code in KILLED:
                 entry.killed += 1
             else:  # survived, no tests, or an exit code mutmut calls suspicious

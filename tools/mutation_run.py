@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mutation_report import read_accepted  # tools/, the directory of this script
 from mutmut import __main__ as mutmut_main
 from mutmut.state import state
 
@@ -118,14 +119,6 @@ def limit_to_module_tests(tests_by_function: dict[str, set[str]]) -> None:
             tests_by_function[function] = {t for t in tests if t.split("::")[0] in files}
 
 
-def read_accepted(path: Path = ACCEPTED) -> set[str]:
-    """Mutant names of the accepted-survivors file: the first word of each non-comment line."""
-    if not path.exists():
-        return set()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return {words[0] for line in lines if (words := line.split("#", 1)[0].split())}
-
-
 def _limit_tests(original: Callable[..., None]) -> Callable[..., None]:
     def collect_then_limit(*args: Any, **kwargs: Any) -> None:
         original(*args, **kwargs)
@@ -135,7 +128,7 @@ def _limit_tests(original: Callable[..., None]) -> Callable[..., None]:
 
 
 def _skip_accepted(original: Callable[..., Any], named: set[str]) -> Callable[..., Any]:
-    accepted = read_accepted() - named
+    accepted = read_accepted(ACCEPTED) - named
 
     def collect_without_accepted(*args: Any, **kwargs: Any) -> Any:
         mutants, by_path = original(*args, **kwargs)
