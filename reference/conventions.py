@@ -21,6 +21,10 @@ from typing import Literal
 
 from reference._validation import check_int, check_positive_scalar, check_unit_interval
 
+# NumPy 2 arrays have at most 64 dimensions (NPY_MAXDIMS), so an axis outside [-64, 63] names
+# no axis of any array.
+MAX_DIMS = 64
+
 MomentumWeights = Literal["new", "old"]
 
 
@@ -66,7 +70,13 @@ class Convention:
                 f"momentum_weights must be 'new' or 'old', got {self.momentum_weights!r}"
             )
         check_positive_scalar(self.eps, "eps")
-        check_int(self.axis, "axis", minimum=-(2**63))  # any integer; negative counts from the end
+        # Negative counts from the end; the layer resolves it against its input's ndim.
+        axis = check_int(self.axis, "axis", minimum=-MAX_DIMS)
+        if axis >= MAX_DIMS:
+            raise ValueError(
+                f"axis must be in [{-MAX_DIMS}, {MAX_DIMS - 1}] (a NumPy array has at most "
+                f"{MAX_DIMS} dimensions), got {axis!r}"
+            )
 
     def weights(self, momentum: float) -> tuple[float, float]:
         """(weight of the running value, weight of the batch statistic) for `momentum`.

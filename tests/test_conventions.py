@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Any
 
+import numpy as np
 import pytest
 
 from reference.conventions import CONVENTIONS, Convention, get_convention
@@ -76,7 +77,7 @@ def test_registry_and_conventions_are_read_only() -> None:
 
 
 def test_get_convention_rejects_an_unknown_name() -> None:
-    with pytest.raises(ValueError, match="convention") as info:
+    with pytest.raises(ValueError, match=r"^convention must be one of") as info:
         get_convention("torch")
     message = str(info.value)
     assert "'torch'" in message
@@ -86,8 +87,9 @@ def test_get_convention_rejects_an_unknown_name() -> None:
 
 def test_get_convention_rejects_a_non_string() -> None:
     bad: Any = 1
-    with pytest.raises(TypeError, match="convention"):
+    with pytest.raises(TypeError, match=r"^convention must be a string") as info:
         get_convention(bad)
+    assert str(info.value).endswith("got int 1")  # the given value and its type
 
 
 def _custom(**changes: Any) -> Convention:
@@ -112,10 +114,20 @@ def test_a_custom_convention_can_be_built() -> None:
         ({"eps": 0.0}, ValueError, "eps"),
         ({"eps": float("inf")}, ValueError, "eps"),
         ({"axis": 1.0}, TypeError, "axis"),
+        ({"axis": -65}, ValueError, "axis"),
+        ({"axis": 64}, ValueError, "axis"),
+        ({"axis": 2**70}, ValueError, "axis"),
     ],
 )
 def test_convention_rejects_bad_fields(
     changes: dict[str, Any], error: type[Exception], argument: str
 ) -> None:
-    with pytest.raises(error, match=argument):
+    with pytest.raises(error, match=rf"^{argument} must"):
         _custom(**changes)
+
+
+@pytest.mark.parametrize("axis", [-64, -1, 0, 3, 63, np.int64(-2)])
+def test_a_custom_convention_accepts_any_axis_a_numpy_array_can_have(axis: int) -> None:
+    # A negative axis counts from the end; the layer resolves it against its input's ndim. NumPy 2
+    # arrays have at most 64 dimensions, so [-64, 63] are the axes of some array.
+    assert _custom(axis=axis).axis == axis

@@ -303,23 +303,24 @@ _X, _Y = course_data(2, 6, 0)
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"mini_batch_size": 0}, ValueError, "mini_batch_size"),
-        ({"mini_batch_size": -3}, ValueError, "mini_batch_size"),
-        ({"mini_batch_size": 2.0}, TypeError, "mini_batch_size"),
-        ({"mini_batch_size": True}, TypeError, "mini_batch_size"),
-        ({"mini_batch_size": "4"}, TypeError, "mini_batch_size"),
-        ({"seed": -1}, ValueError, "seed"),
-        ({"seed": 2**32}, ValueError, "seed"),
-        ({"seed": 1.5}, TypeError, "seed"),
-        ({"seed": "0"}, TypeError, "seed"),
-        ({"seed": None}, TypeError, "seed"),
-        ({"seed": True}, TypeError, "seed"),
-        ({"seed": np.random.RandomState(0)}, TypeError, "seed"),
-        ({"axis": 2}, ValueError, "axis"),
-        ({"axis": -3}, ValueError, "axis"),
-        ({"axis": 1.0}, TypeError, "axis"),
-        ({"drop_last": 1}, TypeError, "drop_last"),
-        ({"drop_last": None}, TypeError, "drop_last"),
+        ({"mini_batch_size": 0}, ValueError, "^mini_batch_size must"),
+        ({"mini_batch_size": -3}, ValueError, "^mini_batch_size must"),
+        ({"mini_batch_size": 2.0}, TypeError, "^mini_batch_size must"),
+        ({"mini_batch_size": True}, TypeError, "^mini_batch_size must"),
+        ({"mini_batch_size": "4"}, TypeError, "^mini_batch_size must"),
+        ({"seed": -1}, ValueError, "^seed must"),
+        ({"seed": 2**32}, ValueError, "^seed must"),
+        ({"seed": 1.5}, TypeError, "^seed must"),
+        ({"seed": "0"}, TypeError, "^seed must"),
+        ({"seed": None}, TypeError, "^seed must"),
+        ({"seed": True}, TypeError, "^seed must"),
+        ({"seed": np.random.RandomState(0)}, TypeError, "^seed must"),
+        ({"axis": 2}, ValueError, r"^axis \(for X"),
+        ({"axis": -3}, ValueError, r"^axis \(for X"),
+        ({"axis": 1.0}, TypeError, r"^axis \(for X"),
+        # The message gives the type of the value passed, not only its repr.
+        ({"drop_last": 1}, TypeError, r"^drop_last must .* got int 1$"),
+        ({"drop_last": None}, TypeError, r"^drop_last must .* got NoneType None$"),
     ],
 )
 def test_rejects_bad_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
@@ -352,7 +353,7 @@ def test_rejects_bad_data(X: Any, Y: Any, error: type[Exception], match: str) ->
 
 @pytest.mark.parametrize(
     ("m", "error", "match"),
-    [(0, ValueError, "m must"), (2.0, TypeError, "m must"), (-1, ValueError, "m must")],
+    [(0, ValueError, "^m must"), (2.0, TypeError, "^m must"), (-1, ValueError, "^m must")],
 )
 def test_indices_reject_bad_m(m: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
