@@ -188,23 +188,35 @@ _X, _Y = np.zeros((2, 10)), np.zeros((1, 10))
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"fraction": 0.0}, ValueError, "fraction"),
-        ({"fraction": 1.0}, ValueError, "fraction"),
-        ({"fraction": -0.2}, ValueError, "fraction"),
-        ({"fraction": 1.5}, ValueError, "fraction"),
-        ({"fraction": math.nan}, ValueError, "fraction"),
-        ({"fraction": "0.2"}, TypeError, "fraction"),
-        ({"fraction": True}, TypeError, "fraction"),
-        ({"fraction": 0.01}, ValueError, "validation part empty"),  # 0.1 rounds to 0
-        ({"fraction": 0.96}, ValueError, "training part empty"),  # 9.6 rounds to 10
-        ({"seed": -1}, ValueError, "seed"),
-        ({"seed": 2**32}, ValueError, "seed"),
-        ({"seed": 1.5}, TypeError, "seed"),
-        ({"seed": None}, TypeError, "seed"),
-        ({"seed": True}, TypeError, "seed"),
-        ({"seed": np.random.RandomState(0)}, TypeError, "seed"),
-        ({"axis": 2}, ValueError, "axis"),
-        ({"axis": 1.0}, TypeError, "axis"),
+        ({"fraction": 0.0}, ValueError, r"^fraction must"),
+        ({"fraction": 1.0}, ValueError, r"^fraction must"),
+        ({"fraction": -0.2}, ValueError, r"^fraction must"),
+        ({"fraction": 1.5}, ValueError, r"^fraction must"),
+        ({"fraction": math.nan}, ValueError, r"^fraction must"),
+        ({"fraction": "0.2"}, TypeError, r"^fraction must be a real number, got str '0\.2'$"),
+        ({"fraction": True}, TypeError, r"^fraction must"),
+        (
+            {"fraction": 0.01},
+            ValueError,
+            r"^fraction=0\.01 of m=10 examples .* leaving the validation part empty",
+        ),  # 0.1 rounds to 0
+        (
+            {"fraction": 0.96},
+            ValueError,
+            r"^fraction=0\.96 of m=10 examples .* leaving the training part empty",
+        ),  # 9.6 rounds to 10
+        ({"seed": -1}, ValueError, r"^seed must be an integer >= 0, got -1$"),
+        ({"seed": 2**32}, ValueError, r"^seed must"),
+        ({"seed": 1.5}, TypeError, r"^seed must"),
+        ({"seed": None}, TypeError, r"^seed must"),
+        ({"seed": True}, TypeError, r"^seed must"),
+        ({"seed": np.random.RandomState(0)}, TypeError, r"^seed must"),
+        ({"axis": 2}, ValueError, r"^axis \(for X of shape \(2, 10\)\) must be in \[-2, 1\]"),
+        (
+            {"axis": 1.0},
+            TypeError,
+            r"^axis \(for X of shape \(2, 10\)\) must be an integer, got float 1\.0$",
+        ),
     ],
 )
 def test_split_rejects_bad_arguments(
@@ -219,12 +231,22 @@ def test_split_rejects_bad_arguments(
 @pytest.mark.parametrize(
     ("X", "Y", "error", "match"),
     [
-        (_X, _Y[:, :9], ValueError, r"X and Y .* 10 in X .* 9 in Y"),
-        (np.zeros((2, 1)), np.zeros((1, 1)), ValueError, "at least two examples"),
-        (np.zeros((2, 0)), np.zeros((1, 0)), ValueError, "at least two examples"),
-        (_X + 0j, _Y, TypeError, "X"),
-        (_X, _Y > 0, TypeError, "Y"),
-        (np.float64(1.0), _Y, ValueError, "X must have at least one dimension"),
+        (_X, _Y[:, :9], ValueError, r"^X and Y .* 10 in X .* 9 in Y"),
+        (
+            np.zeros((2, 1)),
+            np.zeros((1, 1)),
+            ValueError,
+            r"^X and Y must hold at least two examples along axis 1 \(one per part\)",
+        ),
+        (
+            np.zeros((2, 0)),
+            np.zeros((1, 0)),
+            ValueError,
+            r"^X and Y must hold at least two examples along axis 1 \(one per part\)",
+        ),
+        (_X + 0j, _Y, TypeError, r"^X must have a real integer or floating dtype, got complex"),
+        (_X, _Y > 0, TypeError, r"^Y must have a real integer or floating dtype, got boolean"),
+        (np.float64(1.0), _Y, ValueError, r"^X must have at least one dimension"),
     ],
 )
 def test_split_rejects_bad_data(X: Any, Y: Any, error: type[Exception], match: str) -> None:
@@ -235,11 +257,11 @@ def test_split_rejects_bad_data(X: Any, Y: Any, error: type[Exception], match: s
 @pytest.mark.parametrize(
     ("m", "fraction", "error", "match"),
     [
-        (0, 0.2, ValueError, "m must"),
-        (1, 0.5, ValueError, "m=1"),
-        (2.0, 0.5, TypeError, "m must"),
-        (True, 0.5, TypeError, "m must"),
-        (10, None, TypeError, "fraction"),
+        (0, 0.2, ValueError, r"^m must"),
+        (1, 0.5, ValueError, r"^fraction=0\.5 of m=1 examples .* leaving the training part empty"),
+        (2.0, 0.5, TypeError, r"^m must"),
+        (True, 0.5, TypeError, r"^m must"),
+        (10, None, TypeError, r"^fraction must"),
     ],
 )
 def test_size_and_indices_reject_bad_m(

@@ -394,78 +394,166 @@ def bad(value: object) -> Any:
 
 def test_affine_rejects_bad_input() -> None:
     x, w = np.ones((2, 3)), np.ones((4, 3))
-    _raises(ValueError, "W must have shape", lambda: affine_forward(x, np.ones((4, 2))))
-    _raises(ValueError, "x must be a 2-D", lambda: affine_forward(np.ones(3), w))
-    _raises(ValueError, "b must have the shape", lambda: affine_forward(x, w, np.ones(3)))
-    _raises(ValueError, "feature_axis", lambda: affine_forward(x, w, feature_axis=2))
-    _raises(TypeError, "x must have a real", lambda: affine_forward(x.astype(complex), w))
-    _raises(ValueError, "x must be finite", lambda: affine_forward(x * np.nan, w))
+    _raises(
+        ValueError, r"^W must have shape \(out, 3\)", lambda: affine_forward(x, np.ones((4, 2)))
+    )
+    _raises(ValueError, r"^x must be a 2-D array", lambda: affine_forward(np.ones(3), w))
+    _raises(
+        ValueError,
+        r"^b must have the shape of W's rows \(out,\), \(4,\), got shape \(3,\)$",
+        lambda: affine_forward(x, w, np.ones(3)),
+    )
+    _raises(
+        ValueError,
+        r"^feature_axis must be in \[-2, 1\]",
+        lambda: affine_forward(x, w, feature_axis=2),
+    )
+    _raises(TypeError, r"^x must have a real", lambda: affine_forward(x.astype(complex), w))
+    _raises(
+        ValueError,
+        r"^x must be finite, .*; pass check_finite=False to let them propagate$",
+        lambda: affine_forward(x * np.nan, w),
+    )
+    _raises(TypeError, r"^W must have a real", lambda: affine_forward(x, w.astype(complex)))
+    _raises(ValueError, r"^b must be finite", lambda: affine_forward(x, w, np.full(4, np.nan)))
     cache = affine_forward(x, w)[1]
-    _raises(ValueError, "dout must have the shape", lambda: affine_backward(np.ones((2, 3)), cache))
+    _raises(
+        ValueError,
+        r"^dout must have the shape of the layer's output, \(2, 4\), got shape \(2, 3\)$",
+        lambda: affine_backward(np.ones((2, 3)), cache),
+    )
+    _raises(
+        ValueError, r"^dout must be finite", lambda: affine_backward(np.full((2, 4), np.nan), cache)
+    )
 
 
 def test_init_rejects_bad_input() -> None:
     rng = np.random.default_rng(0)
-    _raises(ValueError, "weight_init must be one of", lambda: init_std(bad("lecun"), 2, 2))
-    _raises(ValueError, "weight_init must be a finite number > 0", lambda: init_std(-0.1, 2, 2))
-    _raises(ValueError, "fan_in", lambda: init_std("he", 0, 2))
     _raises(
-        TypeError, "rng must be a numpy.random.Generator", lambda: init_weight("he", 2, 2, bad(0))
+        ValueError,
+        r"^weight_init must be one of \['he', 'xavier', 'glorot'\] or a positive standard "
+        r"deviation, got 'lecun'$",
+        lambda: init_std(bad("lecun"), 2, 2),
+    )
+    _raises(
+        ValueError,
+        r"^weight_init must be a finite number > 0, got -0\.1$",
+        lambda: init_std(-0.1, 2, 2),
+    )
+    _raises(ValueError, r"^fan_in must be an integer >= 1, got 0$", lambda: init_std("he", 0, 2))
+    _raises(ValueError, r"^fan_out must be an integer >= 1, got 0$", lambda: init_std("he", 2, 0))
+    _raises(
+        TypeError,
+        r"^rng must be a numpy\.random\.Generator, got int$",
+        lambda: init_weight("he", 2, 2, bad(0)),
     )
     assert init_weight("he", 2, 3, rng).shape == (3, 2)
+
+
+def test_activations_reject_bad_input() -> None:
+    nan = np.full((2, 2), np.nan)
+    _raises(ValueError, r"^x must be finite", lambda: relu_forward(nan))
+    _raises(ValueError, r"^x must be finite", lambda: layers.sigmoid(nan))
+    _raises(ValueError, r"^x must be finite", lambda: sigmoid_forward(nan))
+    relu_cache, sigmoid_cache = (
+        relu_forward(np.ones((2, 2)))[1],
+        sigmoid_forward(np.ones((2, 2)))[1],
+    )
+    backwards: list[Callable[[Array], object]] = [
+        lambda d: relu_backward(d, relu_cache),
+        lambda d: sigmoid_backward(d, sigmoid_cache),
+    ]
+    for backward in backwards:
+        _raises(ValueError, r"^dout must be finite", lambda: backward(nan))  # noqa: B023
+        _raises(
+            ValueError,
+            r"^dout must have the shape of the layer's output, \(2, 2\), got shape \(2,\)$",
+            lambda: backward(np.ones(2)),  # noqa: B023
+        )
 
 
 def test_losses_reject_bad_labels() -> None:
     z = np.zeros((3, 4))
     _raises(
         ValueError,
-        r"labels must be class indices in \[0, 4\)",
+        r"^labels must be class indices in \[0, 4\), got .*4.* at example 1$",
         lambda: softmax_cross_entropy_forward(z, np.array([0, 4, 1])),
     )
     _raises(
         ValueError,
-        r"labels must be class indices",
+        r"^labels must be class indices in \[0, 4\)",
         lambda: softmax_cross_entropy_forward(z, np.array([0, -1, 1])),
     )
     _raises(
         ValueError,
-        "labels must hold one class index per example",
+        r"^labels must hold one class index per example, 3, got shape \(2,\)$",
         lambda: softmax_cross_entropy_forward(z, np.array([0, 1])),
     )
     _raises(
         TypeError,
-        "labels must be an integer vector",
+        r"^labels must be an integer vector of class indices or one-hot rows",
         lambda: softmax_cross_entropy_forward(z, np.array([0.0, 1.0, 2.0])),
     )
     _raises(
         ValueError,
-        "labels must be one-hot",
+        r"^labels must be one-hot: 0/1 values with exactly one 1 per example along class_axis=1$",
         lambda: softmax_cross_entropy_forward(z, np.full((3, 4), 0.25)),
     )
     _raises(
         ValueError,
-        "labels must have the shape",
+        r"^labels must have the shape of scores \(one-hot labels\), \(3, 4\), got shape \(4, 4\)$",
         lambda: softmax_cross_entropy_forward(z, np.eye(4)),
     )
     _raises(
         ValueError,
-        "scores must have at least 2 classes",
+        r"^labels must be finite",
+        lambda: softmax_cross_entropy_forward(z, np.full((3, 4), np.nan)),
+    )
+    _raises(
+        ValueError,
+        r"^scores must have at least 2 classes along class_axis=1",
         lambda: softmax_cross_entropy_forward(np.zeros((3, 1)), np.zeros(3, int)),
     )
     _raises(
         ValueError,
-        "labels must be 0 or 1",
+        r"^labels must be 0 or 1 for the sigmoid cross-entropy",
         lambda: sigmoid_cross_entropy_forward(np.zeros((3, 1)), np.array([[0.0], [2.0], [1.0]])),
     )
     _raises(
         ValueError,
-        "labels must have the shape",
+        r"^labels must have the shape of scores, \(3, 1\), got shape \(3,\)$",
         lambda: sigmoid_cross_entropy_forward(np.zeros((3, 1)), np.zeros(3)),
     )
-    _raises(ValueError, "scores must be a 2-D", lambda: softmax(np.zeros(3)))
-    cache = softmax_cross_entropy_forward(z, np.array([0, 1, 2]))[1]
     _raises(
-        ValueError, "dout must be finite", lambda: softmax_cross_entropy_backward(math.inf, cache)
+        ValueError,
+        r"^labels must be finite",
+        lambda: sigmoid_cross_entropy_forward(np.zeros((3, 1)), np.full((3, 1), np.nan)),
+    )
+
+
+def test_losses_reject_bad_scores_and_upstream() -> None:
+    _raises(ValueError, r"^scores must be a 2-D array", lambda: softmax(np.zeros(3)))
+    _raises(ValueError, r"^scores must be finite", lambda: softmax(np.full((2, 2), np.inf)))
+    _raises(
+        ValueError,
+        r"^class_axis must be in \[-2, 1\]",
+        lambda: softmax(np.zeros((2, 2)), class_axis=2),
+    )
+    _raises(
+        ValueError,
+        r"^scores must hold at least one example, got shape \(0, 3\)$",
+        lambda: softmax(np.zeros((0, 3))),
+    )
+    cache = softmax_cross_entropy_forward(np.zeros((3, 4)), np.array([0, 1, 2]))[1]
+    _raises(
+        ValueError,
+        r"^dout must be finite, got inf$",
+        lambda: softmax_cross_entropy_backward(math.inf, cache),
+    )
+    _raises(
+        TypeError,
+        r"^dout must be a real number, got str '1'$",
+        lambda: softmax_cross_entropy_backward(bad("1"), cache),
     )
 
 
@@ -473,79 +561,142 @@ def test_dropout_rejects_bad_input() -> None:
     x = np.ones((2, 2))
     rng = np.random.default_rng(0)
     for p in (1.0, 1.5, -0.1):
-        with pytest.raises(ValueError, match=r"p must lie in \[0, 1"):
+        with pytest.raises(ValueError, match=r"^p must lie in \[0, 1"):
             dropout_forward(x, p, rng=rng)
-    _raises(TypeError, "p must be a real number", lambda: dropout_forward(x, bad("0.5"), rng=rng))
     _raises(
         ValueError,
-        "kind must be one of",
-        lambda: dropout_forward(x, 0.5, kind=bad("gaussian"), rng=rng),
+        r"^p must lie in \[0, 1\) \(p = 1 would drop every unit\), got 1\.0$",
+        lambda: dropout_forward(x, 1.0, rng=rng),
     )
-    _raises(ValueError, "rng must be a numpy.random.Generator", lambda: dropout_forward(x, 0.5))
     _raises(
         TypeError,
-        "mask must be a boolean array",
+        r"^p must be a real number, got str '0\.5'$",
+        lambda: dropout_forward(x, bad("0.5"), rng=rng),
+    )
+    _raises(
+        ValueError,
+        r"^kind must be one of \['inverted', 'classic'\], got 'gaussian'$",
+        lambda: dropout_forward(x, 0.5, kind=bad("gaussian"), rng=rng),
+    )
+    _raises(
+        ValueError,
+        r"^rng must be a numpy\.random\.Generator \(or mask a bool array\) in training mode, "
+        r"got neither$",
+        lambda: dropout_forward(x, 0.5),
+    )
+    _raises(
+        TypeError,
+        r"^mask must be a boolean array, got dtype float64$",
         lambda: dropout_forward(x, 0.5, mask=np.ones((2, 2))),
     )
     _raises(
         ValueError,
-        "mask must have the shape of x",
+        r"^mask must have the shape of x, \(2, 2\), got shape \(2,\)$",
         lambda: dropout_forward(x, 0.5, mask=np.ones(2, bool)),
     )
     _raises(
-        TypeError, "train must be a bool", lambda: dropout_forward(x, 0.5, train=bad(1), rng=rng)
+        TypeError,
+        r"^train must be a bool, got int$",
+        lambda: dropout_forward(x, 0.5, train=bad(1), rng=rng),
     )
+    _raises(ValueError, r"^x must be finite", lambda: dropout_forward(x * np.nan, 0.5, rng=rng))
     _raises(
         TypeError,
-        "rng must be a numpy.random.Generator",
+        r"^rng must be a numpy\.random\.Generator, got int$",
         lambda: layers.draw_mask((2,), 0.5, bad(3)),
+    )
+    cache = dropout_forward(x, 0.5, rng=rng)[1]
+    _raises(ValueError, r"^dout must be finite", lambda: dropout_backward(x * np.nan, cache))
+    _raises(
+        ValueError,
+        r"^dout must have the shape of the layer's output, \(2, 2\), got shape \(2,\)$",
+        lambda: dropout_backward(np.ones(2), cache),
     )
 
 
 def test_weight_decay_rejects_negative_lambda() -> None:
     for lam in (-0.1, math.nan, math.inf):
-        with pytest.raises(ValueError, match="weight_decay"):
+        with pytest.raises(
+            ValueError, match=r"^weight_decay \(lambda\) must be a finite number >= 0, got "
+        ):
             l2_penalty([np.ones(2)], lam)
-    _raises(ValueError, "weight_decay", lambda: l2_penalty_gradient(np.ones(2), -1.0))
-    _raises(TypeError, "weights must be a sequence", lambda: l2_penalty(bad(np.ones(2)), 0.1))
+    _raises(
+        ValueError,
+        r"^weight_decay \(lambda\) must be a finite number >= 0, got -1\.0$",
+        lambda: l2_penalty_gradient(np.ones(2), -1.0),
+    )
+    _raises(
+        TypeError,
+        r"^weight_decay must be a real number, got str '0\.1'$",
+        lambda: l2_penalty([np.ones(2)], bad("0.1")),
+    )
+    _raises(
+        TypeError,
+        r"^weights must be a sequence of arrays, got ndarray$",
+        lambda: l2_penalty(bad(np.ones(2)), 0.1),
+    )
+    _raises(
+        ValueError, r"^weights\[1\] must be finite", lambda: l2_penalty([np.ones(2), [np.nan]], 0.1)
+    )
+    _raises(ValueError, r"^W must be finite", lambda: l2_penalty_gradient([np.nan], 0.1))
 
 
 def test_batch_norm_layer_rejects_bad_input() -> None:
     x, g, b, s = np.ones((4, 2)), np.ones(2), np.zeros(2), initial_state(2)
     _raises(
         ValueError,
-        "mode must be one of",
+        r"^mode must be one of",
         lambda: batch_norm_layer_forward(x, g, b, s, mode=bad("test")),
     )
     _raises(
         TypeError,
-        "state must be a BatchNormState",
+        r"^state must be a BatchNormState, got NoneType$",
         lambda: batch_norm_layer_forward(x, g, b, bad(None), mode="train"),
     )
-    _raises(ValueError, "convention must be one of", lambda: BatchNormConfig(convention="caffe"))
-    _raises(ValueError, "momentum=None", lambda: BatchNormConfig(convention="keras", momentum=None))
-    _raises(ValueError, "momentum must lie in", lambda: BatchNormConfig(momentum=1.5))
-    _raises(ValueError, "eps must be a finite number > 0", lambda: BatchNormConfig(eps=0.0))
     _raises(
         ValueError,
-        "gamma must have shape",
+        r"^x must be finite",
+        lambda: batch_norm_layer_forward(x * np.nan, g, b, s, mode="train"),
+    )
+    _raises(ValueError, r"^convention must be one of", lambda: BatchNormConfig(convention="caffe"))
+    _raises(
+        ValueError,
+        r"^momentum=None \(the cumulative moving average\) is defined only for the conventions "
+        r"\['pytorch'\], got convention 'keras'; pass a momentum in \[0, 1\]$",
+        lambda: BatchNormConfig(convention="keras", momentum=None),
+    )
+    _raises(ValueError, r"^momentum must lie in \[0, 1\]", lambda: BatchNormConfig(momentum=1.5))
+    _raises(
+        ValueError, r"^eps must be a finite number > 0, got 0\.0$", lambda: BatchNormConfig(eps=0.0)
+    )
+    _raises(TypeError, r"^frozen must be a bool, got int$", lambda: BatchNormConfig(frozen=bad(1)))
+    _raises(ValueError, r"^channels must be an integer >= 1, got 0$", lambda: initial_state(0))
+    _raises(
+        ValueError,
+        r"^gamma must have shape \(2,\)",
         lambda: batch_norm_layer_forward(x, np.ones(3), b, s, mode="eval"),
     )
     _raises(
         ValueError,
-        "running_mean must have shape",
+        r"^running_mean must have shape \(2,\)",
         lambda: batch_norm_layer_forward(x, g, b, initial_state(3), mode="eval"),
     )
     _raises(
         ValueError,
-        "at least 2 values per channel",
+        r"^x must have at least 2 values per channel in training mode \(the variance of one "
+        r"value is 0 and carries no information\)",
         lambda: batch_norm_layer_forward(x[:1], g, b, s, mode="train"),
     )
     cache = batch_norm_layer_forward(x, g, b, s, mode="eval").cache
     _raises(
         ValueError,
-        "dout must have the shape",
+        r"^dout must have the shape of the layer's output, \(4, 2\), got shape \(3, 2\)$",
         lambda: batch_norm_layer_backward(np.ones((3, 2)), cache),
+    )
+    _raises(
+        ValueError,
+        r"^dout must be finite",
+        lambda: batch_norm_layer_backward(np.full((4, 2), np.nan), cache),
     )
 
 

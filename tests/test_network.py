@@ -241,18 +241,31 @@ def test_accuracy() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"activation": "tanh"}, ValueError, "activation must be one of"),
-        ({"output": "linear"}, ValueError, "output must be one of"),
-        ({"output_size": 1}, ValueError, "output_size must be >= 2"),
-        ({"weight_decay": -0.1}, ValueError, "weight_decay"),
-        ({"weight_decay": math.nan}, ValueError, "weight_decay"),
-        ({"hidden_sizes": (3, 0)}, ValueError, r"hidden_sizes\[1\]"),
-        ({"hidden_sizes": 3}, TypeError, "hidden_sizes must be a sequence"),
-        ({"input_size": 0}, ValueError, "input_size"),
-        ({"feature_axis": 2}, ValueError, "feature_axis"),
-        ({"weight_init": "uniform"}, ValueError, "weight_init"),
-        ({"batch_norm": True}, TypeError, "batch_norm must be a BatchNormConfig"),
-        ({"dropout": 0.5}, TypeError, "dropout must be a DropoutSpec"),
+        ({"activation": "tanh"}, ValueError, r"^activation must be one of"),
+        ({"output": "linear"}, ValueError, r"^output must be one of"),
+        ({"output_size": 1}, ValueError, r"^output_size must be >= 2 for a softmax output, got 1$"),
+        (
+            {"weight_decay": -0.1},
+            ValueError,
+            r"^weight_decay \(lambda\) must be .* >= 0, got -0\.1$",
+        ),
+        ({"weight_decay": math.nan}, ValueError, r"^weight_decay \(lambda\) must be"),
+        (
+            {"hidden_sizes": (3, 0)},
+            ValueError,
+            r"^hidden_sizes\[1\] must be an integer >= 1, got 0$",
+        ),
+        ({"hidden_sizes": 3}, TypeError, r"^hidden_sizes must be a sequence of integers"),
+        ({"input_size": 0}, ValueError, r"^input_size must be an integer >= 1, got 0$"),
+        ({"output_size": 0}, ValueError, r"^output_size must be an integer >= 1, got 0$"),
+        ({"feature_axis": 2}, ValueError, r"^feature_axis must be in \[-2, 1\]"),
+        ({"weight_init": "uniform"}, ValueError, r"^weight_init must be one of"),
+        (
+            {"batch_norm": True},
+            TypeError,
+            r"^batch_norm must be a BatchNormConfig or None, got bool$",
+        ),
+        ({"dropout": 0.5}, TypeError, r"^dropout must be a DropoutSpec or None, got float$"),
     ],
 )
 def test_spec_rejects(kwargs: dict[str, Any], exc: type[Exception], match: str) -> None:
@@ -261,9 +274,9 @@ def test_spec_rejects(kwargs: dict[str, Any], exc: type[Exception], match: str) 
 
 
 def test_dropout_spec_rejects() -> None:
-    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"^p must lie in \[0, 1\)"):
         net.DropoutSpec(1.0)
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match=r"^kind must be one of"):
         net.DropoutSpec(0.5, bad("spatial"))
 
 
@@ -275,28 +288,44 @@ def test_calls_reject_bad_input() -> None:
     rng = np.random.default_rng(1)
     missing = {k: v for k, v in p.items() if k != "beta2"}
     with pytest.raises(
-        ValueError, match=r"params must have exactly the names .*missing \['beta2'\]"
+        ValueError, match=r"^params must have exactly the names .*missing \['beta2'\]"
     ):
         net.loss(s, missing, state, X, y)
-    with pytest.raises(ValueError, match=r"params\['W1'\] must have shape \(4, 3\)"):
+    with pytest.raises(ValueError, match=r"^params\['W1'\] must have shape \(4, 3\)"):
         net.loss(s, {**p, "W1": np.ones((3, 4))}, state, X, y)
-    with pytest.raises(TypeError, match="state must be a NetworkState"):
+    with pytest.raises(TypeError, match=r"^state must be a NetworkState, got NoneType$"):
         net.loss(s, p, bad(None), X, y)
-    with pytest.raises(ValueError, match="state must hold 2 batch-norm state"):
+    with pytest.raises(ValueError, match=r"^state must hold 2 batch-norm state"):
         net.loss(s, p, net.NetworkState(), X, y)
-    with pytest.raises(ValueError, match=r"X must have shape \(N, input_size\)"):
+    with pytest.raises(ValueError, match=r"^X must have shape \(N, input_size\)"):
         net.loss(s, p, state, X.T, y)
-    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"^labels must be class indices in \[0, 3\)"):
         net.loss(s, p, state, X, np.array([0, 1, 2, 3, 0, 1]))
-    with pytest.raises(ValueError, match="X must hold at least 2 examples"):
+    with pytest.raises(
+        ValueError,
+        match=r"^X must hold at least 2 examples in training mode with batch norm \(one value has "
+        r"no variance\), got shape \(1, 3\)$",
+    ):
         net.gradient(s, p, state, X[:1], y[:1], rng=rng)
-    with pytest.raises(ValueError, match=r"rng must be a numpy\.random\.Generator"):
+    with pytest.raises(
+        ValueError,
+        match=r"^rng must be a numpy\.random\.Generator \(or masks given\) for a training-mode "
+        r"pass with dropout, got neither$",
+    ):
         net.gradient(s, p, state, X, y)
-    with pytest.raises(ValueError, match="masks must be a sequence of 2 bool arrays"):
+    with pytest.raises(
+        ValueError, match=r"^masks must be a sequence of 2 bool arrays, one per hidden layer$"
+    ):
         net.gradient(s, p, state, X, y, masks=[np.ones((6, 4), bool)])
     plain = spec()
     pp = net.init_params(plain, rng)
-    with pytest.raises(ValueError, match="masks must be None"):
+    with pytest.raises(TypeError, match=r"^params must be a mapping from names to arrays"):
+        net.loss(s, bad(list(p.items())), state, X, y)
+    with pytest.raises(ValueError, match=r"^X must be finite"):
+        net.loss(s, p, state, X * np.nan, y)
+    with pytest.raises(ValueError, match=r"^X must hold at least one example, got shape \(0, 3\)$"):
+        net.loss(s, p, state, X[:0], y[:0])
+    with pytest.raises(ValueError, match=r"^masks must be None for a network without dropout$"):
         net.loss(plain, pp, net.init_state(plain), X, y, train=True, masks=[])
 
 

@@ -344,9 +344,11 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     ],
 )
 def test_rejects_learning_rate(name: str, value: Any, error: type[Exception]) -> None:
-    with pytest.raises(error, match="learning_rate"):
+    # TypeError: "... must be a real number, got ..."; ValueError: "... must be a finite number"
+    match = rf"^learning_rate must be a {'real' if error is TypeError else 'finite'} number"
+    with pytest.raises(error, match=match):
         BUILDERS[name](value)
-    with pytest.raises(error, match="learning_rate"):
+    with pytest.raises(error, match=match):
         make_optimizer(name, learning_rate=value)
 
 
@@ -362,26 +364,34 @@ def test_rejects_learning_rate(name: str, value: Any, error: type[Exception]) ->
 )
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), float("inf")])
 def test_rejects_beta_outside_unit_interval(name: str, argument: str, value: float) -> None:
-    with pytest.raises(ValueError, match=rf"{argument} must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=rf"^{argument} must lie in \[0, 1\), got "):
         make_optimizer(name, learning_rate=0.1, **{argument: value})
 
 
 @pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adam"])
 @pytest.mark.parametrize("value", [0.0, -1e-8, float("nan"), float("inf")])
 def test_rejects_epsilon(name: str, value: float) -> None:
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(ValueError, match=r"^epsilon must be a finite number > 0, got "):
         make_optimizer(name, learning_rate=0.1, epsilon=value)
 
 
-@pytest.mark.parametrize("name", ["momentum", "nesterov", "rmsprop", "adam"])
-def test_rejects_unknown_form(name: str) -> None:
-    with pytest.raises(ValueError, match=r"form must be one of .*; got 'sutskever'"):
+@pytest.mark.parametrize(
+    ("name", "forms"),
+    [
+        ("momentum", "'course', 'classic', 'pytorch'"),
+        ("nesterov", "'pytorch', 'classic'"),
+        ("rmsprop", "'pytorch', 'keras'"),
+        ("adam", "'explicit', 'folded', 'keras'"),
+    ],
+)
+def test_rejects_unknown_form(name: str, forms: str) -> None:
+    with pytest.raises(ValueError, match=rf"^form must be one of {forms}; got 'sutskever'$"):
         make_optimizer(name, learning_rate=0.1, form="sutskever")
 
 
 @pytest.mark.parametrize("value", ["sgdm", "Adam", "", 3, None])
 def test_make_optimizer_rejects_unknown_name(value: Any) -> None:
-    with pytest.raises(ValueError, match="optimizer must be one of") as info:
+    with pytest.raises(ValueError, match=r"^optimizer must be one of") as info:
         make_optimizer(value, learning_rate=0.1)
     message = str(info.value)
     assert all(repr(name) in message for name in ("gd", "sgd", "momentum", "adam", "rmsprop"))
@@ -389,9 +399,15 @@ def test_make_optimizer_rejects_unknown_name(value: Any) -> None:
 
 
 def test_make_optimizer_rejects_unknown_and_missing_hyperparameters() -> None:
-    with pytest.raises(TypeError, match=r"'gd' are \['learning_rate'\]; got unexpected \['beta'\]"):
+    with pytest.raises(
+        TypeError,
+        match=r"^hyperparameters of optimizer 'gd' are \['learning_rate'\]; "
+        r"got unexpected \['beta'\]$",
+    ):
         make_optimizer("gd", learning_rate=0.1, beta=0.9)
-    with pytest.raises(TypeError, match="requires the hyperparameters \\['learning_rate'\\]"):
+    with pytest.raises(
+        TypeError, match=r"^optimizer 'adam' requires the hyperparameters \['learning_rate'\]$"
+    ):
         make_optimizer("adam")
 
 
@@ -428,13 +444,29 @@ def _each_optimizer() -> list[Any]:
 @pytest.mark.parametrize(
     ("grads", "error", "match"),
     [
-        ({"W1": GRADS["W1"]}, ValueError, r"grads must have the names .*missing \['b1'\]"),
-        ({**GRADS, "W2": np.ones(1)}, ValueError, r"grads must have .*unexpected \['W2'\]"),
-        ({**GRADS, "b1": np.zeros(2)}, ValueError, r"grads\['b1'\] must have the shape of"),
-        ({**GRADS, "b1": np.zeros((1, 2))}, ValueError, r"grads\['b1'\] must have the shape"),
-        ({**GRADS, "W1": np.full((2, 3), np.nan)}, ValueError, r"grads\['W1'\] must be finite"),
-        ({**GRADS, "W1": np.full((2, 3), "x")}, TypeError, r"grads\['W1'\] must have a real"),
-        ([GRADS["W1"], GRADS["b1"]], TypeError, "grads must be a mapping"),
+        (
+            {"W1": GRADS["W1"]},
+            ValueError,
+            r"^grads must have the names of params .*missing \['b1'\]",
+        ),
+        ({**GRADS, "W2": np.ones(1)}, ValueError, r"^grads must have .*unexpected \['W2'\]"),
+        (
+            {**GRADS, "b1": np.zeros(2)},
+            ValueError,
+            r"^grads\['b1'\] must have the shape of params\['b1'\]",
+        ),
+        ({**GRADS, "b1": np.zeros((1, 2))}, ValueError, r"^grads\['b1'\] must have the shape"),
+        (
+            {**GRADS, "W1": np.full((2, 3), np.nan)},
+            ValueError,
+            r"^grads\['W1'\] must be finite, .*; pass check_finite=False to let them propagate$",
+        ),
+        ({**GRADS, "W1": np.full((2, 3), "x")}, TypeError, r"^grads\['W1'\] must have a real"),
+        (
+            [GRADS["W1"], GRADS["b1"]],
+            TypeError,
+            r"^grads must be a mapping from parameter names to arrays, got list$",
+        ),
     ],
 )
 def test_rejects_mismatched_grads(opt: Any, grads: Any, error: type[Exception], match: str) -> None:
@@ -444,14 +476,18 @@ def test_rejects_mismatched_grads(opt: Any, grads: Any, error: type[Exception], 
 
 @pytest.mark.parametrize("opt", _each_optimizer(), ids=repr)
 def test_rejects_bad_params(opt: Any) -> None:
-    with pytest.raises(TypeError, match="params must be a mapping"):
+    with pytest.raises(
+        TypeError, match=r"^params must be a mapping from parameter names to arrays, got list$"
+    ):
         opt.init([np.ones(2)])
-    with pytest.raises(TypeError, match="params must have string keys"):
+    with pytest.raises(
+        TypeError, match=r"^params must have string keys \(parameter names\), got int 1$"
+    ):
         opt.init({1: np.ones(2)})
-    with pytest.raises(ValueError, match=r"params\['W1'\] must be finite"):
+    with pytest.raises(ValueError, match=r"^params\['W1'\] must be finite"):
         opt.init({"W1": np.array([np.inf])})
     state = opt.init(PARAMS)
-    with pytest.raises(TypeError, match=r"params\['b1'\] must have a real"):
+    with pytest.raises(TypeError, match=r"^params\['b1'\] must have a real"):
         opt.step({**PARAMS, "b1": np.array([[True], [False]])}, GRADS, state)
 
 
@@ -461,47 +497,57 @@ def test_rejects_a_foreign_state(opt: Any) -> None:
     own = type(opt.init(PARAMS))
     for state in others:
         if not isinstance(state, own):
-            with pytest.raises(TypeError, match=f"state must be a {own.__name__}"):
+            with pytest.raises(
+                TypeError,
+                match=rf"^state must be a {own.__name__} \(from this optimizer's init\), got ",
+            ):
                 opt.step(PARAMS, GRADS, state)
 
 
 def test_rejects_a_state_of_other_parameters() -> None:
     small = {"W1": np.ones((1, 3)), "b1": np.zeros((1, 1))}
     for opt in (Momentum(0.1), Nesterov(0.1)):
-        with pytest.raises(ValueError, match=r"state.v\['W1'\] must have the shape"):
+        with pytest.raises(ValueError, match=r"^state\.v\['W1'\] must have the shape"):
             opt.step(PARAMS, GRADS, opt.init(small))
-        with pytest.raises(ValueError, match=r"state.v must have the names"):
+        with pytest.raises(ValueError, match=r"^state\.v must have the names"):
             opt.step(PARAMS, GRADS, opt.init({"W1": np.ones((2, 3))}))
     for sq in (AdaGrad(0.1), RMSprop(0.1)):
-        with pytest.raises(ValueError, match=r"state.s\['W1'\] must have the shape"):
+        with pytest.raises(ValueError, match=r"^state\.s\['W1'\] must have the shape"):
             sq.step(PARAMS, GRADS, sq.init(small))
     adam = Adam(0.1)
-    with pytest.raises(ValueError, match=r"state.v\['W1'\] must have the shape"):
+    with pytest.raises(ValueError, match=r"^state\.v\['W1'\] must have the shape"):
         adam.step(PARAMS, GRADS, adam.init(small))
     good = adam.init(PARAMS)
-    with pytest.raises(ValueError, match=r"state.s must have the names"):
+    with pytest.raises(ValueError, match=r"^state\.s must have the names"):
         adam.step(PARAMS, GRADS, good._replace(s={"W1": np.ones((2, 3))}))
-    with pytest.raises(ValueError, match=r"state.t must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"^state\.t must be an integer >= 0, got -1$"):
         adam.step(PARAMS, GRADS, good._replace(t=-1))
-    with pytest.raises(TypeError, match=r"state.t must be an integer, got float"):
+    with pytest.raises(TypeError, match=r"^state\.t must be an integer, got float"):
         adam.step(PARAMS, GRADS, good._replace(t=1.0))  # type: ignore[arg-type]  # on purpose
 
 
 def test_bias_corrected_moments_and_epsilon_hat_reject() -> None:
     state = Adam(0.1).init(PARAMS)
-    with pytest.raises(ValueError, match=r"state.t must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"^state\.t must be an integer >= 1, got 0$"):
         bias_corrected_moments(state, 0.9, 0.999)
     stepped = Adam(0.1).step(PARAMS, GRADS, state).state
-    with pytest.raises(ValueError, match="beta1 must lie in"):
+    with pytest.raises(ValueError, match=r"^beta1 must lie in \[0, 1\), got 1\.0$"):
         bias_corrected_moments(stepped, 1.0, 0.999)
-    with pytest.raises(TypeError, match="state must be a AdamState"):
+    with pytest.raises(TypeError, match=r"^state must be a AdamState"):
         bias_corrected_moments(MomentumState({}), 0.9, 0.999)  # type: ignore[arg-type]  # the wrong type on purpose
-    with pytest.raises(ValueError, match=r"t must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"^t must be an integer >= 1, got 0$"):
         equivalent_epsilon_hat(1e-8, 0.999, 0)
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(ValueError, match=r"^epsilon must be a finite number > 0, got 0\.0$"):
         equivalent_epsilon_hat(0.0, 0.999, 1)
-    with pytest.raises(ValueError, match="beta2"):
+    with pytest.raises(ValueError, match=r"^beta2 must lie in \[0, 1\), got 1\.0$"):
         equivalent_epsilon_hat(1e-8, 1.0, 1)
+    with pytest.raises(ValueError, match=r"^beta2 must lie in \[0, 1\), got 1\.0$"):
+        bias_corrected_moments(stepped, 0.9, 1.0)
+    not_a_mapping: Any = []
+    with pytest.raises(TypeError, match=r"^state\.v must be a mapping"):
+        bias_corrected_moments(stepped._replace(v=not_a_mapping), 0.9, 0.999)
+    with pytest.raises(ValueError, match=r"^state\.s must have the names of params"):
+        bias_corrected_moments(stepped._replace(s={}), 0.9, 0.999)
 
 
 COURSE_PARAMS = {"W1": np.ones((2, 3)), "b1": np.zeros((2, 1))}
@@ -510,27 +556,40 @@ COURSE_GRADS = {"dW1": np.full((2, 3), 0.5), "db1": np.full((2, 1), -0.5)}
 
 def test_course_functions_reject() -> None:
     v = initialize_velocity(COURSE_PARAMS)
-    with pytest.raises(ValueError, match=r"grads must have the keys \['dW1', 'db1'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"^grads must have the keys \['dW1', 'db1'\] "
+        r"\('d' \+ each parameter name, as in the course\)",
+    ):
         update_parameters_with_gd(COURSE_PARAMS, GRADS, 0.1)  # keyed "W1": not the course's
-    with pytest.raises(ValueError, match=r"unexpected \['dA1'\]"):
+    with pytest.raises(ValueError, match=r"^grads must have the keys .*unexpected \['dA1'\]\)$"):
         update_parameters_with_gd(COURSE_PARAMS, {**COURSE_GRADS, "dA1": np.ones(1)}, 0.1)
-    with pytest.raises(ValueError, match=r"v\['dW1'\] must have the shape of parameters"):
+    with pytest.raises(ValueError, match=r"^v\['dW1'\] must have the shape of parameters\['W1'\]"):
         update_parameters_with_momentum(
             COURSE_PARAMS, COURSE_GRADS, {**v, "dW1": np.ones(6)}, 0.9, 0.1
         )
-    with pytest.raises(ValueError, match="beta must lie in"):
+    with pytest.raises(ValueError, match=r"^beta must lie in \[0, 1\), got 1\.0$"):
         update_parameters_with_momentum(COURSE_PARAMS, COURSE_GRADS, v, 1.0, 0.1)
-    with pytest.raises(TypeError, match="parameters must be a mapping"):
+    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
         initialize_adam([np.ones(2)])  # type: ignore[arg-type]  # the wrong type on purpose
     v, s = initialize_adam(COURSE_PARAMS)
-    with pytest.raises(ValueError, match=r"t must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"^t must be an integer >= 1, got 0$"):
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, s, 0)
-    with pytest.raises(TypeError, match=r"t must be an integer, got float"):
+    with pytest.raises(TypeError, match=r"^t must be an integer, got float 1\.0$"):
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, s, 1.0)  # type: ignore[arg-type]  # on purpose
-    with pytest.raises(ValueError, match=r"s must have the keys"):
+    with pytest.raises(ValueError, match=r"^s must have the keys"):
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, {"dW1": s["dW1"]}, 1)
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(ValueError, match=r"^epsilon must be a finite number > 0, got 0\.0$"):
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, s, 1, epsilon=0.0)
+    bad_params: Any = [np.ones(2)]
+    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
+        update_parameters_with_gd(bad_params, COURSE_GRADS, 0.1)
+    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
+        initialize_velocity(bad_params)
+    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
+        update_parameters_with_momentum(bad_params, COURSE_GRADS, v, 0.9, 0.1)
+    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
+        update_parameters_with_adam(bad_params, COURSE_GRADS, v, s, 1)
 
 
 # --- (4) purity -----------------------------------------------------------------------------

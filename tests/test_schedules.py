@@ -76,18 +76,18 @@ def test_staircase() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"learning_rate0": 0.0}, ValueError, "learning_rate0 must be a finite number > 0"),
-        ({"learning_rate0": -1.0}, ValueError, "learning_rate0"),
-        ({"learning_rate0": float("nan")}, ValueError, "learning_rate0"),
-        ({"learning_rate0": float("inf")}, ValueError, "learning_rate0"),
-        ({"learning_rate0": "0.1"}, TypeError, "learning_rate0"),
-        ({"epoch_num": -1}, ValueError, "epoch_num must be an integer >= 0, got -1"),
-        ({"epoch_num": 1.5}, TypeError, "epoch_num must be an integer, got float"),
-        ({"epoch_num": True}, TypeError, "epoch_num must be an integer, got bool"),
-        ({"decay_rate": -0.1}, ValueError, r"decay_rate must be a finite number >= 0, got -0.1"),
-        ({"decay_rate": float("nan")}, ValueError, "decay_rate"),
-        ({"decay_rate": float("inf")}, ValueError, "decay_rate"),
-        ({"decay_rate": None}, TypeError, "decay_rate must be a real number"),
+        ({"learning_rate0": 0.0}, ValueError, r"^learning_rate0 must be a finite number > 0"),
+        ({"learning_rate0": -1.0}, ValueError, r"^learning_rate0 must"),
+        ({"learning_rate0": float("nan")}, ValueError, r"^learning_rate0 must"),
+        ({"learning_rate0": float("inf")}, ValueError, r"^learning_rate0 must"),
+        ({"learning_rate0": "0.1"}, TypeError, r"^learning_rate0 must"),
+        ({"epoch_num": -1}, ValueError, r"^epoch_num must be an integer >= 0, got -1"),
+        ({"epoch_num": 1.5}, TypeError, r"^epoch_num must be an integer, got float"),
+        ({"epoch_num": True}, TypeError, r"^epoch_num must be an integer, got bool"),
+        ({"decay_rate": -0.1}, ValueError, r"^decay_rate must be a finite number >= 0, got -0.1"),
+        ({"decay_rate": float("nan")}, ValueError, r"^decay_rate must"),
+        ({"decay_rate": float("inf")}, ValueError, r"^decay_rate must"),
+        ({"decay_rate": None}, TypeError, r"^decay_rate must be a real number"),
     ],
 )
 def test_rejections(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
@@ -105,9 +105,9 @@ def test_rejections(kwargs: dict[str, Any], error: type[Exception], match: str) 
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
-        (0, ValueError, "time_interval must be an integer >= 1, got 0"),
-        (-5, ValueError, "time_interval must be an integer >= 1"),
-        (2.0, TypeError, "time_interval must be an integer, got float"),
+        (0, ValueError, r"^time_interval must be an integer >= 1, got 0"),
+        (-5, ValueError, r"^time_interval must be an integer >= 1"),
+        (2.0, TypeError, r"^time_interval must be an integer, got float"),
     ],
 )
 def test_rejects_time_interval(value: Any, error: type[Exception], match: str) -> None:

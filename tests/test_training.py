@@ -342,18 +342,40 @@ def test_initialize_parameters_is_the_courses_and_leaves_the_global_rng() -> Non
 
 def test_model_rejects_bad_input() -> None:
     X, Y = moons(20, seed=0)
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(
+        ValueError, match=r"^optimizer must be one of \['gd', 'momentum', 'adam'\], got 'rmsprop'$"
+    ):
         model(X, Y, [2, 3, 3, 1], "rmsprop")
-    with pytest.raises(ValueError, match="layers_dims must be"):
+    course = r"^layers_dims must be \[n_x, n_h1, n_h2, 1\], the course's 3-layer model with one "
+    with pytest.raises(ValueError, match=course + r"sigmoid output, got \[2, 3, 1, 1, 1\]$"):
         model(X, Y, [2, 3, 1, 1, 1], "gd")
-    with pytest.raises(ValueError, match="layers_dims must be"):
+    with pytest.raises(ValueError, match=course):
         model(X, Y, [2, 3, 3, 2], "gd")
-    with pytest.raises(ValueError, match=r"layers_dims\[1\]"):
+    with pytest.raises(
+        ValueError, match=r"^layers_dims must have at least 4 entries, got \[2, 3, 1\]$"
+    ):
+        model(X, Y, [2, 3, 1], "gd")
+    with pytest.raises(TypeError, match=r"^layers_dims must be a sequence of integers"):
+        model(X, Y, bad("2331"), "gd")
+    with pytest.raises(ValueError, match=r"^layers_dims\[1\] must be an integer >= 1, got 0$"):
         model(X, Y, [2, 0, 3, 1], "gd")
-    with pytest.raises(ValueError, match=r"Y must have shape \(1, m\)"):
+    with pytest.raises(ValueError, match=r"^Y must have shape \(1, m\)"):
         model(X, Y.ravel(), [2, 3, 3, 1], "gd")
-    with pytest.raises(ValueError, match=r"X must have shape \(2, m\)"):
+    with pytest.raises(ValueError, match=r"^X must have shape \(2, m\)"):
         model(X.T, Y, [2, 3, 3, 1], "gd", num_epochs=1)
+    with pytest.raises(ValueError, match=r"^X must be finite"):
+        model(X * np.nan, Y, [2, 3, 3, 1], "gd")
+    with pytest.raises(ValueError, match=r"^Y must be finite"):
+        model(X, Y * np.nan, [2, 3, 3, 1], "gd")
+
+
+def test_initialize_parameters_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+        initialize_parameters([2, 4, 1], seed=-1)
+    with pytest.raises(ValueError, match=r"^layers_dims must have at least 2 entries, got \[2\]$"):
+        initialize_parameters([2])
+    with pytest.raises(TypeError, match=r"^layers_dims must be a sequence of integers"):
+        initialize_parameters(bad(3))
 
 
 # --- the training loop ---------------------------------------------------------------------
@@ -447,7 +469,9 @@ def test_batch_norm_needs_two_examples_per_batch() -> None:
     s = net.NetworkSpec(2, (4,), 2, batch_norm=BatchNormConfig())
     params = net.init_params(s, np.random.default_rng(0))
     opt = make_optimizer("sgd", learning_rate=0.1)
-    with pytest.raises(ValueError, match="X must hold at least 2 examples"):
+    with pytest.raises(
+        ValueError, match=r"^X must hold at least 2 examples in training mode with batch norm"
+    ):
         train(s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=16)
     ok = train(
         s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=16, drop_last=True
@@ -460,17 +484,20 @@ def test_train_rejects_bad_input() -> None:
     s = net.NetworkSpec(2, (), 2)
     params = net.init_params(s, np.random.default_rng(0))
     opt = make_optimizer("sgd", learning_rate=0.1)
-    with pytest.raises(ValueError, match="num_epochs"):
+    with pytest.raises(ValueError, match=r"^num_epochs must be an integer >= 0, got -1$"):
         train(s, params, X, labels, optimizer=opt, num_epochs=-1)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
         train(s, params, X, labels, optimizer=opt, num_epochs=1, seed=-1)
-    with pytest.raises(TypeError, match="optimizer must have init"):
+    with pytest.raises(
+        TypeError,
+        match=r"^optimizer must have init\(params\) and step\(params, grads, state\) methods",
+    ):
         train(s, params, X, labels, optimizer=bad(object()), num_epochs=1)
-    with pytest.raises(TypeError, match="spec must be a NetworkSpec"):
+    with pytest.raises(TypeError, match=r"^spec must be a NetworkSpec, got NoneType$"):
         train(bad(None), params, X, labels, optimizer=opt, num_epochs=1)
-    with pytest.raises(ValueError, match="X and Y must hold the same number of examples"):
+    with pytest.raises(ValueError, match=r"^X and Y must hold the same number of examples"):
         train(s, params, X, labels[:5], optimizer=opt, num_epochs=1)
-    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"^labels must be class indices in \[0, 2\)"):
         train(s, params, X, labels + 1, optimizer=opt, num_epochs=1)
 
 
