@@ -199,6 +199,8 @@ def model(  # noqa: PLR0917 -- the course's positional signature
     y = as_float64_array(Y, "Y")
     if y.ndim != 2 or y.shape != (1, x.shape[1]):
         raise ValueError(f"Y must have shape (1, m) = (1, {x.shape[1]}), got shape {y.shape}")
+    # Checked here so that a bad init_seed is named as such, not as initialize_parameters' seed.
+    init = check_int(init_seed, "init_seed", minimum=0)
     spec = NetworkSpec(dims[0], dims[1:3], 1, activation="relu", output="sigmoid", feature_axis=0)
     if optimizer == "gd":
         opt: Optimizer[Any] = make_optimizer("gd", learning_rate=learning_rate)
@@ -215,7 +217,7 @@ def model(  # noqa: PLR0917 -- the course's positional signature
         )
     result = train(
         spec,
-        initialize_parameters(dims, init_seed),
+        initialize_parameters(dims, init),
         x,
         y,
         optimizer=opt,

@@ -367,6 +367,11 @@ def test_model_rejects_bad_input() -> None:
         model(X * np.nan, Y, [2, 3, 3, 1], "gd")
     with pytest.raises(ValueError, match=r"^Y must be finite"):
         model(X, Y * np.nan, [2, 3, 3, 1], "gd")
+    # The seed of the initial weights is named as model's argument, not initialize_parameters'.
+    with pytest.raises(ValueError, match=r"^init_seed must be an integer >= 0, got -1$"):
+        model(X, Y, [2, 3, 3, 1], "gd", init_seed=-1)
+    with pytest.raises(TypeError, match=r"^init_seed must be an integer, got float 3\.0$"):
+        model(X, Y, [2, 3, 3, 1], "gd", init_seed=3.0)  # type: ignore[arg-type]  # rejected
 
 
 def test_initialize_parameters_rejects_bad_input() -> None:
