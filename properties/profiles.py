@@ -1,18 +1,21 @@
-"""Hypothesis settings profiles: `dev` (quick), `ci` (reproducible), `thorough` (>= 1000 examples).
+"""Hypothesis settings profiles: `dev` (quick), `ci` (reproducible), `thorough` (>= 1000 examples),
+`mutation` (ci's examples, not shrunk).
 
 `load_profile()` picks `ci` when the CI environment variable is set, else the profile named by
 BNREF_PROFILE, else `dev`. The `ci` profile derandomizes (the same examples on every run, so a
 green CI stays green) and turns deadlines off (timing on a shared 2-core machine is noise, not a
-property of the math).
+property of the math). `mutation` is `ci` without the shrink phase, for `nox -s mutation`: a test
+fails on a mutant exactly when it fails on one of ci's examples (shrinking only makes that
+example smaller), and shrinking each of thousands of killed mutants' failures would cost minutes.
 """
 
 from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
-PROFILES = ("dev", "ci", "thorough")
+PROFILES = ("dev", "ci", "thorough", "mutation")
 
 _NO_TIMING = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
@@ -26,6 +29,9 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=_NO_TIMING,
     print_blob=True,
+)
+settings.register_profile(
+    "mutation", settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate]
 )
 settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=_NO_TIMING, print_blob=True

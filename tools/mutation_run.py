@@ -11,6 +11,9 @@ module's files. A module not listed keeps every test that reaches it.
 A mutant named in tools/mutation_accepted.txt has been shown equivalent (the file says why) and
 is not run again unless named exactly on the command line; the report counts it as accepted.
 
+A mutant's tests run fastest first (mutmut stops at the first failure), under the `mutation`
+Hypothesis profile: the `ci` profile's derandomized examples without shrinking.
+
 The filters act on mutmut's in-memory tables after they are loaded and are never written back,
 so the cached stats stay those of the whole selection. They rely on
 `mutmut.__main__.collect_or_load_stats`, `mutmut.__main__.collect_source_file_mutation_data` and
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,18 +114,23 @@ def module_of(mangled: str) -> str:
     return head
 
 
-def limit_to_module_tests(tests_by_function: dict[str, set[str]]) -> None:
-    """Keep, for each function of a module in TESTS_OF, only the tests in that module's files."""
+def limit_to_module_tests(tests_by_function: dict[str, Any], duration: Mapping[str, float]) -> None:
+    """Keep, for each function of a module in TESTS_OF, only the tests in that module's files,
+    and list every function's tests fastest first.
+
+    mutmut runs a mutant's tests with -x in the order given: a killed mutant usually fails a
+    quick test (a value, a rejection), and reaching it after the slow properties cost the most.
+    """
     for function, tests in tests_by_function.items():
         files = TESTS_OF.get(module_of(function))
-        if files is not None:
-            tests_by_function[function] = {t for t in tests if t.split("::")[0] in files}
+        kept = [t for t in tests if files is None or t.split("::")[0] in files]
+        tests_by_function[function] = sorted(kept, key=lambda t: (duration.get(t, 0.0), t))
 
 
 def _limit_tests(original: Callable[..., None]) -> Callable[..., None]:
     def collect_then_limit(*args: Any, **kwargs: Any) -> None:
         original(*args, **kwargs)
-        limit_to_module_tests(state().tests_by_mangled_function_name)
+        limit_to_module_tests(state().tests_by_mangled_function_name, state().duration_by_test)
 
     return collect_then_limit
 
@@ -137,6 +145,40 @@ def _skip_accepted(original: Callable[..., Any], named: set[str]) -> Callable[..
     return collect_without_accepted
 
 
+class _FullStats:
+    """Whether this invocation ran mutmut's stats over every selected test (which must pass)."""
+
+    ran = False
+
+
+def _note_full_stats(original: Callable[..., None]) -> Callable[..., None]:
+    def run_stats_collection(runner: Any, tests: Any = None) -> None:
+        original(runner, tests)
+        _FullStats.ran = _FullStats.ran or not tests
+
+    return run_stats_collection
+
+
+def _clean_run_once(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The runner, without the clean run when the stats run has just passed the same tests.
+
+    mutmut stops if its stats run (every selected test, unmutated) fails, so a clean run right
+    after it repeats the whole selection to learn nothing: minutes of the 60-minute budget.
+    """
+
+    def get_mutant_runner(*args: Any, **kwargs: Any) -> Any:
+        runner = original(*args, **kwargs)
+        clean = runner.run_clean_tests
+
+        def run_clean_tests(tests: Any) -> int:
+            return 0 if _FullStats.ran else int(clean(tests))
+
+        runner.run_clean_tests = run_clean_tests
+        return runner
+
+    return get_mutant_runner
+
+
 def check_selection(pyproject: Path = Path("pyproject.toml")) -> None:
     """Stop if [tool.mutmut]'s test selection is not the union of TESTS_OF's files."""
     config = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["mutmut"]
@@ -148,6 +190,9 @@ def check_selection(pyproject: Path = Path("pyproject.toml")) -> None:
 if __name__ == "__main__":
     check_selection()
     mutmut_main.collect_or_load_stats = _limit_tests(mutmut_main.collect_or_load_stats)
+    mutmut_main.run_stats_collection = _note_full_stats(mutmut_main.run_stats_collection)
+    # get_mutant_runner is imported into mutmut.__main__, where `_run` looks it up.
+    mutmut_main.get_mutant_runner = _clean_run_once(mutmut_main.get_mutant_runner)  # type: ignore[attr-defined]  # not re-exported
     mutmut_main.collect_source_file_mutation_data = _skip_accepted(
         mutmut_main.collect_source_file_mutation_data, set(sys.argv[1:])
     )
