@@ -125,7 +125,8 @@ def plain_inference(
     rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
     if np.any(rv < 0):
         raise ValueError(
-            f"running_var must be >= 0 in every channel, got {rv[rv < 0][0]!r} at channel "
+            f"running_var must be >= 0 in every channel, got "
+            f"{float(rv[rv < 0][0])!r} at channel "
             f"{int(np.argmax(rv < 0))}"
         )
     scale = g / np.sqrt(rv + eps_)

@@ -104,8 +104,27 @@ def test_running_stats_of_the_wrong_shape(name: str) -> None:
 
 
 def test_negative_running_var() -> None:
-    with pytest.raises(ValueError, match="running_var must be >= 0"):
+    with pytest.raises(ValueError, match=r"^running_var must be >= 0"):
         inference(running_var=np.array([1.0, -0.5, 1.0]))
+
+
+def test_running_var_of_zero_or_below_one_is_accepted() -> None:
+    # Only running_var < 0 is rejected. eps = 1 makes sqrt(running_var + eps) = 1, 1.25, 2
+    # exactly, so y = x / sqrt(...) = 1, 2 up to two roundings (the scale 1/1.25 and x * scale).
+    x = np.array([[1.0, 1.25, 2.0], [2.0, 2.5, 4.0]])
+    y = batch_norm_inference(x, ONES, ZEROS, ZEROS, np.array([0.0, 0.5625, 3.0]), eps=1.0)
+    np.testing.assert_allclose(y, [[1.0] * 3, [2.0] * 3], rtol=2 * 2**-53, atol=0)
+
+
+def test_negative_running_var_reports_the_first_negative_value_and_its_channel() -> None:
+    # 0.0 and 0.5 come first and are valid variances, -3.0 is a later negative one: the message
+    # names the first value < 0 (-0.25) and its channel (3), not the first <= 0 or < 1.
+    running_var = np.array([2.0, 0.5, 0.0, -0.25, -3.0])
+    five = np.ones(5)
+    with pytest.raises(
+        ValueError, match=r"^running_var must be >= 0 in every channel, got -0\.25 at channel 3$"
+    ):
+        batch_norm_inference(np.ones((2, 5)), five, 0 * five, 0 * five, running_var)
 
 
 @pytest.mark.parametrize("fn", [backward, graph])
@@ -149,14 +168,14 @@ def test_non_finite_x_is_rejected_by_default(fn: Callable[..., object], value: f
     x = X.copy()
     x[2, 1] = value
     with pytest.raises(
-        ValueError, match=r"x must be finite, got 1 non-finite value\(s\).*\(2, 1\)"
+        ValueError, match=r"^x must be finite, got 1 non-finite value\(s\).*\(2, 1\)"
     ):
         fn(x=x)
 
 
 @pytest.mark.parametrize("fn", ALL)
 def test_non_finite_gamma_is_rejected(fn: Callable[..., object]) -> None:
-    with pytest.raises(ValueError, match="gamma must be finite"):
+    with pytest.raises(ValueError, match=r"^gamma must be finite"):
         fn(gamma=np.array([1.0, np.nan, 1.0]))
 
 
@@ -164,8 +183,58 @@ def test_non_finite_gamma_is_rejected(fn: Callable[..., object]) -> None:
 def test_non_finite_dy_is_rejected(fn: Callable[..., object]) -> None:
     dy = X.copy()
     dy[0, 0] = np.nan
-    with pytest.raises(ValueError, match="dy must be finite"):
+    with pytest.raises(ValueError, match=r"^dy must be finite"):
         fn(dy=dy)
+
+
+def test_non_finite_beta_is_rejected_in_forward() -> None:
+    with pytest.raises(ValueError, match=r"^beta must be finite"):
+        forward(beta=np.array([0.0, np.inf, 0.0]))
+
+
+# With check_finite=False a NaN is computed with, not rejected, and reaches exactly the results
+# that depend on it. A NaN in x[2, 1] or dy[2, 1] enters channel 1's sums (mean, var, sum(dy),
+# sum(dy * x_hat)) and through them every element of column 1; a NaN in gamma[1] or beta[1]
+# enters only y[:, 1] (forward) or dx[:, 1] = gamma * inv_std / n * (...) (backward): x_hat and
+# the statistics do not use them, nor do dgamma = sum(dy * x_hat) and dbeta = sum(dy).
+NO_ELEMENT, NO_CHANNEL = np.zeros((4, 3), dtype=bool), np.zeros(3, dtype=bool)
+COLUMN, CHANNEL = NO_ELEMENT.copy(), NO_CHANNEL.copy()
+COLUMN[:, 1] = CHANNEL[1] = True
+REACH: list[tuple[Callable[..., object], str, dict[str, np.ndarray]]] = [
+    (forward, "x", {"y": COLUMN, "x_hat": COLUMN, "mean": CHANNEL, "var": CHANNEL}),
+    (forward, "gamma", {"y": COLUMN, "x_hat": NO_ELEMENT, "mean": NO_CHANNEL, "var": NO_CHANNEL}),
+    (forward, "beta", {"y": COLUMN, "x_hat": NO_ELEMENT, "mean": NO_CHANNEL, "var": NO_CHANNEL}),
+    *(
+        (fn, name, reach)
+        for fn in (backward, graph)
+        for name, reach in (
+            ("x", {"dx": COLUMN, "dgamma": CHANNEL, "dbeta": NO_CHANNEL}),
+            ("dy", {"dx": COLUMN, "dgamma": CHANNEL, "dbeta": CHANNEL}),
+            ("gamma", {"dx": COLUMN, "dgamma": NO_CHANNEL, "dbeta": NO_CHANNEL}),
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize(("fn", "name", "reach"), REACH)
+def test_check_finite_false_passes_nan_to_exactly_what_it_reaches(
+    fn: Callable[..., object], name: str, reach: dict[str, np.ndarray]
+) -> None:
+    value = (X if name in ("x", "dy") else ONES).copy()
+    value[(2, 1) if value.ndim == 2 else 1] = np.nan
+    dy = {"dy": np.linspace(-1.0, 2.0, 12).reshape(4, 3)} if fn is not forward else {}
+    with pytest.raises(ValueError, match=f"^{name} must be finite"):
+        fn(**{**dy, name: value})
+    out = fn(**{**dy, name: value}, check_finite=False)
+    for field, where in reach.items():
+        np.testing.assert_array_equal(np.isnan(getattr(out, field)), where, err_msg=field)
+
+
+@pytest.mark.parametrize("fn", [backward, graph])
+@pytest.mark.parametrize("bad", [X.astype(np.complex128), [[1.0, 2.0, 3.0], [1.0]]])
+def test_non_real_dy_is_rejected_by_name(fn: Callable[..., object], bad: object) -> None:
+    with pytest.raises(TypeError, match=r"^dy must"):
+        fn(dy=bad)
 
 
 def test_check_finite_false_lets_nan_propagate() -> None:
@@ -205,10 +274,10 @@ def test_zero_dimensional_x(fn: Callable[..., object]) -> None:
 
 
 def test_identity_params_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match=r"var must have the shape of mean"):
+    with pytest.raises(ValueError, match=r"^var must have the shape of mean"):
         identity_params(np.zeros(3), np.ones(2))
-    with pytest.raises(ValueError, match="var must be >= 0"):
-        identity_params(np.zeros(2), np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"^var must be >= 0, got a minimum of -2\.0$"):
+        identity_params(np.zeros(3), np.array([-0.5, 1.0, -2.0]))
     with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         identity_params(np.zeros(2), np.ones(2), eps=0.0)
 
@@ -239,3 +308,17 @@ def test_inputs_stay_writable_and_unchanged() -> None:
     for arr, ref in ((x, X), (g, ONES), (b, ZEROS)):
         assert arr.flags.writeable
         np.testing.assert_array_equal(arr, ref)
+
+
+@pytest.mark.parametrize("name", ["mean", "var"])
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(np.array([0.0, np.nan]), ValueError), (np.array([1.0, 2.0j]), TypeError), ("one", TypeError)],
+)
+def test_identity_params_names_the_bad_argument(
+    name: str, bad: object, error: type[Exception]
+) -> None:
+    args: dict[str, Any] = {"mean": np.zeros(2), "var": np.ones(2)}
+    args[name] = bad
+    with pytest.raises(error, match=f"^{name} must"):
+        identity_params(**args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 
 from properties.strategies import BatchCase, batch_cases
@@ -14,6 +15,7 @@ from reference import (
     batch_norm_backward_graph,
     batch_norm_forward,
     batch_norm_inference,
+    identity_params,
 )
 
 
@@ -28,6 +30,15 @@ def test_forward_by_hand_course_layout() -> None:
     np.testing.assert_array_equal(out.x_hat[1], 0.0)  # constant feature
     np.testing.assert_allclose(out.y[0], 2 * out.x_hat[0] + 0.5, rtol=2 * U64)
     np.testing.assert_array_equal(out.y[1], -1.0)
+    assert (out.axis, out.eps) == (0, 0.75)  # the result records the settings it used
+
+
+def test_forward_records_the_normalized_axis_and_eps() -> None:
+    x = np.arange(24.0).reshape(2, 3, 4)
+    out = batch_norm_forward(x, np.ones(4), np.zeros(4), axis=-1, eps=0.5)
+    assert (out.axis, out.eps) == (2, 0.5)
+    default = batch_norm_forward(x, np.ones(3), np.zeros(3))
+    assert (default.axis, default.eps) == (1, 1e-5)
 
 
 def test_large_offset_normalizes() -> None:
@@ -90,3 +101,30 @@ def test_graph_backward_equals_closed_form(case: BatchCase) -> None:
     np.testing.assert_array_equal(closed.dbeta, nodes.dbeta)  # the same np.sum both times
     tol_g = rel * np.sum(weight, axis=reduce)
     assert np.all(np.abs(closed.dgamma - nodes.dgamma) <= tol_g)
+
+
+def test_graph_backward_defaults_shapes_and_finite_check() -> None:
+    # Defaults axis=1, eps=1e-5 and check_finite=True, as batch_norm_backward's; one dgamma
+    # and one dbeta per channel, of shape (C,).
+    x = np.arange(24.0).reshape(2, 3, 4) ** 1.5
+    dy = np.linspace(-1.0, 1.0, 24).reshape(2, 3, 4)
+    gamma = np.array([1.0, 2.0, 3.0])
+    nodes = batch_norm_backward_graph(dy, x, gamma)
+    explicit = batch_norm_backward_graph(dy, x, gamma, eps=1e-5, axis=1, check_finite=True)
+    for field in ("dx", "dgamma", "dbeta"):
+        np.testing.assert_array_equal(getattr(nodes, field), getattr(explicit, field), strict=True)
+    assert (nodes.dx.shape, nodes.dgamma.shape, nodes.dbeta.shape) == (x.shape, (3,), (3,))
+    dy[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"^dy must be finite"):
+        batch_norm_backward_graph(dy, x, gamma)
+    # Without the check the NaN reaches channel 2's sum(dy) and sum(dy * x_hat) only.
+    dbeta = batch_norm_backward_graph(dy, x, gamma, check_finite=False).dbeta
+    np.testing.assert_array_equal(np.isnan(dbeta), [False, False, True])
+
+
+def test_identity_params_by_hand() -> None:
+    # gamma = sqrt(var + eps), beta = mean; var = 0 and var < 1 are valid variances.
+    # eps = 1 makes the square roots exact: sqrt(1) = 1, sqrt(1.5625) = 1.25.
+    params = identity_params(np.array([1.0, -2.0]), np.array([0.0, 0.5625]), eps=1.0)
+    np.testing.assert_array_equal(params.gamma, [1.0, 1.25], strict=True)
+    np.testing.assert_array_equal(params.beta, [1.0, -2.0], strict=True)
