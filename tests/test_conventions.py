@@ -131,3 +131,13 @@ def test_a_custom_convention_accepts_any_axis_a_numpy_array_can_have(axis: int) 
     # A negative axis counts from the end; the layer resolves it against its input's ndim. NumPy 2
     # arrays have at most 64 dimensions, so [-64, 63] are the axes of some array.
     assert _custom(axis=axis).axis == axis
+
+
+def test_an_axis_beyond_numpy_dimensions_is_reported_with_the_range() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^axis must be in \[-64, 63\] \(a NumPy array has at most 64 dimensions\), got 64$",
+    ):
+        _custom(axis=64)
+    with pytest.raises(ValueError, match=r"^axis must be an integer >= -64, got -65$"):
+        _custom(axis=-65)
