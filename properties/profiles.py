@@ -52,3 +52,18 @@ def load_profile(name: str | None = None) -> str:
         raise ValueError(f"profile must be one of {PROFILES}, got {chosen!r}")
     settings.load_profile(chosen)
     return chosen
+
+
+def failure_demo(max_examples: int) -> settings:
+    """Fixed settings for a test that shows a property failing on a planted mistake.
+
+    Derandomized (a caught mistake stays caught) and without the shrink phase: such a test asks
+    only whether the property fails, and shrinking the failure was most of its time.
+    """
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+    )

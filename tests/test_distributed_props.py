@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import Phase, settings
 
 import reference.ghost
 import reference.sharded
@@ -15,21 +14,13 @@ from properties import distributed_props
 from properties.adapter import ReferenceImplementation
 from properties.distributed_props import GhostCase, ShardedCase, stated_chunks
 from properties.framework import Property, run_property
+from properties.profiles import failure_demo
 from properties.registry import REFERENCE_PROPERTIES, by_name
 from properties.strategies import BatchCase
 from reference.ghost import virtual_batch_bounds
 from reference.sharded import MergedStats
 
-# Derandomized: a planted mistake caught once stays caught.
-# No shrink phase: the broken versions need only fail, and shrinking their failures was most of
-# this file's time.
-AUDIT = settings(
-    max_examples=100,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate],
-)
+AUDIT = failure_demo(100)
 NAMES = ("merge-stats", "sync-bn-forward", "sync-bn-backward", "ghost-bn-chunks")
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import Phase, settings
 
 from properties.framework import run_property
+from properties.profiles import failure_demo
 from properties.registry import by_name
 from properties.targets import TargetLacks
 from properties.targets.user_target import UserTarget, load_user_target, resolve_function
@@ -17,10 +17,7 @@ from properties.targets.user_target import UserTarget, load_user_target, resolve
 HERE = str(Path(__file__).parent)
 MOD = "user_impl_example"
 # Fixed, small and reproducible: these tests are about the adapter, not about finding rare cases.
-# No shrink phase: a wrong hook need only fail; shrinking its failure is where the time went.
-FIXED = settings(
-    max_examples=50, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate]
-)
+FIXED = failure_demo(50)
 
 
 @pytest.fixture(autouse=True)
