@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KILLED = frozenset({1, 3, 24, -24, 152, 255, 36, 37, -9, -11})
+# Timeouts count as killed (a mutant that loops is noticed) but are also shown apart: on a loaded
+# machine a mutant's tests can outrun mutmut's wall-clock limit, so a timeout is worth a re-run.
+TIMEOUT = frozenset({24, -24, 152, 255, 36})
 SURVIVED = frozenset({0, 5, 33})
 NOT_RUN = frozenset({None, 2, 34})
 
@@ -36,6 +39,7 @@ class ModuleScore:
 
     module: str
     killed: int = 0
+    timeouts: list[str] = field(default_factory=list)  # counted in killed
     not_run: int = 0
     accepted: list[str] = field(default_factory=list)
     survivors: list[tuple[str, str]] = field(default_factory=list)  # (name, status)
@@ -91,6 +95,8 @@ def scores(mutants_dir: Path, globs: list[str], accepted: set[str]) -> list[Modu
                 entry.not_run += 1
             elif code in KILLED:
                 entry.killed += 1
+                if code in TIMEOUT:
+                    entry.timeouts.append(name)
             else:  # survived, no tests, or an exit code mutmut calls suspicious
                 entry.survivors.append((name, status_of(code)))
         result.append(entry)
@@ -99,18 +105,23 @@ def scores(mutants_dir: Path, globs: list[str], accepted: set[str]) -> list[Modu
 
 def report(entries: list[ModuleScore]) -> str:
     """The score table, then every survivor (inspect one with `mutmut show NAME`)."""
-    head = f"{'module':40s} {'killed':>6s} {'surv':>5s} {'accept':>6s} {'notrun':>6s} {'score':>7s}"
+    head = (
+        f"{'module':40s} {'killed':>6s} {'(t/o)':>5s} {'surv':>5s} {'accept':>6s} {'notrun':>6s}"
+        f" {'score':>7s}"
+    )
     lines = [head, "-" * len(head)]
     for e in entries:
         s = "-" if e.score is None else f"{e.score:6.1f}%"
         lines.append(
-            f"{e.module:40s} {e.killed:6d} {len(e.survivors):5d} {len(e.accepted):6d}"
-            f" {e.not_run:6d} {s:>7s}"
+            f"{e.module:40s} {e.killed:6d} {len(e.timeouts):5d} {len(e.survivors):5d}"
+            f" {len(e.accepted):6d} {e.not_run:6d} {s:>7s}"
         )
     lines.append("")
     for e in entries:
         for name, status in e.survivors:
             lines.append(f"{status:9s} {name}")
+        for name in e.timeouts:
+            lines.append(f"{'timeout':9s} {name}")
     return "\n".join(lines)
 
 
