@@ -78,6 +78,12 @@ def test_validation_size_is_within_half_of_fraction_times_m(m: int, fraction: fl
     assert validation_size(m, fraction) == n
 
 
+def test_validation_size_default_fraction_is_a_fifth() -> None:
+    # fraction defaults to 0.2: 0.2 * 10 = 2 and 0.2 * 12 = 2.4 -> 2.
+    assert validation_size(10) == validation_size(10, 0.2) == 2
+    assert validation_size(12) == 2
+
+
 def test_float_product_does_not_move_the_count() -> None:
     # 0.07 * 100 == 7.000000000000001 in float64, while fl(0.07) * 100 taken exactly is
     # 7.00000000000000066..., nearest 7: the count does not depend on how the product rounds.

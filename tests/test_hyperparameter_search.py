@@ -3,6 +3,7 @@ every rejection, and the search properties with the broken functions each one ca
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,6 +100,16 @@ def test_beta_is_one_minus_ten_to_r() -> None:
     assert ((1 - beta >= 1e-3 * (1 - 4 * U64)) & (1 - beta <= 0.1 * (1 + 4 * U64))).all()
 
 
+@pytest.mark.parametrize("make", [Uniform, LogUniform, OneMinusLogUniform])
+def test_bounds_are_stored_as_python_floats(make: type[Distribution]) -> None:
+    low: Any = np.float32(0.25)  # NumPy scalars, not the annotated float: converted
+    high: Any = np.float16(0.5)
+    dist = make(low, high)
+    assert type(dist.low) is float
+    assert type(dist.high) is float
+    assert (dist.low, dist.high) == (0.25, 0.5)
+
+
 def test_every_sample_is_inside_its_range_even_when_degenerate() -> None:
     rng = np.random.default_rng(0)
     for dist in (*SPACE.values(), LogUniform(3e-3, 7e-3), OneMinusLogUniform(0.0, 0.5)):
@@ -107,6 +118,22 @@ def test_every_sample_is_inside_its_range_even_when_degenerate() -> None:
     for dist in (LogUniform(0.3, 0.3), OneMinusLogUniform(0.9, 0.9), Uniform(2.0, 2.0)):
         assert (dist.sample(rng, 10) == dist.low).all()
     assert LogUniform(1e-4, 1.0).sample(rng, 0).shape == (0,)
+
+
+@pytest.mark.parametrize("high", [0.2, 3e-3, 7e-3, 0.07])
+def test_the_draw_zero_gives_high_exactly_although_the_power_rounds_above(high: float) -> None:
+    # 10**log10(high) rounds one ulp above high for these: the clip keeps u = 0 at high.
+    assert np.power(10.0, np.log10(high)) > high
+    assert LogUniform(1e-4, high).from_uniform(np.zeros(1))[0] == high
+
+
+def test_from_uniform_computes_in_float64_whatever_the_float_type_of_u() -> None:
+    # u in extended precision (80-bit long double on x86-64) is rounded to float64 first.
+    u: Any = np.array([0.1, 0.5, 0.9], dtype=np.longdouble) / 3  # not the annotated float64
+    dist = LogUniform(1e-4, 1.0)
+    values = dist.from_uniform(u)
+    assert values.dtype == np.float64
+    assert np.array_equal(values, dist.from_uniform(u.astype(np.float64)))
 
 
 def test_samples_use_one_uniform_draw_each() -> None:
@@ -142,6 +169,21 @@ CDF_TOLERANCE = SAFETY * 4 * U64
 )
 def test_cdf_at_known_points(dist: Distribution, x: float, cdf: float) -> None:
     assert abs(dist.cdf(x) - cdf) <= CDF_TOLERANCE
+
+
+@dataclasses.dataclass(frozen=True)
+class _ThreeXMinusTwoX(Distribution):
+    """t(x) = 3x - 2x: x in exact arithmetic, but 3x rounds, so t is not monotone in float64."""
+
+    def transform(self, x: Array) -> Array:
+        return 3.0 * x - 2.0 * x
+
+
+def test_cdf_stays_in_the_unit_interval_when_the_transform_rounds_non_monotonically() -> None:
+    dist, x = _ThreeXMinusTwoX(0.0, 0.7), float(np.nextafter(0.7, 0.0))
+    t = dist.transform(np.array([x, 0.7]))
+    assert t[0] > t[1]  # the ratio |t(x) - t(low)| / |t(high) - t(low)| exceeds 1
+    assert dist.cdf(x) == 1.0
 
 
 def test_three_quarters_exactly_from_scipy_and_ours() -> None:
@@ -280,6 +322,12 @@ def test_coarse_to_fine_rounds_are_nested_and_the_best_is_overall() -> None:
     for space, rnd in zip(result.spaces, result.rounds, strict=True):
         assert all(space[k].contains(v) for t in rnd.trials for k, v in t.params.items())
     assert result.best.score == min(t.score for r in result.rounds for t in r.trials)
+    # Maximizing: the best is the highest score over all rounds, not the lowest round best.
+    high = coarse_to_fine(
+        lambda p: -quadratic(p), SPACE, n_trials=20, rounds=3, top_k=5, seed=0, minimize=False
+    )
+    assert high.best.score == max(t.score for r in high.rounds for t in r.trials)
+    assert high.best.score > min(r.best.score for r in high.rounds)
     one = coarse_to_fine(quadratic, SPACE, n_trials=20, rounds=1, top_k=5, seed=0)
     assert one.rounds[0].trials == random_search(quadratic, SPACE, n_trials=20, seed=0).trials
 
@@ -316,8 +364,13 @@ _GEN = np.random.default_rng(0)
     [
         (LogUniform, (0.0, 1.0), ValueError, r"^low must be > 0"),
         (LogUniform, (-1.0, 1.0), ValueError, r"^low must be > 0"),
-        (LogUniform, (1.0, 0.5), ValueError, r"^low must be <= high"),
-        (LogUniform, (math.nan, 1.0), ValueError, r"^low must be finite"),
+        (
+            LogUniform,
+            (1.0, 0.5),
+            ValueError,
+            r"^low must be <= high for LogUniform, got low=1\.0, high=0\.5$",
+        ),
+        (LogUniform, (math.nan, 1.0), ValueError, r"^low must be finite for LogUniform, got nan$"),
         (LogUniform, (1e-3, math.inf), ValueError, r"^high must be finite"),
         (LogUniform, ("1e-3", 1.0), TypeError, r"^low must"),
         (LogUniform, (1e-3, True), TypeError, r"^high must"),
@@ -333,7 +386,12 @@ _GEN = np.random.default_rng(0)
             r"^size must be an integer >= 0, got -1$",
         ),
         (LogUniform(1e-3, 1.0).sample, (_GEN, 2.0), TypeError, r"^size must"),
-        (LogUniform(1e-3, 1.0).sample, (0, 2), TypeError, r"^rng must"),
+        (
+            LogUniform(1e-3, 1.0).sample,
+            (0, 2),
+            TypeError,
+            r"^rng must be a numpy\.random\.Generator or RandomState, got int 0$",
+        ),
         (LogUniform(1e-3, 1.0).cdf, ("x",), TypeError, r"^x must"),
         (sample_params, (SPACE, 3), TypeError, r"^rng must"),
         (random_source, (1.5,), TypeError, r"^seed must"),
@@ -376,9 +434,9 @@ def _returns(value: object) -> Callable[[Mapping[str, float]], Any]:
         ({"seed": np.random.RandomState(0)}, TypeError, r"^seed must"),
         ({"space": {}}, ValueError, r"^space must"),
         ({"space": [1]}, ValueError, r"^space must"),
-        ({"space": {"lr": 0.1}}, TypeError, r"^space\['lr'\]"),
-        ({"space": {1: SPACE["lr"]}}, TypeError, r"^space keys must be str"),
-        ({"objective": "f"}, TypeError, r"^objective must"),
+        ({"space": {"lr": 0.1}}, TypeError, r"^space\['lr'\] must be a Distribution, got float$"),
+        ({"space": {1: SPACE["lr"]}}, TypeError, r"^space keys must be str, got int 1$"),
+        ({"objective": "f"}, TypeError, r"^objective must be callable, got str$"),
         ({"minimize": 1}, TypeError, r"^minimize must be a bool, got int 1$"),
         ({"objective": _returns("1")}, TypeError, r"^the objective's score for trial 0 "),
         ({"objective": _returns(True)}, TypeError, r"^the objective's score for trial 0 "),
@@ -407,7 +465,7 @@ def test_random_search_rejects_bad_arguments(
         (quadratic, {"lr": []}, ValueError, r"^grid\['lr'\]"),
         (quadratic, {"lr": "abc"}, ValueError, r"^grid\['lr'\]"),
         (quadratic, {"lr": [0.1, "x"]}, TypeError, r"^grid\['lr'\]"),
-        (quadratic, {3: [0.1]}, TypeError, r"^grid keys must be str"),
+        (quadratic, {3: [0.1]}, TypeError, r"^grid keys must be str, got int 3$"),
         (
             _returns(math.nan),
             {"x": [0.0, 1.0]},
@@ -436,7 +494,7 @@ _LR = {"lr": LogUniform(1e-4, 1.0)}
         ({"top_k": 1.0}, TypeError, r"^top_k must"),
         ({"trials": ()}, ValueError, r"^trials must"),
         ({"trials": "ab"}, ValueError, r"^trials must"),
-        ({"trials": (_TRIALS[0], 3)}, TypeError, r"^trials\[1\]"),
+        ({"trials": (_TRIALS[0], 3)}, TypeError, r"^trials\[1\] must be a Trial, got int$"),
         ({"trials": (Trial({"x": 1.0}, 0.0),)}, ValueError, r"^trials\[0\] has no value for 'lr'"),
         ({"trials": (Trial({"lr": 2.0}, 0.0),)}, ValueError, r"^trials\[0\] has lr=2.0 outside"),
         ({"space": {}}, ValueError, r"^space must"),

@@ -235,6 +235,18 @@ def test_accuracy() -> None:
     assert net.accuracy(b, pb, net.init_state(b), Xb, yb) == 0.5
 
 
+@pytest.mark.parametrize(("bias", "predicted"), [(0.0, 0.0), (0.5, 1.0)])
+def test_sigmoid_accuracy_predicts_one_iff_the_score_is_positive(
+    bias: float, predicted: float
+) -> None:
+    # With W = 0 every score is the bias: score 0 is probability exactly 1/2, not > 1/2, so
+    # the prediction is 0; score 0.5 (probability 0.62) predicts 1.
+    b = spec(hidden_sizes=(), output_size=1, output="sigmoid", input_size=1)
+    pb = {"W1": np.zeros((1, 1)), "b1": np.array([bias])}
+    X, y = np.ones((4, 1)), np.array([[0.0], [1.0], [predicted], [predicted]])
+    assert net.accuracy(b, pb, net.init_state(b), X, y) == 0.75
+
+
 # --- rejections ----------------------------------------------------------------------------
 
 

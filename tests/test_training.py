@@ -22,6 +22,7 @@ import pytest
 from numpy.typing import NDArray
 
 from reference import network as net
+from reference import training
 from reference.layers import BatchNormConfig
 from reference.minibatch import random_mini_batches
 from reference.optimizers import make_optimizer
@@ -298,17 +299,24 @@ def course_cost_tolerance(records: list[tuple[Array, Array, float]], m: int) -> 
     return 2.0 * total / m  # SAFETY = 2 for the first-order terms
 
 
-@pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
-def test_course_model_is_reproduced_bit_for_bit(optimizer: str) -> None:
+@pytest.mark.parametrize(
+    ("optimizer", "hyper"),
+    [
+        ("gd", {}),
+        ("momentum", {}),
+        ("adam", {}),
+        # Non-default betas and epsilon reach the update (the defaults alone would not show it).
+        ("momentum", {"beta": 0.5}),
+        ("adam", {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-2}),
+    ],
+)
+def test_course_model_is_reproduced_bit_for_bit(optimizer: str, hyper: dict[str, Any]) -> None:
     X, Y = moons(100, seed=0)
     course = Course()
     epochs, size, lr = 6, 32, 0.01
-    params = course.run(
-        X, Y, [2, 5, 3, 1], optimizer, learning_rate=lr, mini_batch_size=size, num_epochs=epochs
-    )
-    ours = model(
-        X, Y, [2, 5, 3, 1], optimizer, learning_rate=lr, mini_batch_size=size, num_epochs=epochs
-    )
+    kw: dict[str, Any] = {"learning_rate": lr, "mini_batch_size": size, "num_epochs": epochs}
+    params = course.run(X, Y, [2, 5, 3, 1], optimizer, **kw, **hyper)
+    ours = model(X, Y, [2, 5, 3, 1], optimizer, **kw, **hyper)
     for k, value in params.items():
         assert np.array_equal(value.reshape(-1), ours.parameters[k].reshape(-1)), k
     per_epoch = math.ceil(100 / size)
@@ -317,6 +325,39 @@ def test_course_model_is_reproduced_bit_for_bit(optimizer: str) -> None:
         records = course.costs[e * per_epoch : (e + 1) * per_epoch]
         course_cost = sum(r[2] for r in records) / 100  # the course's cost_total / m
         assert abs(ours.costs[e] - course_cost) <= course_cost_tolerance(records, 100)
+
+
+def test_model_defaults_are_the_courses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """learning_rate 0.0007 and mini_batch_size 64 (m = 65 > 64, so the size shows), and
+    num_epochs 10000, seed 10: what model hands to train (a spy; 10000 epochs would be slow)."""
+    X, Y = moons(65, seed=2)
+    default = model(X, Y, [2, 3, 2, 1], "gd", num_epochs=1)
+    explicit = model(
+        X, Y, [2, 3, 2, 1], "gd", learning_rate=0.0007, mini_batch_size=64, num_epochs=1
+    )
+    assert default.costs == explicit.costs
+    assert all(np.array_equal(default.parameters[k], v) for k, v in explicit.parameters.items())
+    seen: dict[str, Any] = {}
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return train(*args, **{**kwargs, "num_epochs": 0})
+
+    monkeypatch.setattr(training, "train", spy)
+    model(X, Y, [2, 3, 2, 1], "gd")
+    assert (seen["num_epochs"], seen["mini_batch_size"], seen["seed"]) == (10000, 64, 10)
+
+
+def test_model_starts_from_init_seed_and_returns_its_spec() -> None:
+    X, Y = moons(10, seed=0)
+    result = model(X, Y, [2, 4, 3, 1], "adam", num_epochs=0, init_seed=5)
+    assert result.costs == ()
+    want = initialize_parameters([2, 4, 3, 1], seed=5)
+    assert all(np.array_equal(result.parameters[k], v) for k, v in want.items())
+    assert not np.array_equal(result.parameters["W1"], initialize_parameters([2, 4, 3, 1])["W1"])
+    assert result.spec == net.NetworkSpec(
+        2, (4, 3), 1, activation="relu", output="sigmoid", feature_axis=0
+    )
 
 
 def test_course_model_cost_decreases_on_the_toy_set() -> None:
@@ -355,12 +396,18 @@ def test_model_rejects_bad_input() -> None:
         ValueError, match=r"^layers_dims must have at least 4 entries, got \[2, 3, 1\]$"
     ):
         model(X, Y, [2, 3, 1], "gd")
-    with pytest.raises(TypeError, match=r"^layers_dims must be a sequence of integers"):
+    with pytest.raises(
+        TypeError, match=r"^layers_dims must be a sequence of integers, got <class 'str'>$"
+    ):
         model(X, Y, bad("2331"), "gd")
     with pytest.raises(ValueError, match=r"^layers_dims\[1\] must be an integer >= 1, got 0$"):
         model(X, Y, [2, 0, 3, 1], "gd")
     with pytest.raises(ValueError, match=r"^Y must have shape \(1, m\)"):
         model(X, Y.ravel(), [2, 3, 3, 1], "gd")
+    with pytest.raises(
+        ValueError, match=r"^Y must have shape \(1, m\) = \(1, 20\), got shape \(1, 19\)$"
+    ):
+        model(X, Y[:, 1:], [2, 3, 3, 1], "gd")  # two axes, but not (1, m)
     with pytest.raises(ValueError, match=r"^X must have shape \(2, m\)"):
         model(X.T, Y, [2, 3, 3, 1], "gd", num_epochs=1)
     with pytest.raises(ValueError, match=r"^X must be finite"):
@@ -467,6 +514,9 @@ def test_epoch_cost_is_the_average_over_examples() -> None:
     assert [len(b.X) for b in random_mini_batches(X, labels, 16, 4, axis=0)] == [16, 16, 8]
     assert result.costs == (math.fsum(weighted) / 40,)
     assert all(np.array_equal(result.params[k], theta[k]) for k in theta)
+    default_seed = train(s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=16)
+    seed_0 = train(s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=16, seed=0)
+    assert default_seed.costs == seed_0.costs != result.costs  # seed defaults to 0
 
 
 def test_batch_norm_needs_two_examples_per_batch() -> None:
