@@ -489,3 +489,24 @@ def test_properties_catch_broken_partitions(partition: Partition, caught_by: set
     assert failed == caught_by
     for prop in PROPERTIES:  # and the reference passes the same case
         prop.judge(impl, _CASE)
+
+
+def test_partitions_carry_non_finite_values_as_they_are() -> None:
+    # Partitioning looks only at positions: NaN and infinity are examples like any other, so they
+    # are neither rejected nor changed (examples_array checks the type only).
+    X = np.array([[1.0, np.nan, 3.0, np.inf, 5.0]])
+    Y = np.array([[0.0, 1.0, -np.inf, 1.0, 0.0]])
+    batches = random_mini_batches(X, Y, mini_batch_size=2, seed=0)
+    order = np.concatenate(mini_batch_indices(5, 2, seed=0))
+    got_x = np.concatenate([b.X for b in batches], axis=1)
+    got_y = np.concatenate([b.Y for b in batches], axis=1)
+    assert np.array_equal(got_x, X[:, order], equal_nan=True)
+    assert np.array_equal(got_y, Y[:, order])
+
+
+@pytest.mark.parametrize(("seed", "kind"), [(1.5, "float"), ("3", "str"), (None, "NoneType")])
+def test_a_seed_that_is_not_an_integer_is_named_with_its_type(seed: object, kind: str) -> None:
+    X, Y = np.zeros((1, 4)), np.zeros((1, 4))
+    message = rf"^seed must be an integer or a numpy\.random\.Generator, got {kind} "
+    with pytest.raises(TypeError, match=message):
+        random_mini_batches(X, Y, seed=seed)  # type: ignore[arg-type]  # rejected
