@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,7 @@ def test_relative_error_formula() -> None:
     assert relative_error([1.0, 0.0], [0.0, 1.0]) == pytest.approx(math.sqrt(2) / 2, rel=4 * U)
     assert relative_error([1.0], [-1.0]) == 1.0  # the largest possible value
     assert relative_error([2.0], [1.0]) == pytest.approx(1 / 3, rel=4 * U)
+    assert relative_error([], []) == 0.0  # empty vectors have norm 0, like zero ones
 
 
 def test_relative_error_is_scale_free_without_overflow_or_underflow() -> None:
@@ -154,6 +156,15 @@ def test_default_step_formula() -> None:
         default_step(x), DEFAULT_RELATIVE_STEP * np.array([rms, 3.0, 4.0]), rtol=4 * U
     )
     np.testing.assert_array_equal(default_step(np.zeros(2)), DEFAULT_RELATIVE_STEP)
+    # rms < 1: the floor is the rms itself, not 1 (the step scales with the input).
+    small = np.array([0.0, 0.3, -0.4])
+    np.testing.assert_allclose(
+        default_step(small),
+        DEFAULT_RELATIVE_STEP * np.array([math.sqrt(0.25 / 3), 0.3, 0.4]),
+        rtol=4 * U,  # a few roundings in the mean, sqrt and product
+    )
+    # An empty input has no elements to step: an empty step, and no mean of an empty slice.
+    assert default_step(np.zeros((0, 3))).shape == (0, 3)
 
 
 def test_the_divisor_is_the_step_actually_taken() -> None:
@@ -197,6 +208,7 @@ def test_fast_check_passes_correct_gradients() -> None:
     assert max(report.relative_errors.values()) < 1e-9
     assert report.evaluations == 1 + 2 * 2 * DEFAULT_PROJECTIONS
     assert report.fast_relative_errors == {}
+    assert dict(report.tolerances) == {"a": DEFAULT_TOLERANCE, "b": DEFAULT_TOLERANCE}
     assert 0 <= report.worst_index[0] < DEFAULT_PROJECTIONS
 
 
@@ -271,6 +283,87 @@ def test_atol_absorbs_a_known_error() -> None:
     assert fast.mode == "fast"
 
 
+def test_tolerance_with_atol_on_a_hand_example() -> None:
+    """f = x / 4 at x = 1 with step 1/2: numeric 0.25 exactly; analytic 0.375. Then
+    error = 0.125 / (0.375 + 0.25) = 0.2 and tolerance = 0.01 + atol / 0.625 = 0.81."""
+    report = full_check(
+        lambda a: a / 4,
+        lambda w, _a: (w / 4 + 0.125,),
+        (np.array([1.0]),),
+        upstream=np.ones(1),
+        step=0.5,
+        tolerance=0.01,
+        atol=0.5,
+    )
+    assert report.numeric == 0.25
+    assert report.analytic == 0.375
+    assert report.relative_errors["inputs[0]"] == pytest.approx(0.2, rel=4 * U)
+    assert report.tolerance == pytest.approx(0.81, rel=4 * U)  # a few roundings
+    assert report.passed
+    assert report.evaluations == 3
+
+
+def test_the_worst_input_has_the_largest_error_over_tolerance_not_the_largest_error() -> None:
+    """As in the hand example, a errs by 0.2 against 0.81 (ratio 0.25, passes); b's analytic
+    0.3 against numeric 0.25 errs by 0.05 / 0.55 = 0.09 against 0.01 (ratio 9, fails)."""
+    report = full_check(
+        lambda a, b: (a + b) / 4,
+        lambda w, _a, _b: (w / 4 + 0.125, w / 4 + 0.05),
+        (np.array([1.0]), np.array([1.0])),
+        upstream=np.ones(1),
+        names=NAMES,
+        step=0.5,
+        tolerance=0.01,
+        atol=(0.5, 0.0),
+    )
+    assert report.relative_errors["a"] > report.relative_errors["b"]
+    # 0.3 - 0.25 cancels: the rounding of 0.3 (u * 0.3) is 6u of the difference, plus a few u.
+    assert report.relative_errors["b"] == pytest.approx(0.05 / 0.55, rel=16 * U)
+    assert report.worst_input == "b"
+    assert not report.passed
+
+
+def test_a_wrong_second_input_is_the_worst() -> None:
+    def vjp_wrong_b(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
+        ga, gb = vjp_ab(v, a, b)
+        return ga, gb + 1e-3
+
+    report = full_check(f_ab, vjp_wrong_b, (A, B), upstream=V, names=NAMES)
+    assert report.relative_errors["a"] > 0.0  # rounding: a nonzero error, far below b's
+    assert report.worst_input == "b"
+
+
+def test_zero_gradients_pass_with_the_relative_tolerance() -> None:
+    """||a|| + ||n|| = 0 leaves atol nothing to be relative to: the tolerance is `tolerance`."""
+    report = full_check(
+        lambda a: 0.0 * a,
+        lambda w, _a: (0.0 * w,),
+        (np.array([1.0, 2.0]),),
+        upstream=np.ones(2),
+        atol=1.0,
+    )
+    assert report.passed
+    assert report.relative_errors["inputs[0]"] == 0.0
+    assert report.tolerance == DEFAULT_TOLERANCE
+
+
+def test_a_nan_error_is_worse_than_any_finite_error() -> None:
+    """Even an error against a zero tolerance (error / tolerance = inf) ranks below a NaN."""
+    x, v = np.array([1.0, -3.0]), np.array([1.0, 2.0])
+
+    def f(a: Float64Array, b: Float64Array) -> Float64Array:
+        out: Float64Array = np.square(a) + 3.0 * b
+        return out
+
+    def vjp(w: Float64Array, a: Float64Array, _b: Float64Array) -> tuple[Float64Array, ...]:
+        return 2 * a * w + 0.5, np.full(2, math.nan)
+
+    report = full_check(f, vjp, (x, x), upstream=v, names=NAMES, step=0.5, tolerance=0.0)
+    assert report.relative_errors["a"] > 0.0
+    assert math.isnan(report.relative_errors["b"])
+    assert report.worst_input == "b"
+
+
 def test_a_nan_gradient_fails() -> None:
     def vjp_nan(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
         ga, gb = vjp_ab(v, a, b)
@@ -283,6 +376,142 @@ def test_a_nan_gradient_fails() -> None:
     assert report.worst_input == "a"
     assert report.worst_index == (0, 1)
     assert math.isnan(report.relative_errors["a"])
+    assert report.tolerances["a"] == DEFAULT_TOLERANCE  # no atol term from a NaN scale
+    assert report.relative_errors["b"] <= report.tolerances["b"]
+
+
+def test_an_infinite_gradient_is_as_bad_as_a_nan_one() -> None:
+    """Both differ from the numeric value by an infinite amount; the first such element is the
+    worst one."""
+
+    def vjp_inf_nan(v: Float64Array, a: Float64Array, b: Float64Array) -> tuple[Float64Array, ...]:
+        ga, gb = vjp_ab(v, a, b)
+        ga = ga.copy()
+        ga[0, 1], ga[0, 2] = math.inf, math.nan
+        return ga, gb
+
+    report = full_check(f_ab, vjp_inf_nan, (A, B), upstream=V, names=NAMES)
+    assert not report.passed
+    assert report.worst_index == (0, 1)
+    assert report.analytic == math.inf
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_a_non_finite_output_of_f_fails_the_check_rather_than_raising(mode: str) -> None:
+    """f = x, but +inf once x[0] moves off 1: L(x +- h e_0) = inf, whose difference is NaN."""
+
+    def f_blows_up(a: Float64Array) -> Float64Array:
+        return a if a[0] == 1.0 else np.full_like(a, math.inf)
+
+    x = np.array([1.0, 2.0])
+    report = CHECKS[mode](f_blows_up, lambda v, _a: (v,), (x,), upstream=np.ones(2))
+    assert not report.passed
+    assert math.isnan(report.relative_errors["inputs[0]"])
+    assert report.tolerances["inputs[0]"] == DEFAULT_TOLERANCE
+
+
+def test_a_nan_output_of_f_at_the_inputs_fails_the_check_rather_than_raising() -> None:
+    report = full_check(
+        lambda a: a * math.nan, lambda v, _a: (v,), (np.array([1.0, 2.0]),), upstream=np.ones(2)
+    )
+    assert not report.passed
+    assert math.isnan(report.relative_errors["inputs[0]"])
+
+
+def test_central_differences_are_exact_for_quadratics() -> None:
+    """(x + h)**2 - (x - h)**2 = 4 x h: no truncation. With small integers and a power-of-two
+    step every operation is exact, so the gradient is exactly 2 x v."""
+    x, v = np.array([1.0, -3.0, 4.0]), np.array([1.0, 2.0, -1.0])
+    (g,) = numeric_gradients(np.square, (x,), v, step=0.5)
+    np.testing.assert_array_equal(g, 2 * x * v)
+    # Generic values at the default step: only the rounding of L, ~u sum|v f| / h.
+    y = np.array([0.37, -1.91, 2.53])
+    (g,) = numeric_gradients(np.square, (y,), v)
+    # u * sum|v y**2| (~14) / h (>= 6.9e-6 * 1.8) ~ 1.3e-10 per element; 1e-9 leaves room x8.
+    np.testing.assert_allclose(g, 2 * y * v, rtol=0, atol=1e-9)
+
+
+def test_worst_input_with_zero_tolerance() -> None:
+    """With tolerance 0 an input with error exactly 0 passes and one with any error fails and
+    is the worst, whatever their order."""
+    x, v = np.array([1.0, -3.0]), np.array([1.0, 2.0])
+
+    def f(a: Float64Array, b: Float64Array) -> Float64Array:
+        out: Float64Array = np.square(a) + 3.0 * b
+        return out
+
+    def vjp(w: Float64Array, a: Float64Array, _b: Float64Array) -> tuple[Float64Array, ...]:
+        return 2 * a * w, 3.0 * w + np.array([0.0, 0.5])  # b's gradient is wrong at index 1
+
+    report = full_check(f, vjp, (x, x), upstream=v, names=NAMES, step=0.5, tolerance=0.0)
+    assert report.relative_errors["a"] == 0.0  # exact (see the quadratic test above)
+    assert report.relative_errors["b"] > 0.0
+    assert not report.passed
+    assert report.worst_input == "b"
+    assert report.worst_index == (1,)
+    assert dict(report.tolerances) == {"a": 0.0, "b": 0.0}
+    # atol on b alone: b passes with error / tolerance = 0.5 / ||(1, 1)|| ~ 0.35, which still
+    # makes it worse than a, whose 0 / 0 counts as 0.
+    report = full_check(
+        f, vjp, (x, x), upstream=v, names=NAMES, step=0.5, tolerance=0.0, atol=(0.0, 1.0)
+    )
+    assert report.passed
+    assert report.worst_input == "b"
+
+
+def test_fast_check_directions_are_steps_times_uniform_draws() -> None:
+    """Projection p of input k moves x_k by delta = step_k * r, r ~ uniform(-1, 1) drawn from
+    rng for p = 0, 1, ... and, within p, k = 0, 1, ...; a_p = <g_k, delta>, n_p = central
+    difference of L over 2 delta. f is linear, so n_p = <dL/dx_k, delta> up to rounding."""
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([[1.0, 3.0]])
+    v = np.array([1.0, 2.0, -3.0, 0.5, -1.5])
+    error = np.array([0.1, -0.2, 0.4])
+
+    def f(a: Float64Array, b: Float64Array) -> Float64Array:
+        return np.concatenate([2.0 * a, 3.0 * b.ravel()])
+
+    def vjp(w: Float64Array, _a: Float64Array, _b: Float64Array) -> tuple[Float64Array, ...]:
+        return 2.0 * w[:3] + error, 3.0 * w[3:].reshape(1, 2)
+
+    steps, count = (0.25, 0.125), 4
+    # tolerance 1 (every relative error is <= 1): the fast report, whatever the values.
+    report = fast_check(
+        f,
+        vjp,
+        (x, y),
+        upstream=v,
+        names=NAMES,
+        rng=9,
+        num_projections=count,
+        step=steps,
+        tolerance=1.0,
+        atol=(1e-3, 0.0),
+    )
+    gen = np.random.default_rng(9)
+    draws = [
+        [h * gen.uniform(-1.0, 1.0, size=z.shape) for h, z in zip(steps, (x, y), strict=True)]
+        for _ in range(count)
+    ]
+    dx = np.array([d[0] for d in draws])  # (count, 3)
+    analytic = dx @ (2.0 * v[:3] + error)
+    numeric = dx @ (2.0 * v[:3])
+    assert report.mode == "fast"
+    assert report.evaluations == 1 + 2 * 2 * count
+    # Rounding only: x +- delta is exact to ~u 2.25, L to ~u sum|v f| ~ 30 u, against
+    # projections of size ~0.1: relative errors agree to ~1e-13; 1e-9 is far above that.
+    assert report.relative_errors["a"] == pytest.approx(relative_error(analytic, numeric), rel=1e-9)
+    assert report.relative_errors["b"] < 1e-9
+    # atol bounds a projection by sum_i atol_i step_i = 3 * 1e-3 * 0.25, and the vector of
+    # count projections by sqrt(count) times that; relative to ||a|| + ||n||.
+    scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    want = 1.0 + math.sqrt(count) * 3 * 1e-3 * 0.25 / scale
+    assert report.tolerances["a"] == pytest.approx(want, rel=1e-9)
+    assert report.tolerances["b"] == 1.0
+    p = int(np.argmax(np.abs(analytic - numeric)))
+    assert report.worst_input == "a"
+    assert report.worst_index == (p,)
+    assert report.analytic == pytest.approx(analytic[p], rel=1e-9)
+    assert report.numeric == pytest.approx(numeric[p], rel=1e-9)
 
 
 # --- purity and report invariants -------------------------------------------------------------
@@ -310,6 +539,26 @@ def test_inputs_are_never_modified_even_by_a_mutating_f() -> None:
     np.testing.assert_array_equal(v, V)
     assert full.passed  # each call of f got fresh copies, so the check itself is unharmed
     assert fast.passed
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_the_check_uses_the_inputs_as_they_were_at_the_call(mode: str) -> None:
+    """f modifies the caller's arrays (through a closure) at every call: the check works on
+    private copies taken at the call, so it still sees the function x**2 at the original x."""
+    x, v = np.array([1.0, 2.0]), np.array([1.0, -1.0])
+    x0, v0 = x.copy(), v.copy()
+
+    def f_meddling(a: Float64Array) -> Float64Array:
+        x[...] += 1.0
+        v[...] += 1.0
+        out: Float64Array = np.square(a)
+        return out
+
+    report = CHECKS[mode](f_meddling, lambda w, a: (2 * a * w,), (x,), upstream=v)
+    assert report.passed
+    assert report.relative_errors["inputs[0]"] < 1e-9  # as for the quadratic above
+    assert not np.array_equal(x, x0)  # the meddling did happen
+    assert not np.array_equal(v, v0)
 
 
 @pytest.mark.parametrize("vjp", [vjp_ab, vjp_one_wrong, vjp_missing_term])
@@ -343,6 +592,50 @@ def test_report_invariants(mode: str, vjp: Callable[..., Any]) -> None:
         report.relative_errors["a"] = 0.0  # type: ignore[index]  # read-only mapping
 
 
+# --- the report's text ------------------------------------------------------------------------
+
+
+def _hand_report(passed: bool, mode: str, fast: dict[str, float]) -> GradcheckReport:
+    return GradcheckReport(
+        passed=passed,
+        mode=mode,
+        relative_errors=MappingProxyType({"a": 0.5, "b": 1e-12}),
+        tolerances=MappingProxyType({"a": 1e-6, "b": 2e-6}),
+        worst_input="a",
+        worst_index=(2,) if mode == "fast" else (1, 2),
+        analytic=1.5,
+        numeric=0.5,
+        evaluations=7,
+        fast_relative_errors=MappingProxyType(fast),
+    )
+
+
+def test_report_text_in_full_mode() -> None:
+    assert str(_hand_report(False, "full", {})) == (
+        "gradcheck FAILED (full mode, 7 evaluations of f): worst input 'a', relative error "
+        "5.000e-01 (tolerance 1.000e-06)\n"
+        "  worst element a[1, 2]: analytic 1.5, numeric 0.5\n"
+        "  a: relative error 5.000e-01, tolerance 1.000e-06\n"
+        "  b: relative error 1.000e-12, tolerance 2.000e-06"
+    )
+
+
+def test_report_text_in_fast_mode_names_the_projection() -> None:
+    text = str(_hand_report(True, "fast", {}))
+    assert text.startswith("gradcheck passed (fast mode, 7 evaluations of f): ")
+    assert text.splitlines()[1] == "  worst projection 2: analytic 1.5, numeric 0.5"
+    assert "the fast check failed" not in text
+
+
+def test_report_text_after_a_fallback_lists_the_fast_errors() -> None:
+    text = str(_hand_report(False, "fast->full", {"a": 0.25, "b": 2e-12}))
+    assert text.splitlines()[1] == "  worst element a[1, 2]: analytic 1.5, numeric 0.5"
+    assert text.splitlines()[-1] == (
+        "  the fast check failed (relative errors a 2.500e-01, b 2.000e-12); the full check "
+        "located the worst element"
+    )
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
@@ -365,8 +658,22 @@ BAD_TYPE: list[tuple[dict[str, Any], str]] = [
     ({"inputs": (A, "b")}, r"^inputs\[1\] must be a real numeric array, got str"),
     ({"inputs": (A > 0, B)}, r"^inputs\[0\] must have a real .* boolean"),
     ({"upstream": V.astype(complex)}, r"^upstream must have a real .* complex"),
-    ({"vjp": lambda v, a, _b: v * a}, r"^vjp must return a tuple with one gradient per input"),
+    (
+        {"vjp": lambda v, a, _b: v * a},
+        r"^vjp must return a tuple with one gradient per input, got ndarray$",
+    ),
+    ({"inputs": "ab"}, r"^inputs must be a tuple or list of arrays, got str;"),
+    ({"inputs": b"ab"}, r"^inputs must be a tuple or list of arrays, got bytes;"),
+    ({"names": {"a", "b"}}, r"^names must be a sequence of strings, got set$"),
+    ({"step": "ab"}, r"^step must be a real numeric array, got str"),
+    ({"atol": b"ab"}, r"^atol must be a real numeric array, got bytes"),
+    ({"atol": (0.0, np.bool_(True))}, r"^atol\[1\] must be a real number or array, got bool"),
+    (
+        {"vjp": lambda _v, _a, _b: 1.0},
+        r"^vjp must return a tuple with one gradient per input, got float$",
+    ),
     ({"f": lambda a, _b: (a + 1j).astype(complex)}, r"^f's output must have a real"),
+    ({"vjp": lambda v, _a, _b: (v, v * 1j)}, r"^gradient of b must have a real .* complex"),
     ({"names": ("a", 2)}, r"^names must be strings"),
     ({"names": "ab"}, r"^names must be a sequence of strings, got str"),
     ({"step": True}, r"^step must be a real number or array, got bool"),
@@ -389,6 +696,10 @@ BAD_VALUE: list[tuple[dict[str, Any], str]] = [
     ({"step": math.nan}, r"^step must be finite and > 0"),
     ({"step": math.inf}, r"^step must be finite and > 0"),
     ({"step": (1e-6, np.array([1e-6, 0.0, 1e-6, 1e-6]))}, r"^step\[1\] must be finite and > 0"),
+    (
+        {"step": np.array([1e-6, 2e-6])},  # one array for every input, not one per input
+        r"^step must broadcast to the input's shape \(3, 4\), got shape \(2,\)$",
+    ),
     ({"step": (1e-6,)}, r"^step must be a number or one value per input \(2\), got 1"),
     ({"step": (1e-6, np.full(3, 1e-6))}, r"^step\[1\] must broadcast to the input's shape"),
     ({"step": 1e-300}, r"^step for a .*below the spacing"),
@@ -428,7 +739,11 @@ def test_rejects_an_output_whose_shape_changes_under_perturbation() -> None:
 @pytest.mark.parametrize(
     ("kw", "error", "match"),
     [
-        ({"rng": "seed"}, TypeError, r"^rng must be an int seed or a numpy.random.Generator"),
+        (
+            {"rng": "seed"},
+            TypeError,
+            r"^rng must be an int seed or a numpy\.random\.Generator, got str$",
+        ),
         ({"rng": True}, TypeError, r"^rng must be an int seed"),
         ({"rng": 1.5}, TypeError, r"^rng must be an int seed"),
         ({"rng": 0, "num_projections": 0}, ValueError, r"^num_projections must be an integer >= 1"),
