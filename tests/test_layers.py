@@ -31,6 +31,7 @@ from reference.layers import (
     initial_state,
     l2_penalty,
     l2_penalty_gradient,
+    log_softmax,
     relu_backward,
     relu_forward,
     sigmoid_backward,
@@ -254,6 +255,7 @@ def test_relu_and_sigmoid_values() -> None:
     y, cache = relu_forward(x)
     assert np.array_equal(y, [[0.0, 0.0, 3.0], [0.0, 800.0, 1e-300]])
     assert np.array_equal(relu_backward(np.ones_like(x), cache).dx, [[0, 0, 1], [0, 1, 1]])
+    assert not cache.positive.flags.writeable  # the cached mask is read-only, like y
     s, scache = sigmoid_forward(x)
     assert s[1, 0] == 0.0
     assert s[1, 1] == 1.0
@@ -356,6 +358,18 @@ def test_batch_norm_layer_eval_uses_running_statistics() -> None:
     assert np.allclose(train.y, [[-1, -1], [1, 1]], rtol=1e-5)
 
 
+def test_log_softmax_values() -> None:
+    # Shifted by the row maximum: [1000, 0] -> [0, -1000]; exp gives [1, e**-1000] and
+    # e**-1000 underflows to 0, so the sum is 1 and its log exactly 0: the result is exact.
+    assert np.array_equal(log_softmax(np.array([[1000.0, 0.0]])), [[0.0, -1000.0]])
+    # Classes along axis 1 by default: the transpose with class_axis=0 is the same result.
+    z = np.array([[0.0, 1.0, 2.0], [-3.0, 0.5, 4.0]])
+    logp = log_softmax(z)
+    assert np.array_equal(logp, log_softmax(z.T, class_axis=0).T)
+    # Each row's probabilities sum to 1: 3 terms, each rounded, within a few ulps of 1.
+    assert np.allclose(np.exp(logp).sum(axis=1), 1.0, rtol=8 * 2.0**-53, atol=0)
+
+
 def test_dropout_forms() -> None:
     x = np.arange(1.0, 9.0).reshape(2, 4)
     y, cache = dropout_forward(x, 0.5, kind="inverted", rng=np.random.default_rng(0))
@@ -370,6 +384,10 @@ def test_dropout_forms() -> None:
     y, cache = dropout_forward(x, 0.5, mask=mask)
     assert np.array_equal(y, np.where(mask, 2 * x, 0.0))
     assert np.array_equal(dropout_backward(np.ones_like(x), cache).dx, np.where(mask, 2.0, 0.0))
+    # The cache keeps a read-only copy of the caller's mask: neither side can change the other.
+    assert cache.mask is not None
+    assert not cache.mask.flags.writeable
+    assert not np.shares_memory(cache.mask, mask)
 
 
 def test_weight_decay_values() -> None:

@@ -364,3 +364,44 @@ def test_nothing_is_mutated() -> None:
     for k, grad in g.grads.items():
         assert not grad.flags.writeable
         assert not np.shares_memory(grad, p[k])
+
+
+def test_loss_draws_its_dropout_masks_from_the_rng_given() -> None:
+    # The same Generator seed gives the same masks as forward's; without rng (or masks) a
+    # training pass with dropout has nothing to draw from and is rejected.
+    s = spec(dropout=net.DropoutSpec(0.5))
+    p = net.init_params(s, np.random.default_rng(0))
+    X, y = data(s)
+    state = net.init_state(s)
+    fwd = net.forward(s, p, state, X, train=True, rng=np.random.default_rng(7))
+    got = net.loss(s, p, state, X, y, train=True, rng=np.random.default_rng(7))
+    assert len(got.masks) == len(fwd.masks) == 2
+    for a, b in zip(got.masks, fwd.masks, strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert np.array_equal(got.forward.scores, fwd.scores)
+    with pytest.raises(ValueError, match=r"^rng must be a numpy\.random\.Generator"):
+        net.loss(s, p, state, X, y, train=True)
+
+
+def test_loss_returns_the_updated_state_in_training_and_the_given_one_otherwise() -> None:
+    s = spec(batch_norm=BatchNormConfig())
+    p = net.init_params(s, np.random.default_rng(1))
+    X, y = data(s)
+    state = net.init_state(s)
+    trained = net.loss(s, p, state, X, y, train=True)
+    fwd = net.forward(s, p, state, X, train=True)
+
+    def leaves(st: net.NetworkState) -> list[Any]:
+        return [v for b in st.batch_norm for v in (*b.running, b.num_batches_tracked)]
+
+    pairs = zip(leaves(trained.state), leaves(fwd.state), strict=True)
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    assert [b.num_batches_tracked for b in trained.state.batch_norm] == [1, 1]  # moved
+    assert net.loss(s, p, state, X, y).state is state
+
+
+@pytest.mark.parametrize("p", [np.float32(0.25), 0.25, 0])
+def test_dropout_spec_stores_p_as_a_python_float(p: Any) -> None:
+    stored = net.DropoutSpec(p).p
+    assert type(stored) is float
+    assert stored == float(p)

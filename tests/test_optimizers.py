@@ -11,7 +11,7 @@ are written below as the course's "Optimization Methods" notebook has them (dict
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from properties.optimizer_props import (
 )
 from properties.tolerances import U64
 from reference.optimizers import (
+    OPTIMIZERS,
     SGD,
     AdaGrad,
     Adam,
@@ -249,6 +250,29 @@ def test_momentum_forms_by_hand(name: str) -> None:
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
 
 
+# The velocity after the two steps of HAND. The forms move theta alike but scale v differently
+# (classic's v is -lr times pytorch's, course's (1 - beta) times), so v tells the forms apart.
+VELOCITY: dict[str, list[float]] = {
+    "momentum course": [0.5, 0.25 + 1.0],  # 0.5 * 1; 0.5 * 0.5 + 0.5 * 2
+    "momentum classic": [-0.1, -0.05 - 0.2],  # -0.1 * 1; 0.5 * -0.1 - 0.1 * 2
+    "momentum pytorch": [1.0, 0.5 + 2.0],  # 1; 0.5 * 1 + 2
+    "nesterov pytorch": [1.0, 0.5 + 2.0],
+    "nesterov classic": [-0.1, -0.05 - 0.2],
+}
+
+
+@pytest.mark.parametrize("name", sorted(VELOCITY))
+def test_velocity_of_each_form_by_hand(name: str) -> None:
+    opt = HAND[name][0]()
+    params: Mapping[str, Any] = {"w": np.array([1.0])}
+    state = opt.init(params)
+    got = []
+    for g in (1.0, 2.0):
+        params, state = opt.step(params, {"w": np.array([g])}, state)
+        got.append(float(state.v["w"][0]))
+    np.testing.assert_allclose(got, VELOCITY[name], rtol=RTOL, atol=0)
+
+
 def _one(opt: Any, grads: list[float]) -> list[float]:
     params: Mapping[str, Any] = {"w": np.array([1.0])}
     state = opt.init(params)
@@ -352,6 +376,28 @@ def test_rejects_learning_rate(name: str, value: Any, error: type[Exception]) ->
         make_optimizer(name, learning_rate=value)
 
 
+# Integer hyperparameters (1 and 0 are valid for every one of them) of each optimizer.
+INT_HYPER: dict[str, dict[str, int]] = {
+    "sgd": {"learning_rate": 1},
+    "momentum": {"learning_rate": 1, "beta": 0},
+    "nesterov": {"learning_rate": 1, "beta": 0},
+    "adagrad": {"learning_rate": 1, "epsilon": 1},
+    "rmsprop": {"learning_rate": 1, "beta": 0, "epsilon": 1},
+    "adam": {"learning_rate": 1, "beta1": 0, "beta2": 0, "epsilon": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_hyperparameters_are_stored_as_floats_and_nothing_else(name: str) -> None:
+    opt = BUILDERS[name](**INT_HYPER[name])
+    # The instance holds exactly its fields: the checked values replace the given ones.
+    assert vars(opt) == {f.name: getattr(opt, f.name) for f in fields(opt)}
+    for key, value in INT_HYPER[name].items():
+        stored = getattr(opt, key)
+        assert type(stored) is float, key
+        assert stored == value, key
+
+
 @pytest.mark.parametrize(
     ("name", "argument"),
     [
@@ -365,6 +411,16 @@ def test_rejects_learning_rate(name: str, value: Any, error: type[Exception]) ->
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), float("inf")])
 def test_rejects_beta_outside_unit_interval(name: str, argument: str, value: float) -> None:
     with pytest.raises(ValueError, match=rf"^{argument} must lie in \[0, 1\), got "):
+        make_optimizer(name, learning_rate=0.1, **{argument: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "argument"),
+    [("momentum", "beta"), ("nesterov", "beta"), ("rmsprop", "beta"), ("adam", "beta1")],
+)
+@pytest.mark.parametrize("value", ["0.9", True, np.array([0.9])])
+def test_rejects_beta_that_is_not_a_real_number(name: str, argument: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^{argument} must be a real number, got "):
         make_optimizer(name, learning_rate=0.1, **{argument: value})
 
 
@@ -395,6 +451,7 @@ def test_make_optimizer_rejects_unknown_name(value: Any) -> None:
         make_optimizer(value, learning_rate=0.1)
     message = str(info.value)
     assert all(repr(name) in message for name in ("gd", "sgd", "momentum", "adam", "rmsprop"))
+    assert ", ".join(map(repr, OPTIMIZERS)) in message  # the names read as a list
     assert message.endswith(f"got {value!r}")
 
 
@@ -499,7 +556,8 @@ def test_rejects_a_foreign_state(opt: Any) -> None:
         if not isinstance(state, own):
             with pytest.raises(
                 TypeError,
-                match=rf"^state must be a {own.__name__} \(from this optimizer's init\), got ",
+                match=rf"^state must be a {own.__name__} \(from this optimizer's init\), "
+                rf"got {type(state).__name__}$",
             ):
                 opt.step(PARAMS, GRADS, state)
 
@@ -564,6 +622,14 @@ def test_course_functions_reject() -> None:
         update_parameters_with_gd(COURSE_PARAMS, GRADS, 0.1)  # keyed "W1": not the course's
     with pytest.raises(ValueError, match=r"^grads must have the keys .*unexpected \['dA1'\]\)$"):
         update_parameters_with_gd(COURSE_PARAMS, {**COURSE_GRADS, "dA1": np.ones(1)}, 0.1)
+    with pytest.raises(TypeError, match=r"^grads must be a mapping from parameter names"):
+        update_parameters_with_gd(COURSE_PARAMS, [COURSE_GRADS["dW1"]], 0.1)  # type: ignore[arg-type]  # on purpose
+    with pytest.raises(ValueError, match=r"^grads\['db1'\] must be finite"):
+        update_parameters_with_gd(
+            COURSE_PARAMS, {**COURSE_GRADS, "db1": np.full((2, 1), np.inf)}, 0.1
+        )
+    with pytest.raises(ValueError, match=r"^grads must have the keys .*missing \['db1'\]"):
+        update_parameters_with_momentum(COURSE_PARAMS, {"dW1": COURSE_GRADS["dW1"]}, v, 0.9, 0.1)
     with pytest.raises(ValueError, match=r"^v\['dW1'\] must have the shape of parameters\['W1'\]"):
         update_parameters_with_momentum(
             COURSE_PARAMS, COURSE_GRADS, {**v, "dW1": np.ones(6)}, 0.9, 0.1
@@ -579,6 +645,10 @@ def test_course_functions_reject() -> None:
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, s, 1.0)  # type: ignore[arg-type]  # on purpose
     with pytest.raises(ValueError, match=r"^s must have the keys"):
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, {"dW1": s["dW1"]}, 1)
+    with pytest.raises(ValueError, match=r"^v must have the keys"):
+        update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, {"dW1": v["dW1"]}, s, 1)
+    with pytest.raises(ValueError, match=r"^grads must have the keys .*missing \['db1'\]"):
+        update_parameters_with_adam(COURSE_PARAMS, {"dW1": COURSE_GRADS["dW1"]}, v, s, 1)
     with pytest.raises(ValueError, match=r"^epsilon must be a finite number > 0, got 0\.0$"):
         update_parameters_with_adam(COURSE_PARAMS, COURSE_GRADS, v, s, 1, epsilon=0.0)
     bad_params: Any = [np.ones(2)]
