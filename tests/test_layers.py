@@ -362,6 +362,10 @@ def test_log_softmax_values() -> None:
     # Shifted by the row maximum: [1000, 0] -> [0, -1000]; exp gives [1, e**-1000] and
     # e**-1000 underflows to 0, so the sum is 1 and its log exactly 0: the result is exact.
     assert np.array_equal(log_softmax(np.array([[1000.0, 0.0]])), [[0.0, -1000.0]])
+    # Each row is shifted by its own maximum: shifted by the overall maximum 1000, the second
+    # row would be [-1000, -2000], whose exps both underflow, and log(0) = -inf.
+    both = log_softmax(np.array([[1000.0, 0.0], [0.0, -1000.0]]))
+    assert np.array_equal(both, [[0.0, -1000.0], [0.0, -1000.0]])
     # Classes along axis 1 by default: the transpose with class_axis=0 is the same result.
     z = np.array([[0.0, 1.0, 2.0], [-3.0, 0.5, 4.0]])
     logp = log_softmax(z)
@@ -770,3 +774,22 @@ def test_no_layer_mutates_or_aliases_its_arguments() -> None:
     assert np.array_equal(state.running.mean, state_before[0])
     assert np.array_equal(state.running.var, state_before[1])
     assert math.isfinite(loss)
+
+
+class _FixedDraws(np.random.Generator):
+    """A Generator whose `random` returns the given values, to place a draw exactly at p."""
+
+    def __init__(self, draws: list[float]) -> None:
+        super().__init__(np.random.PCG64(0))
+        self.draws = draws
+
+    def random(self, size: Any = None, dtype: Any = np.float64, out: Any = None) -> Any:
+        return np.array(self.draws).reshape(size)
+
+
+def test_draw_mask_keeps_a_unit_whose_draw_is_at_least_p() -> None:
+    # Kept iff u >= p for u uniform in [0, 1): probability exactly 1 - p on NumPy's grid of
+    # draws (u = p itself is kept). The mask is read-only, like every mask the layer caches.
+    mask = layers.draw_mask((4,), 0.5, _FixedDraws([0.5, 0.25, 0.75, 0.0]))
+    assert mask.tolist() == [True, False, True, False]
+    assert not mask.flags.writeable
