@@ -192,7 +192,8 @@ if __name__ == "__main__":
     mutmut_main.collect_or_load_stats = _limit_tests(mutmut_main.collect_or_load_stats)
     mutmut_main.run_stats_collection = _note_full_stats(mutmut_main.run_stats_collection)
     # get_mutant_runner is imported into mutmut.__main__, where `_run` looks it up.
-    mutmut_main.get_mutant_runner = _clean_run_once(mutmut_main.get_mutant_runner)  # type: ignore[attr-defined]  # not re-exported
+    namespace = vars(mutmut_main)  # not re-exported there, so not an attribute to mypy
+    namespace["get_mutant_runner"] = _clean_run_once(namespace["get_mutant_runner"])
     mutmut_main.collect_source_file_mutation_data = _skip_accepted(
         mutmut_main.collect_source_file_mutation_data, set(sys.argv[1:])
     )
