@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TextIO, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TextIO, TypeVar, cast
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -38,6 +39,8 @@ from reference.network import NetworkSpec, NetworkState, Params, check_params, g
 from reference.optimizers import Optimizer
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,18 @@ def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
     return cast("Optimizer[Any]", replaced)  # the same class as `optimizer`, an Optimizer
 
 
+def _on_one_blas_thread(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` with BLAS limited to one thread while it runs (restored after)."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_on_one_blas_thread
 def fit(
     spec: NetworkSpec,
     params: Params,
@@ -247,37 +262,6 @@ def fit(
     jobs running: a (300, 100) @ (100, 100) product took 1.84 ms with OpenBLAS's default two
     threads and 0.15 ms with one, and the quick `overfitting` run 52 s and 8.6 s.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(
-            spec,
-            params,
-            X,
-            y,
-            optimizer=optimizer,
-            num_epochs=num_epochs,
-            mini_batch_size=mini_batch_size,
-            seed=seed,
-            schedule=schedule,
-            evaluate=evaluate,
-            bar=bar,
-        )
-
-
-def _fit(
-    spec: NetworkSpec,
-    params: Params,
-    X: ArrayLike,
-    y: ArrayLike,
-    *,
-    optimizer: Optimizer[Any],
-    num_epochs: int,
-    mini_batch_size: int,
-    seed: int,
-    schedule: Schedule | None,
-    evaluate: Evaluate | None,
-    bar: ProgressBar | None,
-) -> FitResult:
-    """`fit`'s loop (see there)."""
     epochs = check_int(num_epochs, "num_epochs", minimum=0)
     theta = check_params(spec, params)
     net_state = init_state(spec)
