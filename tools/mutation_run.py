@@ -12,7 +12,10 @@ A mutant named in tools/mutation_accepted.txt has been shown equivalent (the fil
 is not run again unless named exactly on the command line; the report counts it as accepted.
 
 A mutant's tests run fastest first (mutmut stops at the first failure), under the `mutation`
-Hypothesis profile: the `ci` profile's derandomized examples without shrinking.
+Hypothesis profile: the `ci` profile's derandomized examples without shrinking. mutmut sorts a
+mutant's node IDs that way, but pytest 9 runs the node IDs it is given grouped by file, in path
+order; `_InGivenOrder` restores the order given. Without it, a batchnorm mutant that a rejection
+test kills in 0.01 s first ran every test of test_accuracy.py (measured: 37 s against 3.7 s).
 
 The filters act on mutmut's in-memory tables after they are loaded and are never written back,
 so the cached stats stay those of the whole selection. They rely on
@@ -27,12 +30,14 @@ from __future__ import annotations
 
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mutation_report import read_accepted  # tools/, the directory of this script
 from mutmut import __main__ as mutmut_main
+from mutmut.runners.harness import PytestRunner
 from mutmut.state import state
 
 ACCEPTED = Path(__file__).with_name("mutation_accepted.txt")
@@ -145,6 +150,26 @@ def _skip_accepted(original: Callable[..., Any], named: set[str]) -> Callable[..
     return collect_without_accepted
 
 
+class _InGivenOrder:
+    """A pytest plugin: run the collected tests in the order their node IDs were given."""
+
+    def __init__(self, params: Sequence[str]) -> None:
+        self.rank = {param: i for i, param in enumerate(params)}
+
+    @pytest.hookimpl(trylast=True)  # after every other plugin has chosen and ordered the items
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        # A stable sort: items not named one by one (whole files) keep pytest's order, last.
+        items.sort(key=lambda item: self.rank.get(item.nodeid, len(self.rank)))
+
+
+def _in_given_order(original: Callable[..., int]) -> Callable[..., int]:
+    def execute_pytest(self: PytestRunner, params: list[str], **kwargs: Any) -> int:
+        plugins = [*kwargs.pop("plugins", []), _InGivenOrder(params)]
+        return original(self, params, plugins=plugins, **kwargs)
+
+    return execute_pytest
+
+
 class _FullStats:
     """Whether this invocation ran mutmut's stats over every selected test (which must pass)."""
 
@@ -189,6 +214,8 @@ def check_selection(pyproject: Path = Path("pyproject.toml")) -> None:
 
 if __name__ == "__main__":
     check_selection()
+    runner: Any = PytestRunner  # assigning a method: typed Any with or without mutmut installed
+    runner.execute_pytest = _in_given_order(runner.execute_pytest)
     mutmut_main.collect_or_load_stats = _limit_tests(mutmut_main.collect_or_load_stats)
     mutmut_main.run_stats_collection = _note_full_stats(mutmut_main.run_stats_collection)
     # get_mutant_runner is imported into mutmut.__main__, where `_run` looks it up.
