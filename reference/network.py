@@ -124,7 +124,8 @@ class NetworkSpec:
             self.hidden_sizes, Sequence
         ):
             raise TypeError(
-                f"hidden_sizes must be a sequence of integers, got {type(self.hidden_sizes)}"
+                "hidden_sizes must be a sequence of integers, "
+                f"got {type(self.hidden_sizes).__name__}"
             )
         sizes = tuple(
             check_int(h, f"hidden_sizes[{i}]", minimum=1) for i, h in enumerate(self.hidden_sizes)
@@ -211,7 +212,9 @@ def init_state(spec: NetworkSpec) -> NetworkState:
 def check_params(spec: NetworkSpec, params: Mapping[str, ArrayLike]) -> Params:
     """`params` as read-only float64 arrays after checking the names and shapes of the spec."""
     if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a mapping from names to arrays, got {type(params)}")
+        raise TypeError(
+            f"params must be a mapping from names to arrays, got {type(params).__name__}"
+        )
     shapes = spec.param_shapes()
     if set(params) != set(shapes):
         raise ValueError(
@@ -257,7 +260,7 @@ def _check_masks(spec: NetworkSpec, masks: object) -> tuple[ArrayLike | None, ..
         return (None,) * count
     if spec.dropout is None:
         raise ValueError("masks must be None for a network without dropout")
-    if isinstance(masks, np.ndarray) or not isinstance(masks, Sequence) or len(masks) != count:
+    if not isinstance(masks, Sequence) or len(masks) != count:  # an ndarray is no Sequence
         raise ValueError(f"masks must be a sequence of {count} bool arrays, one per hidden layer")
     return tuple(masks)
 

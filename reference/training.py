@@ -81,7 +81,9 @@ def train(
     axis for the course's layout (``feature_axis == 0``: X (features, m), y (1, m) or (m,)).
     `state` defaults to `network.init_state(spec)`. With batch norm in training mode a
     mini-batch of one example has no variance: pass ``drop_last=True`` when m % mini_batch_size
-    is 1. Raises what `random_mini_batches`, `network.gradient` and the optimizer raise.
+    is 1. An epoch left without a batch (``drop_last`` with mini_batch_size > m) takes no
+    step and costs nan: it has no example to average over. Raises what `random_mini_batches`,
+    `network.gradient` and the optimizer raise.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")

@@ -328,6 +328,10 @@ def test_batch_norm_layer_train_updates_running_stats_by_convention() -> None:
         assert out.state.num_batches_tracked == 1
         assert out.cache.eps == get_convention(name).eps
         assert state.num_batches_tracked == 0  # the old state is untouched
+        assert out.cache.mode == "train"
+        # the cache records the statistics after this step, those of the new state
+        assert np.array_equal(out.cache.running.mean, out.state.running.mean)
+        assert np.array_equal(out.cache.running.var, out.state.running.var)
 
 
 def test_batch_norm_layer_cumulative_average() -> None:
@@ -353,6 +357,8 @@ def test_batch_norm_layer_eval_uses_running_statistics() -> None:
         want = (x - [0.0, 5.0]) / np.sqrt(np.array([4.0, 25.0]) + 1e-5)
         assert np.allclose(out.y, want, rtol=4 * 2.0**-53, atol=0)
         assert out.state is state
+        assert out.cache.mode == mode  # backward picks the fixed affine map by this mode
+        assert out.cache.running is state.running  # the statistics y was normalized with
     train = batch_norm_layer_forward(x, np.ones(2), np.zeros(2), state, mode="train", config=cfg)
     assert not np.allclose(train.y, want)  # training mode normalizes with the batch's own
     assert np.allclose(train.y, [[-1, -1], [1, 1]], rtol=1e-5)
@@ -672,8 +678,14 @@ def test_batch_norm_layer_rejects_bad_input() -> None:
     )
     _raises(
         TypeError,
-        r"^state must be a BatchNormState, got NoneType$",
-        lambda: batch_norm_layer_forward(x, g, b, bad(None), mode="train"),
+        r"^state must be a BatchNormState, got RunningStats$",
+        lambda: batch_norm_layer_forward(x, g, b, bad(s.running), mode="train"),
+    )
+    nan_var = BatchNormState(RunningStats(np.zeros(2), np.array([1.0, np.nan])), 0)
+    _raises(  # the running statistics a training step updates are checked like any input
+        ValueError,
+        r"^running_var must be finite",
+        lambda: batch_norm_layer_forward(x, g, b, nan_var, mode="train"),
     )
     _raises(
         ValueError,

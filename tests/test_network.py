@@ -267,7 +267,11 @@ def test_sigmoid_accuracy_predicts_one_iff_the_score_is_positive(
             ValueError,
             r"^hidden_sizes\[1\] must be an integer >= 1, got 0$",
         ),
-        ({"hidden_sizes": 3}, TypeError, r"^hidden_sizes must be a sequence of integers"),
+        (
+            {"hidden_sizes": 3},
+            TypeError,
+            r"^hidden_sizes must be a sequence of integers, got int$",
+        ),
         ({"input_size": 0}, ValueError, r"^input_size must be an integer >= 1, got 0$"),
         ({"output_size": 0}, ValueError, r"^output_size must be an integer >= 1, got 0$"),
         ({"feature_axis": 2}, ValueError, r"^feature_axis must be in \[-2, 1\]"),
@@ -307,10 +311,20 @@ def test_calls_reject_bad_input() -> None:
         net.loss(s, {**p, "W1": np.ones((3, 4))}, state, X, y)
     with pytest.raises(TypeError, match=r"^state must be a NetworkState, got NoneType$"):
         net.loss(s, p, bad(None), X, y)
+    # A list of the layers' states is a plausible slip; the message names its type.
+    with pytest.raises(TypeError, match=r"^state must be a NetworkState, got list$"):
+        net.loss(s, p, bad(list(state.batch_norm)), X, y)
     with pytest.raises(ValueError, match=r"^state must hold 2 batch-norm state"):
         net.loss(s, p, net.NetworkState(), X, y)
     with pytest.raises(ValueError, match=r"^X must have shape \(N, input_size\)"):
         net.loss(s, p, state, X.T, y)
+    s0 = spec(feature_axis=0)
+    p0 = net.init_params(s0, np.random.default_rng(0))
+    with pytest.raises(
+        ValueError,
+        match=r"^X must have shape \(input_size, N\) with input_size 3, got shape \(6, 3\)$",
+    ):
+        net.loss(s0, p0, net.init_state(s0), X, y)
     with pytest.raises(ValueError, match=r"^labels must be class indices in \[0, 3\)"):
         net.loss(s, p, state, X, np.array([0, 1, 2, 3, 0, 1]))
     with pytest.raises(
@@ -325,14 +339,24 @@ def test_calls_reject_bad_input() -> None:
         r"pass with dropout, got neither$",
     ):
         net.gradient(s, p, state, X, y)
-    with pytest.raises(
-        ValueError, match=r"^masks must be a sequence of 2 bool arrays, one per hidden layer$"
-    ):
-        net.gradient(s, p, state, X, y, masks=[np.ones((6, 4), bool)])
+    keep = [np.ones((6, 4), bool), np.ones((6, 3), bool)]
+    # One array per layer, but not as a sequence: a short list, a mapping keyed by layer, and
+    # a stacked ndarray (here (2, 6, 4): its rows have the shapes of neither layer's mask).
+    for wrong in ([keep[0]], {1: keep[0], 2: keep[1]}, np.ones((2, 6, 4), bool)):
+        with pytest.raises(
+            ValueError, match=r"^masks must be a sequence of 2 bool arrays, one per hidden layer$"
+        ):
+            net.gradient(s, p, state, X, y, masks=bad(wrong))
     plain = spec()
     pp = net.init_params(plain, rng)
-    with pytest.raises(TypeError, match=r"^params must be a mapping from names to arrays"):
+    with pytest.raises(
+        TypeError, match=r"^params must be a mapping from names to arrays, got list$"
+    ):
         net.loss(s, bad(list(p.items())), state, X, y)
+    with pytest.raises(ValueError, match=r"^params\['W2'\] must be finite"):
+        net.loss(s, {**p, "W2": np.full((3, 4), np.inf)}, state, X, y)
+    with pytest.raises(TypeError, match=r"^params\['gamma1'\] must be a real numeric array"):
+        net.loss(s, {**p, "gamma1": bad("1")}, state, X, y)
     with pytest.raises(ValueError, match=r"^X must be finite"):
         net.loss(s, p, state, X * np.nan, y)
     with pytest.raises(ValueError, match=r"^X must hold at least one example, got shape \(0, 3\)$"):
@@ -405,3 +429,92 @@ def test_dropout_spec_stores_p_as_a_python_float(p: Any) -> None:
     stored = net.DropoutSpec(p).p
     assert type(stored) is float
     assert stored == float(p)
+
+
+@pytest.mark.parametrize("kind", [np.str_("classic"), "inverted"])
+def test_dropout_spec_stores_kind_as_a_python_str(kind: Any) -> None:
+    stored: object = net.DropoutSpec(0.5, kind).kind
+    assert type(stored) is str
+    assert stored == str(kind)
+
+
+def test_spec_stores_its_normalized_values() -> None:
+    """A list of sizes becomes a tuple of ints (hashable, immutable), weight_decay a float and
+    feature_axis the non-negative axis that the layers index with."""
+    s = spec(hidden_sizes=[np.int64(4), 3], weight_decay=np.float32(0.25), feature_axis=-2)
+    assert type(s.hidden_sizes) is tuple
+    assert s.hidden_sizes == (4, 3)
+    assert all(type(h) is int for h in s.hidden_sizes)
+    assert type(s.weight_decay) is float
+    assert s.weight_decay == 0.25  # 0.25 is exact in float32
+    assert type(s.feature_axis) is int
+    assert s.feature_axis == 0
+    assert spec(feature_axis=np.int64(-1)).feature_axis == 1
+    hash(s)  # every field is hashable once normalized
+    assert spec(weight_decay=1).weight_decay == 1.0
+    assert type(spec(weight_decay=1).weight_decay) is float
+
+
+def test_a_negative_feature_axis_gives_the_layout_of_its_normalized_axis() -> None:
+    s0, s_neg = spec(feature_axis=0), spec(feature_axis=-2)
+    p = net.init_params(s0, np.random.default_rng(0))
+    X, y = data(s0)
+    st = net.init_state(s0)
+    assert np.array_equal(net.predict(s_neg, p, st, X), net.predict(s0, p, st, X))
+    assert net.loss(s_neg, p, st, X, y).loss == net.loss(s0, p, st, X, y).loss
+
+
+def test_forward_uses_the_spec_batch_norm_config() -> None:
+    """eps, convention and momentum of spec.batch_norm, none of them the default config's:
+    u = (z - mean) / sqrt(var + eps) with the biased batch variance; PyTorch's update
+    rm' = (1 - m) rm + m mean, rv' = (1 - m) rv + m n/(n-1) var from rm = 0, rv = 1."""
+    cfg = BatchNormConfig(convention="pytorch", momentum=0.5, eps=0.25)
+    s = spec(hidden_sizes=(4,), batch_norm=cfg)
+    p = net.init_params(s, np.random.default_rng(0))
+    X, _ = data(s, n=6)
+    fwd = net.forward(s, p, net.init_state(s), X, train=True)
+    z = fwd.hidden[0].z
+    mean, var = z.mean(axis=0), z.var(axis=0)
+    # |u| <= sqrt(n - 1) ~ 2.3 (z - mean over std) and var + eps >= 0.25: each of the few
+    # roundings (mean, var, difference, sqrt, divide) costs <= n u relative, so 1e-14 absolute
+    # is ~ 20x that bound.
+    want_u = (z - mean) / np.sqrt(var + 0.25)
+    assert np.allclose(fwd.hidden[0].pre_activation, want_u, rtol=0, atol=1e-14)
+    running = fwd.state.batch_norm[0].running
+    assert np.allclose(running.mean, 0.5 * mean, rtol=1e-14, atol=0)
+    assert np.allclose(running.var, 0.5 + 0.5 * 6 / 5 * var, rtol=1e-14, atol=0)
+    # The eps reaches the backward pass too (through the cache).
+    assert fwd.hidden[0].batch_norm is not None
+    assert fwd.hidden[0].batch_norm.eps == 0.25
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_forward_applies_the_spec_dropout_kind(train: bool) -> None:
+    """Classic dropout: y = a * mask in training (no 1/(1-p) scaling), y = a * (1 - p) at test
+    time; the inverted form would give 2a and a with p = 1/2."""
+    s = spec(hidden_sizes=(4,), dropout=net.DropoutSpec(0.5, "classic"))
+    p = net.init_params(s, np.random.default_rng(0))
+    X, _ = data(s)
+    mask = np.arange(24).reshape(6, 4) % 3 != 0
+    masks = [mask] if train else None
+    h = net.forward(s, p, net.init_state(s), X, train=train, masks=masks).hidden[0]
+    a = np.maximum(h.pre_activation, 0)
+    # Products by 1, 0 or 0.5 are exact.
+    assert np.array_equal(h.output, a * mask if train else a * 0.5)
+
+
+def test_gradient_loss_includes_the_weight_decay_penalty() -> None:
+    """loss = data loss + 0.5 lambda sum_l sum(W_l**2), the same value as `loss` in training
+    mode with the same masks."""
+    lam = 0.1
+    s = spec(dropout=net.DropoutSpec(0.2), weight_decay=lam)
+    p = net.init_params(s, np.random.default_rng(0))
+    X, y = data(s)
+    state = net.init_state(s)
+    g = net.gradient(s, p, state, X, y, rng=np.random.default_rng(4))
+    ref = net.loss(s, p, state, X, y, train=True, masks=g.masks)
+    squares = math.fsum(float(np.sum(p[f"W{k}"] ** 2)) for k in (1, 2, 3))
+    # fsum of 3 partial sums of <= 12 squares each: relative error <= 12 u of the exact sum.
+    assert ref.penalty == pytest.approx(0.5 * lam * squares, rel=1e-14, abs=0)
+    assert ref.penalty > 0.01 * ref.data_loss  # large enough to tell + from -
+    assert g.loss == ref.loss == ref.data_loss + ref.penalty

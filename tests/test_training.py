@@ -25,7 +25,7 @@ from reference import network as net
 from reference import training
 from reference.layers import BatchNormConfig
 from reference.minibatch import random_mini_batches
-from reference.optimizers import make_optimizer
+from reference.optimizers import AdamState, make_optimizer
 from reference.training import initialize_parameters, model, train
 
 Array = NDArray[np.float64]
@@ -534,6 +534,77 @@ def test_batch_norm_needs_two_examples_per_batch() -> None:
     assert ok.steps == 2
 
 
+def test_train_defaults_to_batches_of_64_and_returns_the_optimizer_state() -> None:
+    """m = 65: one epoch is 2 steps with batches of 64 (64 + 1), 1 with anything >= 65; the
+    optimizer state returned is the one after those steps (Adam counts them in t)."""
+    X, labels = blobs(65, 2, seed=1)
+    s = net.NetworkSpec(2, (3,), 2)
+    params = net.init_params(s, np.random.default_rng(0))
+    opt = make_optimizer("adam", learning_rate=0.01)
+    default = train(s, params, X, labels, optimizer=opt, num_epochs=1)
+    explicit = train(s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=64)
+    assert default.steps == explicit.steps == 2
+    assert default.costs == explicit.costs
+    assert isinstance(default.optimizer_state, AdamState)
+    assert default.optimizer_state.t == 2
+    theta, opt_state = params, opt.init(params)
+    for batch in random_mini_batches(X, labels, 64, 1, axis=0):
+        g = net.gradient(s, theta, net.init_state(s), batch.X, batch.Y)
+        theta, opt_state = opt.step(theta, g.grads, opt_state)
+    for k in theta:
+        assert np.array_equal(default.optimizer_state.v[k], opt_state.v[k]), k
+        assert np.array_equal(default.optimizer_state.s[k], opt_state.s[k]), k
+
+
+def test_train_continues_from_the_given_state() -> None:
+    """Batch norm's running statistics and batch count go on from `state`, not init_state."""
+    X, labels = blobs(20, 2, seed=2)
+    s = net.NetworkSpec(2, (3,), 2, batch_norm=BatchNormConfig())
+    params = net.init_params(s, np.random.default_rng(0))
+    opt = make_optimizer("sgd", learning_rate=0.1)
+    given = train(s, params, X, labels, optimizer=opt, num_epochs=2, mini_batch_size=10).state
+    assert given.batch_norm[0].num_batches_tracked == 4
+    assert train(s, params, X, labels, optimizer=opt, num_epochs=0, state=given).state is given
+    got = train(s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=10, state=given)
+    theta, state = params, given  # replay the epoch (seed 0 + 1) from the given state
+    for batch in random_mini_batches(X, labels, 10, 1, axis=0):
+        g = net.gradient(s, theta, state, batch.X, batch.Y)
+        theta, state = opt.step(theta, g.grads, opt.init(theta))[0], g.state
+    assert got.state.batch_norm[0].num_batches_tracked == 6
+    for field in ("mean", "var"):
+        value = getattr(got.state.batch_norm[0].running, field)
+        assert np.array_equal(value, getattr(state.batch_norm[0].running, field)), field
+
+
+def test_train_course_layout_takes_labels_of_shape_m() -> None:
+    """feature_axis 0: X (features, m) with class indices y (m,); the examples are the last
+    axis of each array (X's axis 1 is y's axis 0) and the run equals the (m, features) one."""
+    X, labels = blobs(10, 2, seed=3)
+    opt = make_optimizer("sgd", learning_rate=0.1)
+    rows = net.NetworkSpec(2, (3,), 2)
+    columns = net.NetworkSpec(2, (3,), 2, feature_axis=0)
+    params = net.init_params(rows, np.random.default_rng(0))
+    want = train(rows, params, X, labels, optimizer=opt, num_epochs=2, mini_batch_size=4)
+    got = train(columns, params, X.T, labels, optimizer=opt, num_epochs=2, mini_batch_size=4)
+    assert got.costs == want.costs
+    assert got.steps == 6
+
+
+def test_an_epoch_without_batches_costs_nan() -> None:
+    """drop_last with mini_batch_size > m leaves no batch: no step, and no example to average."""
+    X, labels = blobs(10, 2, seed=0)
+    s = net.NetworkSpec(2, (), 2)
+    params = net.init_params(s, np.random.default_rng(0))
+    opt = make_optimizer("sgd", learning_rate=0.1)
+    result = train(
+        s, params, X, labels, optimizer=opt, num_epochs=1, mini_batch_size=16, drop_last=True
+    )
+    assert result.steps == 0
+    assert len(result.costs) == 1
+    assert math.isnan(result.costs[0])
+    assert all(np.array_equal(result.params[k], params[k]) for k in params)
+
+
 def test_train_rejects_bad_input() -> None:
     X, labels = blobs(10, 2, seed=0)
     s = net.NetworkSpec(2, (), 2)
@@ -545,11 +616,13 @@ def test_train_rejects_bad_input() -> None:
         train(s, params, X, labels, optimizer=opt, num_epochs=1, seed=-1)
     with pytest.raises(
         TypeError,
-        match=r"^optimizer must have init\(params\) and step\(params, grads, state\) methods",
+        match=r"^optimizer must have init\(params\) and step\(params, grads, state\) methods "
+        r"\(reference\.optimizers\), got object$",
     ):
         train(s, params, X, labels, optimizer=bad(object()), num_epochs=1)
-    with pytest.raises(TypeError, match=r"^spec must be a NetworkSpec, got NoneType$"):
-        train(bad(None), params, X, labels, optimizer=opt, num_epochs=1)
+    # Not None: "NoneType" would also be what a message naming type(None) says.
+    with pytest.raises(TypeError, match=r"^spec must be a NetworkSpec, got str$"):
+        train(bad("spec"), params, X, labels, optimizer=opt, num_epochs=1)
     with pytest.raises(ValueError, match=r"^X and Y must hold the same number of examples"):
         train(s, params, X, labels[:5], optimizer=opt, num_epochs=1)
     with pytest.raises(ValueError, match=r"^labels must be class indices in \[0, 2\)"):
