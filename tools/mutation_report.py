@@ -8,8 +8,10 @@ of the tests run against it (None: not run yet). The codes are mutmut's (mutmut/
 
 score = killed / (mutants run - accepted equivalents), where a timeout or a crash counts as killed
 (the tests noticed) and "no tests" counts as a survivor (nothing would notice). Accepted
-equivalent mutants are listed, one name per line with a `# why` comment, in the file given by
---accepted; they leave the denominator but are still printed.
+equivalent mutants are listed, one name per line with its fingerprint and a `# why` comment, in
+the file given by --accepted; they leave the denominator but are still printed. An entry whose
+mutant no longer makes the recorded change counts as the mutant's own result
+(tools/mutation_accepted.py).
 
 Usage: python tools/mutation_report.py [--accepted FILE] [--fail-under PERCENT] [GLOB ...]
 where each GLOB is a mutant-name pattern as `mutmut run` takes it (fnmatch, e.g.
@@ -24,6 +26,8 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mutation_accepted import mutmut_diff, read_accepted, verified  # tools/, the script's dir
 
 KILLED = frozenset({1, 3, 24, -24, 152, 255, 36, 37, -9, -11})
 # Timeouts count as killed (a mutant that loops is noticed) but are also shown apart: on a loaded
@@ -54,18 +58,6 @@ class ModuleScore:
         """Killed / (run - accepted equivalents), in percent; None when nothing counts."""
         counted = self.killed + len(self.survivors)
         return None if counted == 0 else 100.0 * self.killed / counted
-
-
-def read_accepted(path: Path | None) -> set[str]:
-    """Mutant names of an accepted-survivors file: the first word of each non-comment line."""
-    if path is None or not path.exists():
-        return set()
-    names = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        words = line.split("#", 1)[0].split()
-        if words:
-            names.add(words[0])
-    return names
 
 
 def status_of(code: int | None) -> str:
@@ -135,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accepted", type=Path, default=None)
     parser.add_argument("--fail-under", type=float, default=None)
     args = parser.parse_args(argv)
-    entries = scores(args.mutants, args.globs, read_accepted(args.accepted))
+    entries = scores(args.mutants, args.globs, verified(read_accepted(args.accepted), mutmut_diff))
     print(report(entries))
     low = [
         e

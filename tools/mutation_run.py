@@ -10,6 +10,8 @@ module's files. A module not listed keeps every test that reaches it.
 
 A mutant named in tools/mutation_accepted.txt has been shown equivalent (the file says why) and
 is not run again unless named exactly on the command line; the report counts it as accepted.
+An entry counts only while its mutant still makes the change recorded by its fingerprint
+(tools/mutation_accepted.py): a renumbered or changed mutant is run like any other.
 
 A mutant's tests run fastest first (mutmut stops at the first failure), under the `mutation`
 Hypothesis profile: the `ci` profile's derandomized examples without shrinking. mutmut sorts a
@@ -35,12 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mutation_report import read_accepted  # tools/, the directory of this script
+from mutation_accepted import ACCEPTED, mutmut_diff, read_accepted, verified  # tools/, here
 from mutmut import __main__ as mutmut_main
 from mutmut.runners.harness import PytestRunner
 from mutmut.state import state
-
-ACCEPTED = Path(__file__).with_name("mutation_accepted.txt")
 
 _VALIDATION = (
     "tests/test_batchnorm_validation.py",
@@ -141,10 +141,13 @@ def _limit_tests(original: Callable[..., None]) -> Callable[..., None]:
 
 
 def _skip_accepted(original: Callable[..., Any], named: set[str]) -> Callable[..., Any]:
-    accepted = read_accepted(ACCEPTED) - named
+    entries = read_accepted(ACCEPTED)
 
     def collect_without_accepted(*args: Any, **kwargs: Any) -> Any:
-        mutants, by_path = original(*args, **kwargs)
+        mutants, by_path = original(*args, **kwargs)  # mutants/ is up to date from here on
+        accepted = verified(entries, mutmut_diff) - named
+        for name in sorted(set(entries) - accepted - named):
+            print(f"accepted entry not verified, run: {name} (tools/mutation_accepted.py stamp)")
         return [m for m in mutants if m[1] not in accepted], by_path
 
     return collect_without_accepted
