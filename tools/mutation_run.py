@@ -30,6 +30,7 @@ Usage: python tools/mutation_run.py run [--max-children N] [MUTANT_GLOB ...] (an
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -153,8 +154,15 @@ def _skip_accepted(original: Callable[..., Any], named: set[str]) -> Callable[..
     return collect_without_accepted
 
 
+# Where each killed mutant's child writes the test that failed (the file is named after the
+# mutant); absolute, since the children run in mutants/.
+KILLERS = Path.cwd() / "mutants" / "killers"
+_KILLERS_TRIED = 8  # a function's last killers tried first; each costs a test when none kills
+
+
 class _InGivenOrder:
-    """A pytest plugin: run the collected tests in the order their node IDs were given."""
+    """A pytest plugin: run the collected tests in the order their node IDs were given, and
+    record the first test that fails against a mutant in KILLERS."""
 
     def __init__(self, params: Sequence[str]) -> None:
         self.rank = {param: i for i, param in enumerate(params)}
@@ -163,6 +171,31 @@ class _InGivenOrder:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         # A stable sort: items not named one by one (whole files) keep pytest's order, last.
         items.sort(key=lambda item: self.rank.get(item.nodeid, len(self.rank)))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        mutant = os.environ.get("MUTANT_UNDER_TEST", "")  # set by mutmut in the child
+        if report.failed and "__mutmut_" in mutant:
+            function = KILLERS / mutant.rpartition("__mutmut_")[0]
+            function.mkdir(parents=True, exist_ok=True)
+            (function / mutant).write_text(report.nodeid, encoding="utf-8")
+
+
+def killers_first(mutant: str, tests: Sequence[str], killers: Path = KILLERS) -> list[str]:
+    """`tests` with the tests that killed this mutant's function's other mutants first, the
+    latest first, up to _KILLERS_TRIED of them; the rest in the given order (fastest first).
+
+    The mutants of a function mostly die on the same test, and often on one late in the
+    fastest-first order (the first test whose input the mutation changes), after minutes of
+    passing properties.
+    """
+    function = killers / mutant.rpartition("__mutmut_")[0]
+    found = function.iterdir() if function.is_dir() else iter(())
+    latest = sorted(found, key=lambda f: f.stat().st_mtime_ns, reverse=True)
+    own = set(tests)
+    names = (f.read_text(encoding="utf-8") for f in latest)
+    first = list(dict.fromkeys(t for t in names if t in own))[:_KILLERS_TRIED]
+    chosen = set(first)
+    return [*first, *(t for t in tests if t not in chosen)]
 
 
 def _in_given_order(original: Callable[..., int]) -> Callable[..., int]:
@@ -202,6 +235,12 @@ def _clean_run_once(original: Callable[..., Any]) -> Callable[..., Any]:
             return 0 if _FullStats.ran else int(clean(tests))
 
         runner.run_clean_tests = run_clean_tests
+        submit = runner.submit  # the forkserver runner runs the tests in the order submitted
+
+        def submit_killers_first(mutant: str, tests: list[str], *args: Any) -> None:
+            submit(mutant, killers_first(mutant, tests), *args)
+
+        runner.submit = submit_killers_first
         return runner
 
     return get_mutant_runner
