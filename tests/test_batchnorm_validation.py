@@ -16,6 +16,7 @@ from reference import (
     batch_norm_inference,
     identity_params,
 )
+from reference._validation import as_float64_array
 
 X = np.arange(12.0).reshape(4, 3)
 ONES = np.ones(3)
@@ -331,3 +332,15 @@ def test_identity_params_names_the_bad_argument(
     args[name] = bad
     with pytest.raises(error, match=f"^{name} must"):
         identity_params(**args)
+
+
+def test_a_float64_array_is_read_in_place_and_other_inputs_are_converted() -> None:
+    """as_float64_array's contract: a float64 input is only read, never copied (the memory
+    bound of the fast path counts on it); any other real input is converted to a new array."""
+    x = X.copy()
+    assert as_float64_array(x, "x") is x
+    as_int = np.arange(6).reshape(2, 3)
+    converted = as_float64_array(as_int, "x")
+    assert converted.dtype == np.float64
+    assert not np.shares_memory(converted, as_int)
+    np.testing.assert_array_equal(converted, as_int)
