@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from reference import (
     identity_params,
 )
 from reference._validation import as_float64_array
+from reference.batchnorm import _channel_sums
 
 X = np.arange(12.0).reshape(4, 3)
 ONES = np.ones(3)
@@ -344,3 +346,24 @@ def test_a_float64_array_is_read_in_place_and_other_inputs_are_converted() -> No
     assert converted.dtype == np.float64
     assert not np.shares_memory(converted, as_int)
     np.testing.assert_array_equal(converted, as_int)
+
+
+def test_the_sum_that_checks_finiteness_warns_only_like_one_plain_sum() -> None:
+    """The channel sums double as the finiteness check, taken with overflow and invalid
+    ignored: a finite x whose sum overflows warns exactly as one plain np.add.reduce does
+    (from the re-sum), and opposite infinities raise the finiteness error with no warning."""
+    x3 = np.array([[1e308, 0.5], [1e308, -0.5]])[:, :, np.newaxis]  # (N, C, L), C = 2
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        _channel_sums(x3, x3, "x", True)
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        np.add.reduce(x3, axis=(0, 2))
+    assert [str(w.message) for w in ours] == [str(w.message) for w in plain] != []
+    opposite = X.copy()
+    opposite[0, 0], opposite[1, 0] = np.inf, -np.inf  # inf + -inf: invalid, a NaN sum
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fn in (forward, backward):
+            with pytest.raises(ValueError, match=r"^x must be finite"):
+                fn(x=opposite)
