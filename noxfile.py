@@ -115,10 +115,12 @@ def mutation(session: nox.Session) -> None:
 
     Not in the default run. The `mutation` Hypothesis profile is `ci`'s derandomized examples
     without shrinking, so every mutant meets the same examples. Config in [tool.mutmut];
-    tools/mutation_run.py limits each mutant to its module's test files, fastest first, and
-    skips the accepted equivalent mutants. mutmut works in mutants/ and keeps its
-    results there: a run without arguments retries only the mutants not yet decided. Arguments
-    are mutant-name globs, run again and reported alone: `nox -s mutation -- "reference.ghost.*"`.
+    tools/mutation_run.py limits each mutant to its module's test files, the tests that killed
+    its function's other mutants first and then fastest first, and skips the accepted
+    equivalent mutants whose fingerprint still matches (tools/mutation_accepted.py). mutmut
+    works in mutants/ and keeps its results there: a run without arguments retries only the
+    mutants not yet decided. Arguments are mutant-name globs, run again and reported alone:
+    `nox -s mutation -- "reference.ghost.*"`.
     """
     session.install("-e", ".[mutation]")
     profile = {"BNREF_PROFILE": "mutation", "CI": ""}  # CI would select `ci` (with shrinking)
