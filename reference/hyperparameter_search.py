@@ -14,6 +14,12 @@ when the random source is ``np.random.RandomState(seed)`` (an integer seed). For
 finely as beta near 0.9. Samples are clipped to [low, high], so the ulp that log10 and the
 power may round by never leaves the range.
 
+log10 and the power are the C library's (``math.log10``, ``math.pow``), element by
+element, not NumPy's ufuncs: NumPy picks its float64 ``power`` and ``log10`` kernels by the CPU
+(SVML on AVX-512 machines), and those differ from the C library's by an ulp on about one
+input in twenty. The notes' ``10**r`` (a NumPy float64 scalar) is the C library's pow on every
+machine, so the bit-for-bit claim above holds on every machine only this way.
+
 A search calls an objective, params -> score, once per trial; `minimize` says whether lower
 (a loss, the default) or higher (an accuracy) is better. The best trial is the first of the
 best scores. `narrow_space` is the notes' coarse-to-fine step: each range becomes the smallest
@@ -131,11 +137,11 @@ class LogUniform(Distribution):
 
     def transform(self, x: Float64Array) -> Float64Array:
         """t = log10(x)."""
-        return np.log10(x)
+        return _elementwise(math.log10, x)
 
     def inverse(self, t: Float64Array) -> Float64Array:
         """x = 10**t."""
-        return np.power(10.0, t)
+        return _elementwise(_ten_to, t)
 
 
 @dataclass(frozen=True)
@@ -157,11 +163,28 @@ class OneMinusLogUniform(Distribution):
 
     def transform(self, x: Float64Array) -> Float64Array:
         """t = log10(1 - x)."""
-        return np.log10(1.0 - x)
+        return _elementwise(math.log10, 1.0 - x)
 
     def inverse(self, t: Float64Array) -> Float64Array:
         """x = 1 - 10**t."""
-        return 1.0 - np.power(10.0, t)
+        return 1.0 - _elementwise(_ten_to, t)
+
+
+def _ten_to(t: float) -> float:
+    """10**t by the C library's pow (``math.pow``, as Python's float power), as the notes'
+    ``10**r``; inf past the largest float, as C's pow (Python raises OverflowError instead)."""
+    try:
+        return math.pow(10.0, t)
+    except OverflowError:  # t > log10(max float): 10**log10(high) may round past it
+        return math.inf
+
+
+def _elementwise(function: Callable[[float], float], x: Float64Array) -> Float64Array:
+    """`function` (a C-library function) of each element of x, in x's shape: one result on
+    every machine, where NumPy's ufunc kernel depends on the CPU (see the module docstring)."""
+    values = np.asarray(x, dtype=np.float64)
+    flat = [function(v) for v in values.ravel().tolist()]
+    return np.array(flat, dtype=np.float64).reshape(values.shape)
 
 
 Space = Mapping[str, Distribution]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -122,9 +123,32 @@ def test_every_sample_is_inside_its_range_even_when_degenerate() -> None:
 
 @pytest.mark.parametrize("high", [0.2, 3e-3, 7e-3, 0.07])
 def test_the_draw_zero_gives_high_exactly_although_the_power_rounds_above(high: float) -> None:
-    # 10**log10(high) rounds one ulp above high for these: the clip keeps u = 0 at high.
-    assert np.power(10.0, np.log10(high)) > high
+    # 10**log10(high) by the C library rounds one ulp above high for these (glibc; the
+    # reference's power and log10): the clip keeps u = 0 at high.
+    assert 10.0 ** math.log10(high) > high
     assert LogUniform(1e-4, high).from_uniform(np.zeros(1))[0] == high
+
+
+def test_a_range_up_to_the_largest_float_samples_it_without_overflow() -> None:
+    # 10**log10(max float) rounds past the largest float: C's pow gives inf there, the clip max.
+    top = sys.float_info.max
+    assert LogUniform(1.0, top).from_uniform(np.array([0.0, 1.0])).tolist() == [top, 1.0]
+
+
+def test_power_and_log10_are_the_c_librarys_whatever_numpys_kernel() -> None:
+    # NumPy's float64 power and log10 kernels depend on the CPU (SVML on AVX-512 machines) and
+    # differ from the C library's by an ulp on some inputs; the reference's are the C library's
+    # on every machine, element by element and in the input's shape.
+    t = np.linspace(-4.0, 0.0, 2001).reshape(23, 87)
+    dist = LogUniform(1e-4, 1.0)
+    assert np.array_equal(dist.inverse(t), [[10.0**v for v in row] for row in t.tolist()])
+    x = dist.inverse(t)
+    assert np.array_equal(dist.transform(x), [[math.log10(v) for v in row] for row in x.tolist()])
+    beta = OneMinusLogUniform(0.9, 0.999)
+    assert np.array_equal(beta.inverse(t), [[1.0 - 10.0**v for v in row] for row in t.tolist()])
+    y = beta.inverse(t[:, :40] / 4)  # in (0, 0.9]: 1 - y >= 0.1 > 0
+    expected = [[math.log10(1.0 - v) for v in row] for row in y.tolist()]
+    assert np.array_equal(beta.transform(y), expected)
 
 
 def test_from_uniform_computes_in_float64_whatever_the_float_type_of_u() -> None:

@@ -231,12 +231,17 @@ class Course:
         beta2: float,
         epsilon: float,
     ) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
+        # The course writes 1 - np.power(beta1, t). NumPy's float64 power kernel depends on the
+        # CPU: the C library's pow on most machines, SVML's on AVX-512 ones, an ulp apart for
+        # some t (0.9**12, 0.999**7), so the course's own results differ by machine. Here is the
+        # C library's, Python's beta1**t: the course's value where NumPy uses the C library, and
+        # the reference's (optimizers._common.one_minus_power) on every machine.
         for k in list(parameters):
             d = "d" + k
             v[d] = beta1 * v[d] + (1 - beta1) * grads[d]
-            v_corrected = v[d] / (1 - np.power(beta1, t))
+            v_corrected = v[d] / (1 - beta1**t)
             s[d] = beta2 * s[d] + (1 - beta2) * np.power(grads[d], 2)
-            s_corrected = s[d] / (1 - np.power(beta2, t))
+            s_corrected = s[d] / (1 - beta2**t)
             parameters[k] = parameters[k] - learning_rate * v_corrected / (
                 np.sqrt(s_corrected) + epsilon
             )
