@@ -182,9 +182,10 @@ def _ten_to(t: float) -> float:
 def _elementwise(function: Callable[[float], float], x: Float64Array) -> Float64Array:
     """`function` (a C-library function) of each element of x, in x's shape: one result on
     every machine, where NumPy's ufunc kernel depends on the CPU (see the module docstring)."""
-    values = np.asarray(x, dtype=np.float64)
+    values = np.asarray(x)
+    # The math functions take each element as a Python float; a list of floats is float64.
     flat = [function(v) for v in values.ravel().tolist()]
-    return np.array(flat, dtype=np.float64).reshape(values.shape)
+    return np.array(flat).reshape(values.shape)
 
 
 Space = Mapping[str, Distribution]

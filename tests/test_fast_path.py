@@ -449,6 +449,11 @@ def test_the_callers_errstate_holds_in_every_thread() -> None:
         assert np.isnan(fast.y[:, 1]).all()
         with np.errstate(invalid="raise"), pytest.raises(FloatingPointError, match="invalid"):
             batch_norm_forward(x, g, b, check_finite=False)
+        # The caller's callback too: a thread without it raises NameError ("no function found").
+        seen: list[str] = []
+        with np.errstate(invalid="call", call=lambda kind, _flag: seen.append(kind)):
+            batch_norm_forward(x, g, b, check_finite=False)
+        assert seen and set(seen) == {"invalid value"}
 
 
 def test_a_forked_child_starts_its_own_threads() -> None:
