@@ -437,6 +437,16 @@ def test_the_runs_of_a_pass_run_at_the_same_time() -> None:
             assert boxes == list(batchnorm._blocks(shape, 1))  # every box once, in order
 
 
+def test_a_pass_runs_on_the_one_pool_of_its_worker_count() -> None:
+    # _pool(_WORKERS) is made once and reused: its threads, never more than _WORKERS, are the
+    # ones that ran the pass (a pool of another size would leave this one without threads).
+    with block_size(1), threads(2):
+        ran = set(batchnorm._map_blocks(lambda _box, _: threading.get_ident(), (4, 1, 1)))
+        pool_threads = {thread.ident for thread in batchnorm._pool(2)._threads}
+    assert ran <= pool_threads
+    assert 1 <= len(pool_threads) <= 2
+
+
 def test_the_callers_errstate_holds_in_every_thread() -> None:
     # inf - inf in the statistics of channel 1: ignored, or raised, as the caller asked. A
     # thread with NumPy's default state would warn instead (an error in this test suite).
