@@ -213,7 +213,7 @@ def _map_blocks(fn: Callable[[Box, Float64Array], T], shape: tuple[int, ...]) ->
 
     def run(part: Sequence[Box]) -> list[T]:
         scratch = np.empty(scratch_size)
-        with np.errstate(**modes, call=call):  # call=None: no callback, as by default
+        with np.errstate(**modes, call=call) if call else np.errstate(**modes):
             return [fn(box, scratch) for box in part]
 
     workers = min(_WORKERS, len(boxes))

@@ -18,7 +18,7 @@ from reference import (
     identity_params,
 )
 from reference._validation import as_float64_array
-from reference.batchnorm import _channel_sums
+from reference.batchnorm import _channel_sums, channel_layout
 
 X = np.arange(12.0).reshape(4, 3)
 ONES = np.ones(3)
@@ -270,6 +270,16 @@ def test_check_finite_false_lets_nan_propagate() -> None:
     out = batch_norm_forward(x, ONES, ZEROS, check_finite=False)
     assert np.isnan(out.y[:, 0]).all()
     assert np.isfinite(out.y[:, 1:]).all()
+
+
+@pytest.mark.parametrize(
+    ("shape", "count"), [((4, 0), 0), ((0, 0, 3), 0), ((2, 3, 5), 10), ((0, 3), 0)]
+)
+def test_the_layout_counts_the_values_of_each_channel(shape: tuple[int, ...], count: int) -> None:
+    # n = size / C values per channel, an int; with no channel there are no values (0, not 1).
+    layout = channel_layout(np.zeros(shape), 1)
+    assert (layout.channels, layout.count) == (shape[1], count)
+    assert type(layout.count) is int
 
 
 @pytest.mark.parametrize("fn", TRAINING)

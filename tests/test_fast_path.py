@@ -327,6 +327,7 @@ def test_float32_input_is_read_in_float64() -> None:
     x32 = (1e4 + rng.standard_normal((6, 4, 5))).astype(np.float32)
     dy32 = rng.standard_normal((6, 4, 5)).astype(np.float32)
     g, b = rng.standard_normal(4), rng.standard_normal(4)
+    assert batchnorm._real_array(x32, "x") is x32  # read where it is, not copied
     a, c = batch_norm_forward(x32, g, b), batch_norm_forward(x32.astype(np.float64), g, b)
     for name in ("y", "x_hat", "mean", "var", "inv_std"):
         assert getattr(a, name).dtype == np.float64
@@ -463,7 +464,8 @@ def test_the_callers_errstate_holds_in_every_thread() -> None:
         seen: list[str] = []
         with np.errstate(invalid="call", call=lambda kind, _flag: seen.append(kind)):
             batch_norm_forward(x, g, b, check_finite=False)
-        assert seen and set(seen) == {"invalid value"}
+        assert seen
+        assert set(seen) == {"invalid value"}
 
 
 def test_a_forked_child_starts_its_own_threads() -> None:
@@ -483,6 +485,25 @@ def test_a_forked_child_starts_its_own_threads() -> None:
             os._exit(0 if same else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+class _ShutDownPool:
+    """A pool at interpreter exit: concurrent.futures takes no new work then."""
+
+    def map(self, *_: object) -> Iterator[object]:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+
+def test_a_pool_that_takes_no_work_leaves_every_box_to_the_calling_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In-process twin of the exit test below (a subprocess does not see a mutmut mutant).
+    monkeypatch.setattr(batchnorm, "_pool", lambda _workers: _ShutDownPool())
+    shape = (4, 1, 1)
+    with block_size(1), threads(2):
+        boxes = batchnorm._map_blocks(lambda box, _: (box, threading.get_ident()), shape)
+    assert [box for box, _ in boxes] == list(batchnorm._blocks(shape, 1))
+    assert {ident for _, ident in boxes} == {threading.get_ident()}
 
 
 def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
