@@ -445,7 +445,7 @@ def test_a_pass_runs_on_the_one_pool_of_its_worker_count() -> None:
         ran = set(batchnorm._map_blocks(lambda _box, _: threading.get_ident(), (4, 1, 1)))
         pool_threads = {thread.ident for thread in batchnorm._pool(2)._threads}
     assert ran <= pool_threads
-    assert 1 <= len(pool_threads) <= 2
+    assert len(pool_threads) in {1, 2}  # at least the one that ran, at most _WORKERS = 2
 
 
 def test_the_callers_errstate_holds_in_every_thread() -> None:
