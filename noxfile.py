@@ -14,7 +14,7 @@ nox.options.reuse_existing_virtualenvs = True
 CODE = [
     "reference",
     "properties",
-    "experiments",
+    "bnref",
     "tests",
     "benchmarks",
     "docs",
@@ -68,7 +68,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def check(session: nox.Session) -> None:
     """The main job, `bnref check`, as a user runs it."""
-    session.install(".[check]")
+    session.install(".")
     session.run("bnref", "check", *session.posargs)
 
 

@@ -211,7 +211,7 @@ _ONNX_INPUTS = ("X", "scale", "B", "input_mean", "input_var")
 def onnx_batch_norm_model(ndim: int, dtype: str) -> Any:
     """One BatchNormalization node (opset 15, training_mode=1) for ndim-D X of `dtype`.
 
-    Built here rather than with `properties.targets.onnx_target.batch_norm_model` because
+    Built here rather than with `bnref.targets.onnx_target.batch_norm_model` because
     `properties` imports hypothesis, which the bench environment (bnref[onnx]) lacks; the node
     is the same (https://onnx.ai/onnx/operators/onnx__BatchNormalization.html). Outputs Y,
     running_mean and running_var: training mode needs them (ONNX Runtime trains iff > 1 output).

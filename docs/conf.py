@@ -11,7 +11,7 @@ git-ignored `_generated/`:
 - `_generated/batchnorm-properties.md` and `_generated/reference-properties.md`, the tables of
   the properties `bnref check` runs, from `properties.registry`, so that the lists on the front
   page cannot go stale;
-- `_generated/experiments/NAME.md` for each experiment in `experiments.cli.EXPERIMENTS`: its
+- `_generated/experiments/NAME.md` for each experiment in `bnref.experiments.cli.EXPERIMENTS`: its
   figures and numbers, read from `_generated/experiments/NAME/`, which `generate_figures.py`
   fills beforehand by running `bnref experiment NAME --quick`. A missing figure, or an
   experiment that experiments.md does not include, is a warning, hence a failed build.
@@ -285,7 +285,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 def _write_generated(app: Sphinx) -> None:
     """Write the generated Markdown that the pages include (see the module docstring)."""
     del app
-    from experiments.cli import EXPERIMENTS  # noqa: PLC0415 -- imported once sys.path is set
+    from bnref.experiments.cli import EXPERIMENTS  # noqa: PLC0415 -- imported once sys.path is set
 
     for group in ("BATCHNORM_PROPERTIES", "REFERENCE_PROPERTIES"):
         table = _properties_table(group)

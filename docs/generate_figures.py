@@ -18,10 +18,10 @@ OUT = Path(__file__).resolve().parent / "_generated" / "experiments"
 
 
 def main() -> int:
-    """Run each experiment of `experiments.cli.EXPERIMENTS` with --quick into OUT/NAME."""
+    """Run each experiment of `bnref.experiments.cli.EXPERIMENTS` with --quick into OUT/NAME."""
     sys.path.insert(0, str(OUT.parents[2]))  # the checkout, as docs/conf.py does
-    from experiments.cli import EXPERIMENTS  # noqa: PLC0415 -- needs the path above
-    from properties.cli import main as bnref  # noqa: PLC0415
+    from bnref.cli import main as bnref  # noqa: PLC0415
+    from bnref.experiments.cli import EXPERIMENTS  # noqa: PLC0415 -- needs the path above
 
     shutil.rmtree(OUT, ignore_errors=True)
     for name in EXPERIMENTS:

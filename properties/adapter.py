@@ -2,18 +2,21 @@
 
 Properties never import the implementation they check; they receive an object with these four
 methods. Arrays go in as float64 NumPy arrays (an adapter converts to its own dtype and back) and
-come out as NumPy arrays. `ReferenceImplementation` wraps `reference`; later adapters wrap
-PyTorch, ONNX Runtime or a user's functions.
+come out as NumPy arrays. `ReferenceImplementation` wraps `reference` (or a module with the same
+batch-norm functions, such as `bnref.fast`); the targets in `bnref.targets` wrap PyTorch, ONNX
+or a user's functions.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 import reference
+from reference.batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_inference
 
 Array = NDArray[np.float64]
 
@@ -101,14 +104,29 @@ class Implementation(Protocol):
 
 
 class ReferenceImplementation:
-    """The reference itself, seen through the adapter protocol."""
+    """The reference itself, seen through the adapter protocol.
 
-    def __init__(self, convention: str = "pytorch") -> None:
+    `module` is where the three batch-norm functions come from: `reference.batchnorm` by
+    default, or another module with the same names and signatures (`bnref.fast`), so that the
+    same adapter audits it under `name`.
+    """
+
+    def __init__(
+        self,
+        convention: str = "pytorch",
+        *,
+        module: ModuleType | None = None,
+        name: str = "reference",
+    ) -> None:
         self._convention = convention
+        self._name = name
+        self._bn_forward = batch_norm_forward if module is None else module.batch_norm_forward
+        self._bn_backward = batch_norm_backward if module is None else module.batch_norm_backward
+        self._bn_inference = batch_norm_inference if module is None else module.batch_norm_inference
 
     @property
     def name(self) -> str:
-        return "reference"
+        return self._name
 
     @property
     def dtype(self) -> str:
@@ -121,13 +139,13 @@ class ReferenceImplementation:
     def forward(
         self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
     ) -> ForwardOutput:
-        out = reference.batch_norm_forward(x, gamma, beta, eps=eps, axis=axis)
+        out = self._bn_forward(x, gamma, beta, eps=eps, axis=axis)
         return ForwardOutput(out.y, out.mean, out.var)
 
     def backward(
         self, dy: Array, x: Array, gamma: Array, *, eps: float, axis: int
     ) -> BackwardOutput:
-        g = reference.batch_norm_backward(dy, x, gamma, eps=eps, axis=axis)
+        g = self._bn_backward(dy, x, gamma, eps=eps, axis=axis)
         return BackwardOutput(g.dx, g.dgamma, g.dbeta)
 
     def inference(
@@ -141,9 +159,7 @@ class ReferenceImplementation:
         eps: float,
         axis: int,
     ) -> Array:
-        return reference.batch_norm_inference(
-            x, gamma, beta, running_mean, running_var, eps=eps, axis=axis
-        )
+        return self._bn_inference(x, gamma, beta, running_mean, running_var, eps=eps, axis=axis)
 
     def update_running_stats(
         self,
@@ -156,9 +172,7 @@ class ReferenceImplementation:
         axis: int,
     ) -> RunningStats:
         channels = x.shape[axis]
-        stats = reference.batch_norm_forward(
-            x, np.ones(channels), np.zeros(channels), eps=1.0, axis=axis
-        )
+        stats = self._bn_forward(x, np.ones(channels), np.zeros(channels), eps=1.0, axis=axis)
         new = reference.update_running_stats(
             running_mean,
             running_var,

@@ -12,22 +12,19 @@ Notation (Ioffe & Szegedy 2015, Algorithm 1), per channel c over the n values th
 `axis=1` is PyTorch/ONNX `(N, C, *spatial)`, `axis=-1` Keras/Flax channels-last, `axis=0` the
 course notes' `(features, examples)` layout.
 
-Dtype rule: inputs of any real dtype are converted to float64 and every result is float64. The
-reference is the oracle; a caller comparing a float32 implementation rounds or compares at that
-dtype's tolerance (see `properties.tolerances`).
+This module is the oracle: each formula above is one whole-array NumPy expression in float64,
+so that it can be read against the paper. A faster evaluation of the same formulas lives in
+`bnref.fast` and is audited against this one like any other implementation.
+
+Dtype rule: inputs of any real dtype are converted to float64 and every result is float64. A
+caller comparing a float32 implementation compares at that dtype's tolerance (see
+`properties.tolerances`).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import math
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -43,10 +40,6 @@ from reference._validation import (
 )
 
 DEFAULT_EPS = 1e-5
-
-# float64, or float32 read in float64 by every step: a float64 copy of x would cost a pass and
-# x's size in float64, for the same values.
-RealArray = NDArray[np.float64] | NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -93,8 +86,18 @@ class ChannelLayout:
         """Reshape a (C,) vector so that it broadcasts along the channel axis of x."""
         return vector.reshape(self.broadcast_shape)
 
+    def mean(self, values: Float64Array) -> Float64Array:
+        """Per channel, ``(1/n) * sum(values)`` over every axis but the channel axis."""
+        result: Float64Array = np.mean(values, axis=self.reduce_axes)
+        return result
 
-def channel_layout(x: RealArray, axis: object, *, name: str = "x") -> ChannelLayout:
+    def sum(self, values: Float64Array) -> Float64Array:
+        """Per channel, ``sum(values)`` over every axis but the channel axis."""
+        result: Float64Array = np.sum(values, axis=self.reduce_axes)
+        return result
+
+
+def channel_layout(x: NDArray[Any], axis: object, *, name: str = "x") -> ChannelLayout:
     """Validate `axis` against `x` and describe the per-channel reduction."""
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension, got a 0-d array")
@@ -106,7 +109,8 @@ def channel_layout(x: RealArray, axis: object, *, name: str = "x") -> ChannelLay
     return ChannelLayout(ax, reduce_axes, channels, count, broadcast)
 
 
-def training_layout(x: RealArray, axis: object) -> ChannelLayout:
+def training_layout(x: NDArray[Any], axis: object) -> ChannelLayout:
+    """`channel_layout`, after checking that every channel has the 2 values a variance needs."""
     layout = channel_layout(x, axis)
     if x.size == 0:
         raise ValueError(
@@ -121,199 +125,19 @@ def training_layout(x: RealArray, axis: object) -> ChannelLayout:
     return layout
 
 
-def _real_array(value: ArrayLike, name: str) -> RealArray:
-    """`value` checked to be real numbers; a float32 ndarray as it is, anything else in float64.
+def batch_statistics(x: Float64Array, layout: ChannelLayout) -> tuple[Float64Array, Float64Array]:
+    """Per-channel mean and biased variance, accurate for |mean|/std up to about 1e8.
 
-    Finiteness is not checked here: `_channel_sums` does it, see `_non_finite_reported_first`.
+    The corrected two-pass algorithm: ``m0 = mean(x)`` carries an error of order n*u*|mean|;
+    the mean of the residuals ``x - m0`` (small when |mean| >> std) recovers it, so the
+    deviations ``x - mean`` are as accurate as x itself. Then ``var = mean((x - mean)**2)``.
+    The one-pass form E[x**2] - E[x]**2 cancels catastrophically and is never used.
     """
-    if type(value) is np.ndarray and value.dtype == np.float32:
-        return value
-    return as_float64_array(value, name, check_finite=False)
-
-
-@contextmanager
-def _non_finite_reported_first(
-    check_finite: bool, *arguments: tuple[ArrayLike, str]
-) -> Iterator[None]:
-    """If a check in the block fails, raise first the non-finite error of an earlier argument.
-
-    The fast path learns that an array is finite from its channel sums, after all the other
-    checks; the documented order checks each array's finiteness right after its dtype. An input
-    with two errors gets the error that order names first.
-    """
-    try:
-        yield
-    except (TypeError, ValueError):
-        if check_finite:
-            for value, name in arguments:
-                as_float64_array(value, name)
-        raise
-
-
-# The fast path: the same formulas, evaluated block by block on an (N, C, L) view of x.
-# A chain of elementwise steps on one block stays in the CPU cache, so each chain costs one pass
-# over memory instead of one pass per step, and the temporaries are a block, not a copy of x.
-# NumPy's ufuncs and reductions release the GIL, so the blocks of a pass run on a few threads.
-# Every block's result depends only on the block and per-channel totals add the blocks' partial
-# sums in block order, so each result is bitwise the same for any number of threads.
-_BLOCK = 2**17  # values per block: 1 MiB of float64; fewer, larger blocks measured slower
-_WORKERS = min(os.cpu_count() or 1, 4)  # threads per pass; passes are memory-bound past a few
-_SUM_AXES = (0, 2)  # the axes of (N, C, L) that a channel's statistics reduce over
-Box = tuple[slice, slice, slice]  # a block of an (N, C, L) array; box[1] selects its channels
-T = TypeVar("T")
-
-
-def _channel_view(x: RealArray, layout: ChannelLayout) -> RealArray:
-    """x as (N, C, L): the axes before the channel axis, the channels, the axes after it.
-
-    A view for a contiguous x (a non-contiguous x is copied once). (N, C) is (N, C, 1),
-    the course notes' (C, m) is (1, C, m).
-    """
-    ax = layout.axis
-    return x.reshape(math.prod(x.shape[:ax]), layout.channels, math.prod(x.shape[ax + 1 :]))
-
-
-@functools.lru_cache(maxsize=64)
-def _blocks(shape: tuple[int, ...], size: int) -> tuple[Box, ...]:
-    """Boxes of at most `size` (>= 1) values that tile an (N, C, L) array, in memory order."""
-    n, c, length = shape
-    if n * c * length == 0:
-        return ()
-    step_l = min(length, size)
-    step_c = min(c, max(1, size // step_l))
-    step_n = max(1, size // (step_c * step_l))
-    return tuple(
-        (slice(i, i + step_n), slice(j, j + step_c), slice(k, k + step_l))
-        for i in range(0, n, step_n)
-        for j in range(0, c, step_c)
-        for k in range(0, length, step_l)
-    )
-
-
-@functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of `workers` threads, made on first use and reused: threads are slow to start."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="bnref")
-
-
-if hasattr(os, "register_at_fork"):  # POSIX: a forked child has the pool but not its threads
-    os.register_at_fork(after_in_child=_pool.cache_clear)
-
-
-def _map_blocks(fn: Callable[[Box, Float64Array], T], shape: tuple[int, ...]) -> list[T]:
-    """``[fn(box, scratch) for box in _blocks(shape, _BLOCK)]``, on up to `_WORKERS` threads.
-
-    `scratch` is a buffer of one block of float64 that fn may overwrite. The boxes are cut into
-    one contiguous run per thread, each with its own scratch; one box or one worker runs here.
-    The caller's `np.errstate` holds in every thread (NumPy keeps it per thread or context).
-    """
-    boxes = _blocks(shape, _BLOCK)
-    scratch_size = min(math.prod(shape), _BLOCK)
-    modes, call = np.geterr(), np.geterrcall()  # the caller's np.errstate, for the threads
-
-    def run(part: Sequence[Box]) -> list[T]:
-        scratch = np.empty(scratch_size)
-        with np.errstate(**modes, call=call) if call else np.errstate(**modes):
-            return [fn(box, scratch) for box in part]
-
-    workers = min(_WORKERS, len(boxes))
-    if workers < 2:
-        return run(boxes)
-    cuts = [len(boxes) * i // workers for i in range(workers + 1)]
-    parts = [boxes[a:b] for a, b in itertools.pairwise(cuts)]
-    try:
-        done = _pool(_WORKERS).map(run, parts)
-    except RuntimeError:  # no new work for threads once the interpreter is exiting (atexit)
-        return run(boxes)
-    return [result for results in done for result in results]
-
-
-def _channel_totals(fn: Callable[[Box, Float64Array], Float64Array], x3: RealArray) -> Float64Array:
-    """Per channel of x3, the sum over the boxes of fn(box, scratch), a box's partial sums.
-
-    fn returns an array (..., channels of the box); the partials are added in box order,
-    whichever thread computed them.
-    """
-    parts = _map_blocks(fn, x3.shape)
-    total = np.zeros((*parts[0].shape[:-1], x3.shape[1]))
-    for box, part in zip(_blocks(x3.shape, _BLOCK), parts, strict=True):
-        total[..., box[1]] += part
-    return total
-
-
-def _column(vector: Float64Array) -> Float64Array:
-    """A (C,) vector as (C, 1), to broadcast along the channel axis of an (N, C, L) block."""
-    return vector[:, np.newaxis]
-
-
-def _centered(x3: RealArray, center: Float64Array, box: Box, scratch: Float64Array) -> Float64Array:
-    """x[box] - center, in `scratch`."""
-    block = x3[box]
-    t = scratch[: block.size].reshape(block.shape)
-    np.subtract(block, _column(center[box[1]]), out=t)
-    return t
-
-
-def _channel_sums(x3: RealArray, value: ArrayLike, name: str, check_finite: bool) -> Float64Array:
-    """sum(x) per channel, which also serves as the finiteness check of x.
-
-    A NaN or infinity anywhere in x makes its channel's sum NaN or infinite, so a finite sum
-    proves x finite without a separate scan. Only a non-finite sum pays for the full check,
-    which raises the usual error; if it passes, x is finite and its sum overflowed, and the
-    sum is taken again so that NumPy warns about the overflow as it would have.
-    """
-
-    def partial(box: Box, _: Float64Array) -> Float64Array:
-        total: Float64Array = np.add.reduce(x3[box], axis=_SUM_AXES, dtype=np.float64)
-        return total
-
-    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is diagnosed below
-        sums = _channel_totals(partial, x3)
-    if np.isfinite(sums).all():
-        return sums
-    if check_finite:
-        as_float64_array(value, name)
-    overflowed: Float64Array = np.add.reduce(x3, axis=_SUM_AXES, dtype=np.float64)
-    return overflowed
-
-
-def _corrected_mean(x3: RealArray, sums: Float64Array) -> Float64Array:
-    """mean = m0 + mean(x - m0) per channel of an (N, C, L) x, with m0 = sums/n.
-
-    The first mean m0 carries an error of order n*u*|mean|; averaging the residuals x - m0
-    (which are small when |mean| >> std) recovers it, so that the deviations x - mean are
-    accurate to the rounding of x itself.
-    """
-    n = x3.size // x3.shape[1]
-    m0 = sums / n
-
-    def residual(box: Box, scratch: Float64Array) -> Float64Array:
-        total: Float64Array = np.add.reduce(_centered(x3, m0, box, scratch), axis=_SUM_AXES)
-        return total
-
-    mean: Float64Array = m0 + _channel_totals(residual, x3) / n
-    return mean
-
-
-def _centered_sums(x3: RealArray, mean: Float64Array, *others: RealArray) -> list[Float64Array]:
-    """Per channel, sum((x - mean)**2) and sum(other * (x - mean)) for each array in `others`."""
-
-    def sums(box: Box, scratch: Float64Array) -> Float64Array:
-        t = _centered(x3, mean, box, scratch)
-        return np.stack([np.einsum("ncl,ncl->c", f, t) for f in (t, *(o[box] for o in others))])
-
-    return list(_channel_totals(sums, x3))
-
-
-def _statistics(x3: RealArray, sums: Float64Array) -> tuple[Float64Array, Float64Array]:
-    """Per-channel mean and biased variance of an (N, C, L) x, accurate for |mean|/std up to ~1e8.
-
-    Two passes with a corrected mean (`_corrected_mean`), then var = mean((x - mean)**2). The
-    one-pass form E[x^2] - E[x]^2 cancels catastrophically and is never used.
-    """
-    mean = _corrected_mean(x3, sums)
-    (square,) = _centered_sums(x3, mean)
-    return mean, square / (x3.size // x3.shape[1])
+    m0 = layout.mean(x)
+    mean = m0 + layout.mean(x - layout.expand(m0))
+    centered = x - layout.expand(mean)
+    var = layout.mean(centered * centered)
+    return mean, var
 
 
 class BackwardArguments(NamedTuple):
@@ -358,27 +182,15 @@ def batch_norm_forward(
     ``check_finite=False``); TypeError for non-real dtypes.
     """
     eps_ = check_positive_scalar(eps, "eps")
-    x_arr = _real_array(x, "x")
-    with _non_finite_reported_first(check_finite, (x, "x")):
-        layout = training_layout(x_arr, axis)
-        g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
-        b = check_channel_vector(beta, "beta", layout.channels, check_finite=check_finite)
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = training_layout(x64, axis)
+    g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+    b = check_channel_vector(beta, "beta", layout.channels, check_finite=check_finite)
 
-    x3 = _channel_view(x_arr, layout)
-    mean, var = _statistics(x3, _channel_sums(x3, x, "x", check_finite))
+    mean, var = batch_statistics(x64, layout)
     inv_std = 1.0 / np.sqrt(var + eps_)
-    x_hat, y = np.empty(x_arr.shape), np.empty(x_arr.shape)
-    x_hat3, y3 = _channel_view(x_hat, layout), _channel_view(y, layout)
-
-    def normalize(box: Box, _: Float64Array) -> None:
-        c = box[1]
-        xh, yb = x_hat3[box], y3[box]
-        np.subtract(x3[box], _column(mean[c]), out=xh)
-        xh *= _column(inv_std[c])  # x_hat = (x - mean) * inv_std
-        np.multiply(_column(g[c]), xh, out=yb)
-        yb += _column(b[c])  # y = gamma * x_hat + beta
-
-    _map_blocks(normalize, x3.shape)
+    x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)
+    y = layout.expand(g) * x_hat + layout.expand(b)
     return BatchNormForward(
         y=frozen(y),
         x_hat=frozen(x_hat),
@@ -410,41 +222,20 @@ def batch_norm_backward(
     The derivation from the computation graph is in docs/backward.md; the node-by-node version
     is `reference.batchnorm_graph.batch_norm_backward_graph`.
     """
-    eps_ = check_positive_scalar(eps, "eps")
-    x_arr = _real_array(x, "x")
-    with _non_finite_reported_first(check_finite, (x, "x")):
-        layout = training_layout(x_arr, axis)
-        dy_arr = _real_array(dy, "dy")
-    with _non_finite_reported_first(check_finite, (x, "x"), (dy, "dy")):
-        check_same_shape(cast(Float64Array, dy_arr), "dy", x_arr.shape, "x")  # reads the shape
-        g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
+    dy64, x64, g, eps_, layout = backward_arguments(
+        dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
+    )
+    mean, var = batch_statistics(x64, layout)
+    inv_std = 1.0 / np.sqrt(var + eps_)
+    x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)
 
-    x3, dy3 = _channel_view(x_arr, layout), _channel_view(dy_arr, layout)
-    x_sums = _channel_sums(x3, x, "x", check_finite)
-    dbeta = _channel_sums(dy3, dy, "dy", check_finite)  # sum(dy)
-    mean = _corrected_mean(x3, x_sums)
-    square, dy_centered = _centered_sums(x3, mean, dy3)
+    dbeta = layout.sum(dy64)
+    dgamma = layout.sum(dy64 * x_hat)
     n = layout.count
-    inv_std = 1.0 / np.sqrt(square / n + eps_)
-    dgamma = inv_std * dy_centered  # sum(dy * x_hat), as x_hat = (x - mean) * inv_std
-    scale = g * inv_std / n
-    dx = np.empty(x_arr.shape)
-    dx3 = _channel_view(dx, layout)
-
-    def gradient(box: Box, scratch: Float64Array) -> None:
-        c = box[1]
-        t = _centered(x3, mean, box, scratch)
-        t *= _column(inv_std[c])  # x_hat
-        t *= _column(dgamma[c])
-        dxb = dx3[box]
-        # The three terms: the direct path, the path through the mean, the path through the
-        # variance. dtype: n * dy in float64 also for a float32 dy.
-        np.multiply(dy3[box], n, out=dxb, dtype=np.float64)
-        dxb -= _column(dbeta[c])
-        dxb -= t
-        dxb *= _column(scale[c])
-
-    _map_blocks(gradient, x3.shape)
+    # The three terms: the direct path, the path through the mean, the path through the variance.
+    dx = layout.expand(g * inv_std / n) * (
+        n * dy64 - layout.expand(dbeta) - x_hat * layout.expand(dgamma)
+    )
     return BatchNormBackward(dx=frozen(dx), dgamma=frozen(dgamma), dbeta=frozen(dbeta))
 
 
@@ -466,35 +257,21 @@ def batch_norm_inference(
     running_var must be >= 0 (a negative variance would give NaN).
     """
     eps_ = check_positive_scalar(eps, "eps")
-    x_arr = _real_array(x, "x")
-    with _non_finite_reported_first(check_finite, (x, "x")):
-        layout = channel_layout(x_arr, axis)
-        c = layout.channels
-        g = check_channel_vector(gamma, "gamma", c, check_finite=check_finite)
-        b = check_channel_vector(beta, "beta", c, check_finite=check_finite)
-        rm = check_channel_vector(running_mean, "running_mean", c, check_finite=check_finite)
-        rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
-        if np.any(rv < 0):
-            raise ValueError(
-                f"running_var must be >= 0 in every channel, got "
-                f"{float(rv[rv < 0][0])!r} at channel "
-                f"{int(np.argmax(rv < 0))}"
-            )
+    x64 = as_float64_array(x, "x", check_finite=check_finite)
+    layout = channel_layout(x64, axis)
+    c = layout.channels
+    g = check_channel_vector(gamma, "gamma", c, check_finite=check_finite)
+    b = check_channel_vector(beta, "beta", c, check_finite=check_finite)
+    rm = check_channel_vector(running_mean, "running_mean", c, check_finite=check_finite)
+    rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
+    if np.any(rv < 0):
+        raise ValueError(
+            f"running_var must be >= 0 in every channel, got "
+            f"{float(rv[rv < 0][0])!r} at channel "
+            f"{int(np.argmax(rv < 0))}"
+        )
     scale = g / np.sqrt(rv + eps_)
-    x3 = _channel_view(x_arr, layout)
-    y = np.empty(x_arr.shape)
-    y3 = _channel_view(y, layout)
-
-    def normalize(box: Box, _: Float64Array) -> None:
-        xb, yb = x3[box], y3[box]
-        # Checked before the arithmetic, which would warn about inf - inf or inf * 0.
-        if check_finite and not np.isfinite(xb).all():
-            as_float64_array(x, "x")  # raises the error that counts and locates them all
-        np.subtract(xb, _column(rm[box[1]]), out=yb)
-        yb *= _column(scale[box[1]])
-        yb += _column(b[box[1]])
-
-    _map_blocks(normalize, x3.shape)
+    y = layout.expand(scale) * (x64 - layout.expand(rm)) + layout.expand(b)
     return frozen(y)
 
 

@@ -61,7 +61,7 @@ def _shard_summary(x: Float64Array, layout: ChannelLayout) -> ShardStats:
     if layout.count == 0:  # an empty shard contributes nothing
         zeros = np.zeros(layout.channels)
         return ShardStats(0, frozen(zeros), frozen(zeros.copy()))
-    # Corrected two-pass mean (as in batchnorm._statistics): the residual mean recovers the
+    # Corrected two-pass mean (as in batchnorm.batch_statistics): the residual mean recovers the
     # rounding of the first, so the deviations are accurate even when |mean| >> std.
     m0 = np.mean(x, axis=layout.reduce_axes)
     mean = m0 + np.mean(x - layout.expand(m0), axis=layout.reduce_axes)

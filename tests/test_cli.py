@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from bnref.cli import format_table, main, parse_dtypes
 from properties.adapter import Array, ForwardOutput, ReferenceImplementation
-from properties.cli import format_table, main, parse_dtypes
 from properties.framework import run_property
 from properties.registry import ALL_PROPERTIES, by_name
 

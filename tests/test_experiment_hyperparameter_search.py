@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from experiments.common import ExperimentResult
-from experiments.hyperparameter_search import FILE, NAME, QUICK, SPACE, run
+from bnref.experiments.common import ExperimentResult
+from bnref.experiments.hyperparameter_search import FILE, NAME, QUICK, SPACE, run
 
 CHANCE = 0.1  # ten digit classes
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info  # type: ignore[import-untyped]  # no py.typed
 
-from experiments import bn_init_scale, cli, optimizers, overfitting
-from experiments.common import (
+from bnref.experiments import bn_init_scale, cli, optimizers, overfitting
+from bnref.experiments.common import (
     ExperimentResult,
     ProgressBar,
     check_run_args,
@@ -27,7 +27,7 @@ from experiments.common import (
     write_numbers,
     write_table,
 )
-from experiments.data import digits_split, two_moons
+from bnref.experiments.data import digits_split, two_moons
 from reference.network import DropoutSpec, NetworkSpec, init_params
 from reference.optimizers import make_optimizer
 from reference.schedules import schedule_lr_decay

@@ -1,4 +1,5 @@
-"""experiments.data: the MNIST loader on tiny IDX and npz files made here, and each rejection."""
+"""bnref.experiments.data: the MNIST loader on tiny IDX and npz files made here, and its
+rejections."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from experiments.data import MNIST_IDX_FILES, Split, load_mnist, read_idx
+from bnref.experiments.data import MNIST_IDX_FILES, Split, load_mnist, read_idx
 
 RNG = np.random.default_rng(5)
 X_TRAIN = RNG.integers(0, 256, size=(6, 4, 3), dtype=np.uint8)

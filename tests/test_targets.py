@@ -30,7 +30,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import properties.targets
+import bnref.targets
+from bnref.targets import DTYPES, TARGETS, TargetLacks, load_target
 from properties import batchnorm_props, registry, running_stats_props
 from properties.adapter import (
     Array,
@@ -44,7 +45,6 @@ from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property, PropertyFailure, run_property
 from properties.running_stats_props import CumulativeCase, RunningStatsCase
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
-from properties.targets import DTYPES, TARGETS, TargetLacks, load_target
 from properties.tolerances import (
     SAFETY,
     SMALLEST_SUBNORMAL,
@@ -84,7 +84,7 @@ def targets() -> dict[tuple[str, str], Implementation]:
 def test_load_target_reference() -> None:
     impl = load_target("reference", "float64")
     assert isinstance(impl, ReferenceImplementation)
-    assert TARGETS == ("reference", "torch", "onnx", "onnxruntime")
+    assert TARGETS == ("reference", "fast", "torch", "onnx", "onnxruntime")
 
 
 @pytest.mark.parametrize("name", ["tensorflow", "", "Torch"])
@@ -131,8 +131,8 @@ def test_missing_framework_says_what_to_install(
     # import binds nothing); onnxruntime is imported when its adapter is built.
     adapter = {"torch": "torch_target", "onnx": "onnx_target"}.get(name)
     if adapter is not None:
-        monkeypatch.delitem(sys.modules, f"properties.targets.{adapter}", raising=False)
-        monkeypatch.delattr(properties.targets, adapter, raising=False)
+        monkeypatch.delitem(sys.modules, f"bnref.targets.{adapter}", raising=False)
+        monkeypatch.delattr(bnref.targets, adapter, raising=False)
     with pytest.raises(ImportError, match=message):
         load_target(name, "float64")
 

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bnref.targets import TargetLacks
+from bnref.targets.user_target import UserTarget, load_user_target, resolve_function
 from properties.framework import run_property
 from properties.profiles import failure_demo
 from properties.registry import by_name
-from properties.targets import TargetLacks
-from properties.targets.user_target import UserTarget, load_user_target, resolve_function
 
 HERE = str(Path(__file__).parent)
 MOD = "user_impl_example"

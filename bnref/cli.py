@@ -1,5 +1,5 @@
 """The `bnref` command: `bnref check` runs every property against an implementation;
-`bnref experiment NAME` runs one of the course's experiments (see `experiments.cli`).
+`bnref experiment NAME` runs one of the course's experiments (see `bnref.experiments.cli`).
 
     bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
                 [--property NAME ...] [--json PATH]
@@ -40,10 +40,10 @@ from typing import NoReturn
 
 from hypothesis import settings
 
+from bnref.targets import DTYPES, TARGETS, load_target
 from properties.adapter import Implementation
 from properties.framework import PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
-from properties.targets import DTYPES, TARGETS, load_target
 from reference.conventions import CONVENTIONS
 
 USER_OPTIONS = ("backward", "inference", "running_stats", "eps", "momentum")
@@ -73,7 +73,7 @@ def _implementation(args: argparse.Namespace, dtype: str) -> tuple[Implementatio
     target = args.target
     impl: Implementation
     if ":" in target:
-        from properties.targets.user_target import load_user_target  # noqa: PLC0415
+        from bnref.targets.user_target import load_user_target  # noqa: PLC0415
 
         options = {k: getattr(args, k) for k in USER_OPTIONS}
         kwargs = {"convention": args.convention, "dtype": dtype, **options}
@@ -82,24 +82,24 @@ def _implementation(args: argparse.Namespace, dtype: str) -> tuple[Implementatio
         except (TypeError, ValueError) as exc:
             _usage(str(exc))
         call = ", ".join([repr(target), *(f"{k}={v!r}" for k, v in kwargs.items())])
-        code = "from properties.targets.user_target import load_user_target\n"
+        code = "from bnref.targets.user_target import load_user_target\n"
         return impl, code + f"impl = load_user_target({call})"
     given = [f"--{k.replace('_', '-')}" for k in USER_OPTIONS if getattr(args, k) is not None]
     if given:
         _usage(f"{', '.join(given)} need a TARGET module:function, got {target!r}")
     if target not in TARGETS:
         _usage(f"TARGET must be one of {', '.join(TARGETS)} or module:function; got {target!r}")
-    if target == "reference" and dtype != "float64":
+    if target in ("reference", "fast") and dtype != "float64":
         _usage(
-            f"--dtype {dtype}: the reference computes in float64 only (it is the oracle the "
-            "others are judged by); check torch, onnx, onnxruntime or module:function at "
-            f"{dtype}"
+            f"--dtype {dtype}: {'the reference' if target == 'reference' else 'bnref.fast'} "
+            "computes in float64 only (the reference is the oracle the others are judged by); "
+            f"check torch, onnx, onnxruntime or module:function at {dtype}"
         )
     try:
         impl = load_target(target, dtype)
     except ImportError as exc:
         _usage(str(exc))
-    code = f"from properties.targets import load_target\nimpl = load_target({target!r}, {dtype!r})"
+    code = f"from bnref.targets import load_target\nimpl = load_target({target!r}, {dtype!r})"
     return impl, code
 
 
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args[1:])
     if args[0] == "experiment":
         try:
-            from experiments.cli import main as experiment  # noqa: PLC0415 -- optional extra
+            from bnref.experiments.cli import main as experiment  # noqa: PLC0415 -- optional extra
         except ImportError as exc:  # matplotlib or scikit-learn missing
             print(
                 f"bnref experiment: {exc}; install the extra: pip install 'bnref[experiments]'",

@@ -1,13 +1,12 @@
-"""The fast path of `reference.batchnorm` computes what the plain version computes, to rounding.
+"""`bnref.fast` computes what the reference, `reference.batchnorm`, computes, to rounding.
 
-The plain version (tests/plain_batchnorm.py) is the oracle: whole-array NumPy expressions of the
-same formulas. The fast one reduces an (N, C, L) view block by block, reads float32 input without
-a float64 copy, checks finiteness from the channel sums and takes sum(dy * x_hat) as
-inv_std * sum(dy * (x - mean)). The blocks are made tiny here (`block` below) so that the small
-Hypothesis cases are cut into many boxes, as a real activation is, and the boxes of a pass run on
-a few threads, whose number must not change a single bit of any result.
-Inference mode does, per element, the same three rounded operations in the same order as the
-plain version, so there the two agree exactly (tolerance 0).
+The reference is the oracle: whole-array NumPy expressions of the same formulas. The fast one
+reduces an (N, C, L) view block by block, reads float32 input without a float64 copy, checks
+finiteness from the channel sums and takes sum(dy * x_hat) as inv_std * sum(dy * (x - mean)). The
+blocks are made tiny here (`block` below) so that the small Hypothesis cases are cut into many
+boxes, as a real activation is, and the boxes of a pass run on a few threads, whose number must not
+change a single bit of any result. Inference mode does, per element, the same three rounded
+operations in the same order as the plain version, so there the two agree exactly (tolerance 0).
 
 Tolerance, derived (first order; u = 2**-53). Per channel with n values, mean mu, s = x - mu,
 A = mean|x|, D = mean|s|, and g = (n + 4) u, a bound on any order of summation of n terms
@@ -51,11 +50,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from plain_batchnorm import plain_backward, plain_forward, plain_inference
 
+from bnref import fast as batchnorm
+from bnref.fast import batch_norm_backward, batch_norm_forward, batch_norm_inference
+from bnref.targets import load_target
+from properties.framework import Property
+from properties.registry import BATCHNORM_PROPERTIES
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
-from reference import batchnorm
-from reference.batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_inference
+from reference.batchnorm import batch_norm_backward as plain_backward
+from reference.batchnorm import batch_norm_forward as plain_forward
+from reference.batchnorm import batch_norm_inference as plain_inference
 
 Array = NDArray[np.float64]
 T = TypeVar("T")
@@ -510,7 +514,7 @@ def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
     # At exit the pool takes no new work (RuntimeError); an atexit hook still gets its result.
     code = (
         "import atexit, numpy as np\n"
-        "import reference.batchnorm as bn\n"
+        "import bnref.fast as bn\n"
         "bn._BLOCK, bn._WORKERS = 4, 2\n"
         "x = np.arange(90.0).reshape(6, 3, 5)\n"
         "y = bn.batch_norm_forward(x, np.ones(3), np.zeros(3)).y\n"
@@ -524,3 +528,33 @@ def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+def test_the_sum_that_checks_finiteness_warns_only_like_one_plain_sum() -> None:
+    """The channel sums double as the finiteness check, taken with overflow and invalid
+    ignored: a finite x whose sum overflows warns exactly as one plain np.add.reduce does
+    (from the re-sum), and opposite infinities raise the finiteness error with no warning."""
+    x3 = np.array([[1e308, 0.5], [1e308, -0.5]])[:, :, np.newaxis]  # (N, C, L), C = 2
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        batchnorm._channel_sums(x3, x3, "x", True)
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        np.add.reduce(x3, axis=(0, 2))
+    assert [str(w.message) for w in ours] == [str(w.message) for w in plain] != []
+    opposite = np.arange(12.0).reshape(4, 3)
+    opposite[0, 0], opposite[1, 0] = np.inf, -np.inf  # inf + -inf: invalid, a NaN sum
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^x must be finite"):
+            batch_norm_forward(opposite, np.ones(3), np.zeros(3))
+        with pytest.raises(ValueError, match=r"^x must be finite"):
+            batch_norm_backward(opposite, opposite, np.ones(3))
+
+
+@pytest.mark.parametrize("prop", BATCHNORM_PROPERTIES, ids=lambda p: p.name)
+def test_the_fast_target_satisfies(prop: Property) -> None:
+    """`bnref check fast`: every batch-norm property holds for the fast engine as a target."""
+    impl = load_target("fast")
+    assert impl.name == "fast"
+    prop.as_test(impl)()

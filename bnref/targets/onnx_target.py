@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from properties.adapter import Array, BackwardOutput, ForwardOutput, RunningStats
-from properties.targets import (
+from bnref.targets import (
     TargetLacks,
     channels_second,
     check_dtype,
     restore_channels,
     to_dtype,
 )
+from properties.adapter import Array, BackwardOutput, ForwardOutput, RunningStats
 
 try:
     import onnx

@@ -1,11 +1,11 @@
 """Other batch-norm implementations behind the `Implementation` protocol, for `bnref check`.
 
-`load_target(name, dtype)` builds the implementation the properties run on: the reference,
-PyTorch (`torch`), the ONNX reference evaluator (`onnx`) or ONNX Runtime (`onnxruntime`). An
-adapter converts the float64 inputs to `dtype`, moves the channel axis to position 1 (the only
-layout PyTorch and ONNX accept), runs, moves it back and returns float64 arrays. The frameworks
-are imported only when their adapter is loaded, so bnref itself never needs them; a missing one
-raises an ImportError that says what to install.
+`load_target(name, dtype)` builds the implementation the properties run on: the reference, bnref's
+own fast engine (`fast`, `bnref.fast`), PyTorch (`torch`), the ONNX reference evaluator (`onnx`) or
+ONNX Runtime (`onnxruntime`). An adapter converts the float64 inputs to `dtype`, moves the channel
+axis to position 1 (the only layout PyTorch and ONNX accept), runs, moves it back and returns
+float64 arrays. The frameworks are imported only when their adapter is loaded, so bnref itself never
+needs them; a missing one raises an ImportError that says what to install.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from properties.adapter import Array, Implementation, ReferenceImplementation
 from properties.framework import Unsupported
 from reference._validation import normalize_axis
 
-TARGETS = ("reference", "torch", "onnx", "onnxruntime")
+TARGETS = ("reference", "fast", "torch", "onnx", "onnxruntime")
 DTYPES = ("float64", "float32", "float16")
 MIN_NDIM, MAX_NDIM = 2, 5  # (N, C) to (N, C, D, H, W): what torch.nn.BatchNorm1d/2d/3d accept
 
@@ -96,15 +96,19 @@ def load_target(name: str, dtype: str = "float64") -> Implementation:
     if name not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {name!r}")
     check_dtype(dtype)
-    if name == "reference":
+    if name in ("reference", "fast"):
         if dtype != "float64":
-            raise ValueError(f"dtype must be 'float64' for the reference target, got {dtype!r}")
+            raise ValueError(f"dtype must be 'float64' for the {name} target, got {dtype!r}")
+        if name == "fast":
+            from bnref import fast  # noqa: PLC0415 -- its thread pool starts only when audited
+
+            return ReferenceImplementation(module=fast, name="fast")
         return ReferenceImplementation()
     if name == "torch":
-        from properties.targets.torch_target import TorchTarget  # noqa: PLC0415 -- optional
+        from bnref.targets.torch_target import TorchTarget  # noqa: PLC0415 -- optional
 
         return TorchTarget(dtype)
-    from properties.targets import onnx_target  # noqa: PLC0415 -- optional dependency
+    from bnref.targets import onnx_target  # noqa: PLC0415 -- optional dependency
 
     if name == "onnx":
         return onnx_target.OnnxReferenceTarget(dtype)

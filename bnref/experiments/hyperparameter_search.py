@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import (
+from bnref.experiments.common import (
     ExperimentResult,
     ProgressBar,
     check_run_args,
@@ -39,7 +39,7 @@ from experiments.common import (
     write_numbers,
     write_table,
 )
-from experiments.data import digits_split
+from bnref.experiments.data import digits_split
 from reference.data_split import validation_split
 from reference.hyperparameter_search import LogUniform, coarse_to_fine
 from reference.network import NetworkSpec, accuracy, init_params

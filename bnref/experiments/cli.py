@@ -1,8 +1,8 @@
 """`bnref experiment NAME [--seed N] [--quick] [--out DIR] [--data PATH]` and `--list`.
 
-`bnref experiment ...` (properties/cli.py) calls this `main`; it also runs alone as
-``python -m experiments.cli NAME``. Exit codes: 0 done, 2 bad usage (an unknown name, an option
-the experiment does not take, a bad --data file).
+`bnref experiment ...` (bnref/cli.py) calls this `main`; it also runs alone as
+``python -m bnref.experiments.cli NAME``. Exit codes: 0 done, 2 bad usage (an unknown name, an
+option the experiment does not take, a bad --data file).
 """
 
 from __future__ import annotations
@@ -15,26 +15,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 
-from experiments.common import ExperimentResult
+from bnref.experiments.common import ExperimentResult
 
 # NAME -> (module, one-line summary). Modules are imported only when run, so a missing or
 # broken one does not stop the others (hyperparameter-search is written separately).
 EXPERIMENTS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
         "bn-init-scale": (
-            "experiments.bn_init_scale",
+            "bnref.experiments.bn_init_scale",
             "with and without batch norm across 16 initial weight scales (digits or --data MNIST)",
         ),
         "overfitting": (
-            "experiments.overfitting",
+            "bnref.experiments.overfitting",
             "300 training digits, a deep network, then weight decay and dropout",
         ),
         "optimizers": (
-            "experiments.optimizers",
+            "bnref.experiments.optimizers",
             "gradient descent, momentum and Adam on two moons, with learning-rate decay",
         ),
         "hyperparameter-search": (
-            "experiments.hyperparameter_search",
+            "bnref.experiments.hyperparameter_search",
             "random search over learning rate and weight decay, then one coarse-to-fine round",
         ),
     }

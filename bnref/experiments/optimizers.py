@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import (
+from bnref.experiments.common import (
     ExperimentResult,
     ProgressBar,
     check_run_args,
@@ -33,7 +33,7 @@ from experiments.common import (
     write_numbers,
     write_table,
 )
-from experiments.data import two_moons
+from bnref.experiments.data import two_moons
 from reference.network import NetworkSpec, NetworkState, Params, accuracy, predict
 from reference.optimizers import make_optimizer
 from reference.schedules import schedule_lr_decay

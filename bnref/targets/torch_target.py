@@ -21,13 +21,13 @@ pytorch/pytorch at the cited paths):
 
 from __future__ import annotations
 
-from properties.adapter import Array, BackwardOutput, ForwardOutput, RunningStats
-from properties.targets import (
+from bnref.targets import (
     channels_second,
     check_dtype,
     restore_channels,
     to_dtype,
 )
+from properties.adapter import Array, BackwardOutput, ForwardOutput, RunningStats
 from reference._validation import check_int
 
 INSTALL = (

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import (
+from bnref.experiments.common import (
     ExperimentResult,
     ProgressBar,
     check_run_args,
@@ -44,7 +44,7 @@ from experiments.common import (
     write_numbers,
     write_table,
 )
-from experiments.data import Split, digits_split
+from bnref.experiments.data import Split, digits_split
 from reference.network import DropoutSpec, NetworkSpec, NetworkState, Params, accuracy, init_params
 from reference.optimizers import make_optimizer
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import (
+from bnref.experiments.common import (
     ExperimentResult,
     ProgressBar,
     check_run_args,
@@ -33,7 +33,7 @@ from experiments.common import (
     write_numbers,
     write_table,
 )
-from experiments.data import Split, digits_split, load_mnist
+from bnref.experiments.data import Split, digits_split, load_mnist
 from reference.layers import BatchNormConfig
 from reference.network import NetworkSpec, NetworkState, Params, accuracy, init_params
 from reference.optimizers import make_optimizer

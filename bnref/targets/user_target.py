@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 import reference
+from bnref.targets import TargetLacks, check_dtype, to_dtype
 from properties.adapter import Array, BackwardOutput, ForwardOutput, RunningStats
-from properties.targets import TargetLacks, check_dtype, to_dtype
 from reference._validation import check_positive_scalar, check_unit_interval, normalize_axis
 from reference.conventions import get_convention
 
