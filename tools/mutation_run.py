@@ -66,7 +66,7 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
         "tests/test_batchnorm_validation.py",
         "tests/test_batchnorm_values.py",
         "tests/test_batchnorm_props.py",
-        "tests/test_fast_path.py",
+        "tests/test_fast.py",
         "tests/test_accuracy.py",
         "tests/test_gradient_props.py",
         "tests/test_documented_defaults.py",
