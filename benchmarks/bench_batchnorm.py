@@ -1,4 +1,4 @@
-"""Speed and memory of bnref's batch norm against PyTorch CPU, ONNX and textbook NumPy (issue 6).
+"""Speed and memory of bnref's batch norm against PyTorch CPU, ONNX and textbook NumPy.
 
 Run ``python -m benchmarks.bench_batchnorm`` (``--quick`` for small shapes and 1 repeat,
 ``--repeats K`` to change k). Every time is the median of k calls of `time.perf_counter` after
@@ -15,17 +15,21 @@ A ratio is ``bnref time / other time``: above 1 bnref is slower.
   row has a ratio.
 * Textbook NumPy (below): the plain formulas in the input dtype, backward from the forward's cache.
 
-bnref is timed through its public functions with their default checks (dtype, shape and
-finiteness), as a user calls them. They run the fast path of `reference.batchnorm`: an
-(N, C, L) view reduced block by block, the blocks of each pass on min(os.cpu_count(), 4)
-threads, float32 input read without a float64 copy, finiteness checked from the channel sums.
-bnref's backward takes x (not saved statistics), so it recomputes mean, var and x_hat: its
+Two bnref implementations are timed, in the same run, through their public functions with their
+default checks (dtype, shape and finiteness), as a user calls them:
+* `fast` (`bnref.fast`): an (N, C, L) view reduced block by block, the blocks of each pass on
+  min(os.cpu_count(), 4) threads, float32 input read without a float64 copy, finiteness checked
+  from the channel sums;
+* `reference` (`reference.batchnorm`, the oracle): the plain whole-array float64 formulas, one
+  NumPy expression per step, on one thread.
+Both backwards take x (not saved statistics), so they recompute mean, var and x_hat: their
 backward row does a forward's statistics as well.
 Peak extra memory is tracemalloc's peak (NumPy reports its buffers to it) over the call, the
 results included, in multiples of x.nbytes in float64. Torch and onnx are optional.
 
-Targets (issue 6), printed after the table: float64 forward+backward <= 1.5x torch, float32
-<= 3x, forward <= 0.5x the ONNX reference evaluator, peak extra memory <= 4x.
+Targets for `fast`, printed after the table: float64 forward+backward <= 1.5x torch, float32
+<= 3x, forward <= 0.5x the ONNX reference evaluator, peak extra memory <= 4x. The reference
+has no speed target; its cost against `fast` is printed (`reference/fast`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from reference.batchnorm import batch_norm_backward, batch_norm_forward
+from bnref import fast
+from reference import batchnorm as plain
 from reference.gradcheck import GradcheckReport, fast_check, full_check
 
 OPS = ("forward", "backward", "forward+backward")
@@ -143,14 +148,15 @@ def make_inputs(shape: tuple[int, ...], dtype: str, seed: int = 0) -> Inputs:
     return Inputs(*(a.astype(dtype) for a in (x, gamma, beta, dy)))
 
 
-def bnref_ops(d: Inputs) -> dict[str, Thunk]:
-    """bnref's forward, backward and forward+backward on d."""
+def bnref_ops(d: Inputs, module: Any = fast) -> dict[str, Thunk]:
+    """Forward, backward and forward+backward on d of `module`'s batch-norm functions
+    (`bnref.fast` or the plain reference, `reference.batchnorm`)."""
 
     def forward() -> object:
-        return batch_norm_forward(d.x, d.gamma, d.beta, eps=EPS)
+        return module.batch_norm_forward(d.x, d.gamma, d.beta, eps=EPS)
 
     def backward() -> object:
-        return batch_norm_backward(d.dy, d.x, d.gamma, eps=EPS)
+        return module.batch_norm_backward(d.dy, d.x, d.gamma, eps=EPS)
 
     def both() -> object:
         return forward(), backward()
@@ -257,7 +263,8 @@ def onnx_forward(d: Inputs) -> Thunk | str:
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: bnref's median seconds and its ratio to each competitor (or why not)."""
+    """One table row: fast's median seconds and its ratio to each competitor (or why not), and
+    the plain reference's seconds and ratios to torch and to fast."""
 
     op: str
     layout: str
@@ -267,38 +274,45 @@ class Row:
     torch: float | str
     onnx: float | str
     textbook: float
+    reference_seconds: float
+    reference_torch: float | str
 
 
 def measure_case(layout: str, shape: tuple[int, ...], dtype: str, repeats: int) -> list[Row]:
     """The three rows of one (shape, dtype) case."""
     d = make_inputs(shape, dtype)
-    ours = bnref_ops(d)
+    ours = bnref_ops(d, fast)
+    oracle = bnref_ops(d, plain)
     book = textbook_ops(d)
     theirs = torch_ops(d)
     onnx_fwd = onnx_forward(d)
     rows = []
     for op in OPS:
-        fns = [ours[op], book[op]]
+        fns = [ours[op], oracle[op], book[op]]
         if not isinstance(theirs, str):
             fns.append(theirs[op])
         if op == "forward" and not isinstance(onnx_fwd, str):
             fns.append(onnx_fwd)
-        t, t_book, *others = median_times(fns, repeats)
-        t_torch: float | str = theirs if isinstance(theirs, str) else t / others.pop(0)
+        t, t_ref, t_book, *others = median_times(fns, repeats)
+        r_torch: float | str = NOT_INSTALLED
+        ref_torch: float | str = NOT_INSTALLED
+        if not isinstance(theirs, str):
+            t_torch = others.pop(0)
+            r_torch, ref_torch = t / t_torch, t_ref / t_torch
         t_onnx: float | str = NO_BACKWARD
         if op == "forward":
             t_onnx = onnx_fwd if isinstance(onnx_fwd, str) else t / others.pop(0)
-        rows.append(Row(op, layout, shape, dtype, t, t_torch, t_onnx, t / t_book))
+        rows.append(Row(op, layout, shape, dtype, t, r_torch, t_onnx, t / t_book, t_ref, ref_torch))
     return rows
 
 
-def peak_memory(shape: tuple[int, ...]) -> tuple[float, float, float]:
-    """tracemalloc peaks of forward, backward, and forward then backward (forward's result
-    alive), each divided by x.nbytes of a float64 x of `shape`."""
+def peak_memory(shape: tuple[int, ...], module: Any = fast) -> tuple[float, float, float]:
+    """tracemalloc peaks of `module`'s forward, backward, and forward then backward (forward's
+    result alive), each divided by x.nbytes of a float64 x of `shape`."""
     d = make_inputs(shape, "float64")
     peaks = []
     for calls in (("forward",), ("backward",), ("forward", "backward")):
-        ops = bnref_ops(d)
+        ops = bnref_ops(d, module)
         tracemalloc.start()
         try:
             kept = [ops[name]() for name in calls]
@@ -321,14 +335,14 @@ class GradcheckTiming:
 
 
 def gradcheck_timings(repeats: int) -> list[GradcheckTiming]:
-    """Time fast_check and full_check of bnref's batch norm on a (16, 8) float64 input."""
+    """Time fast_check and full_check of the reference batch norm on a (16, 8) float64 input."""
     d = make_inputs(GRADCHECK_SHAPE, "float64", seed=1)
 
     def f(x: Array, g: Array, b: Array) -> Array:
-        return batch_norm_forward(x, g, b, eps=EPS).y
+        return plain.batch_norm_forward(x, g, b, eps=EPS).y
 
     def vjp(v: Array, x: Array, g: Array, _b: Array) -> tuple[Array, Array, Array]:
-        r = batch_norm_backward(v, x, g, eps=EPS)
+        r = plain.batch_norm_backward(v, x, g, eps=EPS)
         return r.dx, r.dgamma, r.dbeta
 
     inputs = [d.x, d.gamma, d.beta]
@@ -351,7 +365,19 @@ def _ratio(value: float | str) -> str:
 
 def format_table(rows: Sequence[Row]) -> list[str]:
     """The rows as fixed-width text lines, with a header."""
-    header = ("op", "layout", "shape", "dtype", "bnref ms", "/torch", "/onnx-ref", "/textbook")
+    header = (
+        "op",
+        "layout",
+        "shape",
+        "dtype",
+        "fast ms",
+        "fast/torch",
+        "fast/onnx-ref",
+        "fast/textbook",
+        "reference ms",
+        "reference/torch",
+        "reference/fast",
+    )
     cells = [header] + [
         (
             r.op,
@@ -362,6 +388,9 @@ def format_table(rows: Sequence[Row]) -> list[str]:
             _ratio(r.torch),
             _ratio(r.onnx),
             _ratio(r.textbook),
+            f"{1e3 * r.reference_seconds:.2f}",
+            _ratio(r.reference_torch),
+            _ratio(r.reference_seconds / r.seconds),
         )
         for r in rows
     ]
@@ -371,8 +400,8 @@ def format_table(rows: Sequence[Row]) -> list[str]:
     ]
 
 
-TORCH_TARGET = {"float64": 1.5, "float32": 3.0}  # forward+backward, bnref / torch
-ONNX_TARGET = 0.5  # forward, bnref / onnx-ref: at least 2x faster
+TORCH_TARGET = {"float64": 1.5, "float32": 3.0}  # forward+backward, fast / torch
+ONNX_TARGET = 0.5  # forward, fast / onnx-ref: at least 2x faster
 MEMORY_TARGET = 4.0  # peak extra memory / x.nbytes in float64
 
 
@@ -385,17 +414,17 @@ def _verdict(value: float | str, limit: float) -> str:
 def target_lines(rows: Sequence[Row], peaks: Sequence[tuple[str, float]]) -> list[str]:
     """One line per target and case: the measured ratio, the limit, met or not."""
     lines = [
-        f"target {r.dtype} {r.layout} forward+backward /torch: "
+        f"target fast {r.dtype} {r.layout} forward+backward /torch: "
         + _verdict(r.torch, TORCH_TARGET[r.dtype])
         for r in rows
         if r.op == "forward+backward"
     ]
     lines += [
-        f"target {r.dtype} {r.layout} forward /onnx-ref: {_verdict(r.onnx, ONNX_TARGET)}"
+        f"target fast {r.dtype} {r.layout} forward /onnx-ref: {_verdict(r.onnx, ONNX_TARGET)}"
         for r in rows
         if r.op == "forward"
     ]
-    lines += [f"target peak memory {name}: {_verdict(p, MEMORY_TARGET)}" for name, p in peaks]
+    lines += [f"target fast peak memory {name}: {_verdict(p, MEMORY_TARGET)}" for name, p in peaks]
     return lines
 
 
@@ -408,9 +437,9 @@ def run(*, quick: bool, repeats: int, out: TextIO) -> list[Row]:
         file=out,
     )
     print(
-        "ratio = bnref time / other time (>1: bnref slower). torch: F.batch_norm(training=True)"
+        "ratio = time / other time (>1: slower). torch: F.batch_norm(training=True)"
         " forward, aten.native_batch_norm_backward backward, threads=os.cpu_count(). "
-        "bnref: threads=min(os.cpu_count(), 4). "
+        "fast (bnref.fast): threads=min(os.cpu_count(), 4). reference: the plain oracle. "
         "onnx-ref: ReferenceEvaluator forward, opset 15, training_mode=1.",
         file=out,
     )
@@ -424,13 +453,15 @@ def run(*, quick: bool, repeats: int, out: TextIO) -> list[Row]:
         print(line, file=out)
     peaks = []
     for layout, shape in shapes.items():
-        fwd, bwd, both = peak_memory(shape)
-        peaks.append((f"{layout} forward+backward", both))
-        print(
-            f"peak extra memory, float64 {layout} {shape}, in multiples of x.nbytes: "
-            f"forward {fwd:.2f}, backward {bwd:.2f}, forward+backward {both:.2f}",
-            file=out,
-        )
+        for name, module in (("fast", fast), ("reference", plain)):
+            fwd, bwd, both = peak_memory(shape, module)
+            if module is fast:
+                peaks.append((f"{layout} forward+backward", both))
+            print(
+                f"peak extra memory of {name}, float64 {layout} {shape}, in multiples of "
+                f"x.nbytes: forward {fwd:.2f}, backward {bwd:.2f}, forward+backward {both:.2f}",
+                file=out,
+            )
     for g in gradcheck_timings(repeats):
         print(
             f"gradcheck {g.mode} on {GRADCHECK_SHAPE} float64: {1e3 * g.seconds:.2f} ms, "

@@ -25,7 +25,10 @@ def test_quick_run_prints_every_row() -> None:
     assert all(r.seconds > 0 for r in rows)
     # ONNX has no backward: only forward rows carry an ONNX ratio (or say it is not installed).
     assert all(r.onnx == bench.NO_BACKWARD for r in rows if r.op != "forward")
-    assert text.count("peak extra memory") == len(bench.QUICK_SHAPES)
+    assert all(r.reference_seconds > 0 for r in rows)
+    assert text.count("peak extra memory of fast") == len(bench.QUICK_SHAPES)
+    assert text.count("peak extra memory of reference") == len(bench.QUICK_SHAPES)
+    assert "reference/fast" in text
     assert "gradcheck fast" in text
     assert "gradcheck full" in text
     assert "passed=False" not in text
