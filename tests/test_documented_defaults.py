@@ -1,4 +1,4 @@
-"""Documented defaults and rejections that mutation testing found unexercised (issue 7).
+"""Documented defaults and rejections that mutation testing found unexercised.
 
 Each test states what a docstring promises: the default of an argument is the value it names,
 and a non-finite argument of inference is rejected by name unless ``check_finite=False``.

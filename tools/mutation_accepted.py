@@ -1,4 +1,4 @@
-"""The accepted equivalent mutants of issue 7 (tools/mutation_accepted.txt), pinned to their code.
+"""The accepted equivalent mutants (tools/mutation_accepted.txt), pinned to their code.
 
 mutmut names a mutant by its function and a number counted within that function, so editing a
 function renumbers its mutants: an accepted name could come to mean another mutant, which would

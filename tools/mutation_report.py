@@ -1,4 +1,4 @@
-"""Per-module mutation score of `reference/` from mutmut's results (issue 7, `nox -s mutation`).
+"""Per-module mutation score of `reference/` from mutmut's results (`nox -s mutation`).
 
 mutmut 3 writes, next to each mutated copy `mutants/reference/M.py`, a JSON file
 `mutants/reference/M.py.meta` whose `exit_code_by_key` maps each mutant's name to the exit code

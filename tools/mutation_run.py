@@ -1,5 +1,5 @@
 """`mutmut` with each mutant's tests limited to its module's own test files, and the accepted
-equivalent mutants left out (issue 7).
+equivalent mutants left out.
 
 mutmut 3 records which tests reach each function (its "stats" run) and runs only those against
 a mutant of that function. For the core functions that is most of the suite: every property test
