@@ -62,6 +62,7 @@ def docs(session: nox.Session) -> None:
     build = ["sphinx-build", "-W", "--keep-going", "-d", "docs/_build/doctrees"]
     # -E: a fresh environment, so -W reports the warnings of every page, not only changed ones.
     session.run(*build, "-E", "-b", "html", "docs", "docs/_build/html")
+    session.run("python", "docs/check_offline.py", "docs/_build/html")  # nothing from a CDN
     session.run(*build, "-b", "doctest", "docs", "docs/_build/doctest")
 
 

@@ -36,6 +36,7 @@ ROOT = DOCS.parent
 # autodoc and the doctests import `reference`, `properties` and the example in `tests/` from the
 # checkout, so the site documents the code next to it whether or not bnref is installed.
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))  # this site's own extensions (mathml)
 
 project = "bnref"
 author = "bnref developers"
@@ -45,8 +46,9 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
-    "sphinx.ext.mathjax",
+    "mathml",  # docs/_ext/mathml.py: formulas as MathML, no script or network (not MathJax)
 ]
+html_math_renderer = "mathml"
 
 source_suffix = {".md": "markdown"}
 # A code block without a language (plain formulas, tables) is not highlighted as Python.
