@@ -13,6 +13,13 @@ which is the course's ``cost_total += compute_cost(a3, Y)`` (a sum over the batc
 ``cost_avg = cost_total / m``. Everything is a function of the arguments: the same seed gives
 the same result, and no argument is modified.
 
+After each epoch, an optional ``on_epoch`` callback receives what that epoch produced, an
+`EpochResult` (epoch number, cost, parameters, network and optimizer state, steps so far):
+enough for a caller to record curves or show progress without a loop of its own. The loop
+does not use what the callback returns, and the parameters reach it as a read-only mapping
+(of read-only arrays, from the reference's optimizers), so a callback records the run without
+changing it; an exception it raises ends the run and reaches the caller of `train`.
+
 Optimizers are those of `reference.optimizers` (``init(params)``, ``step(params, grads,
 state) -> StepResult``); `model` picks the course's three by name.
 """
@@ -20,10 +27,10 @@ state) -> StepResult``); `model` picks the course's three by name.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,6 +60,23 @@ class TrainingResult:
     steps: int
 
 
+class EpochResult(NamedTuple):
+    """What epoch `epoch` (1, 2, ..., num_epochs) of `train` produced: its `cost` (cost_e, nan
+    for an epoch without a batch), the parameters and network `state` after its last step, the
+    optimizer's state then, and the optimizer `steps` taken since the run began."""
+
+    epoch: int
+    cost: float
+    params: Params
+    state: NetworkState
+    optimizer_state: object
+    steps: int
+
+
+OnEpoch = Callable[[EpochResult], object]
+"""The type of `train`'s ``on_epoch`` callback; what it returns is ignored."""
+
+
 def _check_optimizer(optimizer: object) -> None:
     for method in ("init", "step"):
         if not callable(getattr(optimizer, method, None)):
@@ -74,6 +98,7 @@ def train(
     seed: int = 0,
     state: NetworkState | None = None,
     drop_last: bool = False,
+    on_epoch: OnEpoch | None = None,
 ) -> TrainingResult:
     """`num_epochs` epochs of mini-batch training from `params` (see the module docstring).
 
@@ -82,8 +107,9 @@ def train(
     `state` defaults to `network.init_state(spec)`. With batch norm in training mode a
     mini-batch of one example has no variance: pass ``drop_last=True`` when m % mini_batch_size
     is 1. An epoch left without a batch (``drop_last`` with mini_batch_size > m) takes no
-    step and costs nan: it has no example to average over. Raises what `random_mini_batches`,
-    `network.gradient` and the optimizer raise.
+    step and costs nan: it has no example to average over. `on_epoch`, if given, is called
+    after every epoch with its `EpochResult` (never before the first). Raises what
+    `random_mini_batches`, `network.gradient`, the optimizer and `on_epoch` raise.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
@@ -93,6 +119,8 @@ def train(
     )
     epochs = check_int(num_epochs, "num_epochs", minimum=0)
     _check_optimizer(optimizer)
+    if on_epoch is not None and not callable(on_epoch):
+        raise TypeError(f"on_epoch must be callable or None, got {type(on_epoch).__name__}")
     net_state = init_state(spec) if state is None else state
     first_seed = check_int(seed, "seed", minimum=0)
     example_axis = -1 if spec.feature_axis == 0 else 0
@@ -113,6 +141,9 @@ def train(
             steps += 1
         count = sum(b.X.shape[1 - spec.feature_axis] for b in batches)
         costs.append(math.fsum(weighted) / count if count else math.nan)
+        if on_epoch is not None:
+            view = MappingProxyType(dict(theta))  # read-only, whatever the optimizer returns
+            on_epoch(EpochResult(epoch, costs[-1], view, net_state, opt_state, steps))
     return TrainingResult(MappingProxyType(dict(theta)), net_state, tuple(costs), opt_state, steps)
 
 

@@ -610,6 +610,126 @@ def test_an_epoch_without_batches_costs_nan() -> None:
     assert all(np.array_equal(result.params[k], params[k]) for k in params)
 
 
+def test_on_epoch_sees_each_epoch_as_a_shorter_run_ends() -> None:
+    """The callback gets epochs 1..n in order; epoch e's params, state, optimizer state and
+    steps are those a run of e epochs returns, bit for bit, and its cost is costs[e - 1]."""
+    X, labels = blobs(20, 2, seed=7)
+    s = net.NetworkSpec(2, (3,), 2, batch_norm=BatchNormConfig(), dropout=net.DropoutSpec(0.2))
+    params = net.init_params(s, np.random.default_rng(0))
+    opt = make_optimizer("adam", learning_rate=0.01)
+    seen: list[training.EpochResult] = []
+    result = train(
+        s,
+        params,
+        X,
+        labels,
+        optimizer=opt,
+        num_epochs=3,
+        mini_batch_size=8,
+        seed=2,
+        on_epoch=seen.append,
+    )
+    assert [e.epoch for e in seen] == [1, 2, 3]
+    assert tuple(e.cost for e in seen) == result.costs
+    assert [e.steps for e in seen] == [3, 6, 9]  # 8 + 8 + 4 examples per epoch
+    for e in seen:
+        short = train(
+            s, params, X, labels, optimizer=opt, num_epochs=e.epoch, mini_batch_size=8, seed=2
+        )
+        assert e.steps == short.steps
+        assert all(np.array_equal(e.params[k], short.params[k]) for k in params)
+        assert isinstance(e.optimizer_state, AdamState)
+        assert e.optimizer_state.t == e.steps
+        assert isinstance(short.optimizer_state, AdamState)
+        for k in params:
+            assert np.array_equal(e.optimizer_state.v[k], short.optimizer_state.v[k]), k
+        running, want = e.state.batch_norm[0].running, short.state.batch_norm[0].running
+        assert np.array_equal(running.mean, want.mean)
+        assert np.array_equal(running.var, want.var)
+    assert seen[-1].state is result.state
+    assert seen[-1].optimizer_state is result.optimizer_state
+
+
+def test_on_epoch_cannot_change_the_run() -> None:
+    """With or without a callback, the same costs and parameters; the callback's parameters
+    are read-only even when the optimizer returns a plain dict; what it returns is ignored."""
+
+    class PlainDictSGD:
+        """SGD whose step returns a plain, writable dict of writable arrays."""
+
+        name = "plain-dict-sgd"
+
+        def init(self, params: Any) -> None:
+            return None
+
+        def step(self, params: Any, grads: Any, state: None) -> tuple[dict[str, Array], None]:
+            return {k: np.array(params[k] - 0.1 * grads[k]) for k in params}, state
+
+    X, labels = blobs(12, 2, seed=8)
+    s = net.NetworkSpec(2, (3,), 2)
+    params = net.init_params(s, np.random.default_rng(1))
+    opt: Any = PlainDictSGD()
+    plain = train(s, params, X, labels, optimizer=opt, num_epochs=2, mini_batch_size=5)
+
+    def meddle(epoch: training.EpochResult) -> object:
+        with pytest.raises(TypeError):
+            epoch.params["W1"] = np.zeros((3, 2))  # type: ignore[index]  # a read-only mapping
+        return "ignored"
+
+    watched = train(
+        s, params, X, labels, optimizer=opt, num_epochs=2, mini_batch_size=5, on_epoch=meddle
+    )
+    assert watched.costs == plain.costs
+    assert all(np.array_equal(watched.params[k], plain.params[k]) for k in params)
+
+
+def test_on_epoch_is_not_called_without_epochs_and_sees_an_empty_one() -> None:
+    """num_epochs = 0 calls nothing; an epoch without batches (drop_last, mini_batch_size > m)
+    is still reported: cost nan, no step, the starting parameters."""
+    X, labels = blobs(10, 2, seed=0)
+    s = net.NetworkSpec(2, (), 2)
+    params = net.init_params(s, np.random.default_rng(0))
+    opt = make_optimizer("sgd", learning_rate=0.1)
+    seen: list[training.EpochResult] = []
+    train(s, params, X, labels, optimizer=opt, num_epochs=0, on_epoch=seen.append)
+    assert seen == []
+    train(
+        s,
+        params,
+        X,
+        labels,
+        optimizer=opt,
+        num_epochs=1,
+        mini_batch_size=16,
+        drop_last=True,
+        on_epoch=seen.append,
+    )
+    (empty,) = seen
+    assert (empty.epoch, empty.steps) == (1, 0)
+    assert math.isnan(empty.cost)
+    assert all(np.array_equal(empty.params[k], params[k]) for k in params)
+
+
+def test_an_exception_in_on_epoch_ends_the_run() -> None:
+    X, labels = blobs(10, 2, seed=0)
+    s = net.NetworkSpec(2, (), 2)
+    params = net.init_params(s, np.random.default_rng(0))
+    opt = make_optimizer("sgd", learning_rate=0.1)
+    seen: list[int] = []
+
+    class StopError(Exception):
+        pass
+
+    def stop_after_two(epoch: training.EpochResult) -> None:
+        seen.append(epoch.epoch)
+        if epoch.epoch == 2:
+            raise StopError
+
+    with pytest.raises(StopError):
+        train(s, params, X, labels, optimizer=opt, num_epochs=5, on_epoch=stop_after_two)
+    assert seen == [1, 2]
+
+
 def test_train_rejects_bad_input() -> None:
     X, labels = blobs(10, 2, seed=0)
     s = net.NetworkSpec(2, (), 2)
@@ -625,6 +745,8 @@ def test_train_rejects_bad_input() -> None:
         r"\(reference\.optimizers\), got object$",
     ):
         train(s, params, X, labels, optimizer=bad(object()), num_epochs=1)
+    with pytest.raises(TypeError, match=r"^on_epoch must be callable or None, got int$"):
+        train(s, params, X, labels, optimizer=opt, num_epochs=1, on_epoch=bad(3))
     # Not None: "NoneType" would also be what a message naming type(None) says.
     with pytest.raises(TypeError, match=r"^spec must be a NetworkSpec, got str$"):
         train(bad("spec"), params, X, labels, optimizer=opt, num_epochs=1)
