@@ -7,7 +7,6 @@ from dataclasses import replace
 from properties import (
     accuracy_props,
     batchnorm_props,
-    distributed_props,
     gradient_props,
     layer_props,
     minibatch_props,
@@ -50,7 +49,6 @@ BATCHNORM_PROPERTIES: tuple[Property, ...] = tuple(
 # Claims about the reference's own machinery (mini-batches, optimizers, layers): they ignore
 # the target, so `bnref check` runs them only on the reference, never in another's name.
 REFERENCE_PROPERTIES: tuple[Property, ...] = (
-    *distributed_props.PROPERTIES,
     *minibatch_props.PROPERTIES,
     *optimizer_props.PROPERTIES,
     *layer_props.PROPERTIES,

@@ -80,7 +80,7 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
     "reference.data_split": ("tests/test_data_split.py",),
     "reference.ghost": (
         "tests/test_ghost.py",
-        "tests/test_distributed_props.py",
+        "tests/test_distributed_agreement.py",
         "tests/test_documented_defaults.py",
     ),
     "reference.gradcheck": ("tests/test_gradcheck.py", "tests/test_gradient_props.py"),
@@ -97,7 +97,7 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
         "tests/test_documented_defaults.py",
     ),
     "reference.schedules": ("tests/test_schedules.py", "tests/test_documented_defaults.py"),
-    "reference.sharded": ("tests/test_sharded.py", "tests/test_distributed_props.py"),
+    "reference.sharded": ("tests/test_sharded.py", "tests/test_distributed_agreement.py"),
     "reference.training": ("tests/test_training.py", "tests/test_documented_defaults.py"),
     **{
         f"reference.layers.{m}": _LAYERS
