@@ -1,14 +1,17 @@
+#!/usr/bin/env -S uv run --script
+# /// script
+# dependencies = ["nox>=2025.02.09"]
+# ///
 """Nox sessions: `nox` runs tests, typecheck and lint; `nox -s thorough` the 1000-example run."""
 
 from __future__ import annotations
 
-import shutil
-
 import nox
 
+# nox.main() and the script block above (`./noxfile.py` runs nox with uv) came in 2025.02.09.
+nox.needs_version = ">=2025.02.09"
 # uv makes a fresh environment in seconds; fall back to virtualenv where uv is missing.
-nox.options.default_venv_backend = "uv" if shutil.which("uv") else "virtualenv"
-nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 
 CODE = [
@@ -31,7 +34,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", "auto", *session.posargs)
 
 
-@nox.session
+@nox.session(default=False)
 def thorough(session: nox.Session) -> None:
     """Every property with >= 1000 examples (the `thorough` Hypothesis profile)."""
     session.install("-e", ".[test]")
@@ -53,7 +56,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", *CODE)
 
 
-@nox.session
+@nox.session(default=False)
 def docs(session: nox.Session) -> None:
     """The site: each experiment's --quick figure, the HTML with warnings as errors, then every
     code example on it run and checked (sphinx doctest)."""
@@ -66,14 +69,14 @@ def docs(session: nox.Session) -> None:
     session.run(*build, "-b", "doctest", "docs", "docs/_build/doctest")
 
 
-@nox.session
+@nox.session(default=False)
 def check(session: nox.Session) -> None:
     """The main job, `bnref check`, as a user runs it."""
     session.install(".")
     session.run("bnref", "check", *session.posargs)
 
 
-@nox.session(venv_backend="venv")
+@nox.session(venv_backend="venv", default=False)
 def oracle(session: nox.Session) -> None:
     """PyTorch, the ONNX reference evaluator and ONNX Runtime, checked by the properties and
     compared with the reference in float64, float32 and float16.
@@ -97,7 +100,7 @@ def oracle(session: nox.Session) -> None:
         )
 
 
-@nox.session(venv_backend="venv")
+@nox.session(venv_backend="venv", default=False)
 def bench(session: nox.Session) -> None:
     """Issue 6's speed and memory table against PyTorch, ONNX and a textbook NumPy version.
 
@@ -109,7 +112,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.bench_batchnorm", *session.posargs)
 
 
-@nox.session
+@nox.session(default=False)
 def mutation(session: nox.Session) -> None:
     """Issue 7: mutation testing of reference/ with mutmut, then each module's score and the
     surviving mutants (tools/mutation_report.py); a module below 95% fails the session.
@@ -143,3 +146,7 @@ def mutation(session: nox.Session) -> None:
         "95",
         *session.posargs,
     )
+
+
+if __name__ == "__main__":
+    nox.main()
