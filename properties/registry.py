@@ -12,7 +12,6 @@ from properties import (
     minibatch_props,
     optimizer_props,
     running_stats_props,
-    search_props,
 )
 from properties.framework import Property
 
@@ -52,7 +51,6 @@ REFERENCE_PROPERTIES: tuple[Property, ...] = (
     *minibatch_props.PROPERTIES,
     *optimizer_props.PROPERTIES,
     *layer_props.PROPERTIES,
-    *search_props.PROPERTIES,
 )
 ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + REFERENCE_PROPERTIES
 

@@ -3,10 +3,10 @@ optimizers, schedules, search, splits, sharded and ghost batch norm).
 
 A check returns `Measurement`s (`properties.framework`): a named error next to the tolerance it
 must not exceed. `assert_holds` judges them as `Property.judge` does: at least one quantity is
-measured, and every error is within its tolerance (error <= tolerance; a NaN error never is).
-`exact` states an exact claim (tolerance 0, error 0 or 1). `falsified` runs a check of a
-deliberately broken function over a strategy and returns the failure: the test of a planted
-mistake asserts that it is caught, and by which quantity.
+measured, and every error is within its tolerance (error <= tolerance; a NaN error never is);
+`broken` says whether they fail so. `exact` states an exact claim (tolerance 0, error 0 or 1).
+`falsified` runs a check of a deliberately broken function over a strategy and returns the
+failure: the test of a planted mistake asserts that it is caught, and by which quantity.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from properties.framework import Measurement
 def exact(quantity: str, holds: bool) -> Measurement:
     """An exact claim: error 0 if it holds, 1 if not, against tolerance 0."""
     return Measurement(quantity, 0.0 if holds else 1.0, 0.0)
+
+
+def broken(measurements: Sequence[Measurement]) -> bool:
+    """Whether the measurements break their claim: nothing measured, or an error beyond its
+    tolerance (what `assert_holds` rejects)."""
+    return not measurements or not all(m.passed for m in measurements)
 
 
 def assert_holds(measurements: Sequence[Measurement]) -> None:

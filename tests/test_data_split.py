@@ -1,30 +1,25 @@
 """The validation split: the size rule, scikit-learn's indices, layouts, every rejection, and the
-split property with the broken splits it catches."""
+split as a claim with the broken splits it catches."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
+from claims import assert_holds, broken, exact
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 from sklearn.model_selection import train_test_split
 
-from properties.adapter import ReferenceImplementation
-from properties.framework import PropertyFailure
-from properties.search_props import (
-    PROPERTIES,
-    REFERENCE_FUNCTIONS,
-    SearchFunctions,
-    SplitCase,
-    search_properties,
-)
+from properties.framework import Measurement
 from reference.data_split import (
     DataSplit,
     SplitIndices,
@@ -33,8 +28,6 @@ from reference.data_split import (
     validation_split,
 )
 from reference.minibatch import mini_batch_indices
-
-(SPLIT_PROPERTY,) = [p for p in PROPERTIES if p.name == "search-split-partition"]
 
 
 @contextmanager
@@ -279,14 +272,109 @@ def test_size_and_indices_reject_bad_m(
         validation_indices(m, fraction=fraction, seed=0)
 
 
-# --- the split property and what it catches --------------------------------------------------
-
-
-def test_split_property() -> None:
-    SPLIT_PROPERTY.as_test(ReferenceImplementation())()
-
+# --- the split as a claim, and what it catches ------------------------------------------------
 
 Array = NDArray[np.float64]
+Split = Callable[[Array, Array, float, int], Sequence[NDArray[Any]]]
+
+
+def reference_split(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
+    """`validation_split` with positional arguments, as a split under test is called."""
+    return validation_split(X, Y, fraction=fraction, seed=seed)
+
+
+@dataclass(frozen=True)
+class SplitCase:
+    """m examples split with `fraction` from the integer `seed`."""
+
+    m: int
+    fraction: float
+    seed: int
+
+    def arrays(self) -> tuple[Array, Array]:
+        """X (2, m) with X[:, j] = (j, j + m) and Y (1, m) with Y[0, j] = -(j + 1)."""
+        j = np.arange(self.m, dtype=np.float64)
+        return np.stack([j, j + self.m]), -(j + 1.0)[None, :]
+
+    def n_val(self) -> int:
+        """The stated rule: fraction * m to the nearest integer, a half up, exactly."""
+        return math.floor(Fraction(self.fraction) * self.m + Fraction(1, 2))
+
+
+def _indices(x_part: NDArray[Any], y_part: NDArray[Any], m: int) -> NDArray[np.int64] | None:
+    """The example index j of each column, or None when a column is not an intact (X, Y) pair."""
+    x, y = np.asarray(x_part, dtype=np.float64), np.asarray(y_part, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 2 or y.shape != (1, x.shape[1]):
+        return None
+    j: Array = x[0]
+    if not (np.array_equal(x[1], j + m) and np.array_equal(y[0], -(j + 1.0))):
+        return None
+    return j.astype(np.int64)
+
+
+def check_split(case: SplitCase, split: Split = reference_split) -> list[Measurement]:
+    """Disjoint parts covering 0..m-1 with n_val held out, X paired with Y, the same split from
+    the same seed, inputs unchanged and unshared; a rule that leaves a part empty is rejected."""
+    x, y = case.arrays()
+    n_val = case.n_val()
+    if not 1 <= n_val <= case.m - 1:
+        try:
+            split(x, y, case.fraction, case.seed)
+        except ValueError:
+            return [exact(f"rejects n_val = {n_val} of m = {case.m}", True)]
+        return [exact(f"rejects n_val = {n_val} of m = {case.m}", False)]
+    x0, y0 = x.copy(), y.copy()
+    parts = split(x, y, case.fraction, case.seed)
+    again = split(x, y, case.fraction, case.seed)
+    train = _indices(parts[0], parts[1], case.m)
+    val = _indices(parts[2], parts[3], case.m)
+    if train is None or val is None:
+        train = val = np.empty(0, np.int64)
+        paired = False
+    else:
+        paired = True
+    every = np.concatenate([train, val])
+    sizes = len(val) == n_val and len(train) == case.m - n_val
+    shared = any(np.shares_memory(np.asarray(p), a) for p in parts for a in (x, y))
+    return [
+        exact("X and Y stay paired and intact", paired),
+        exact(
+            "parts are disjoint and cover 0..m-1", np.array_equal(np.sort(every), np.arange(case.m))
+        ),
+        exact(f"n_val = {n_val}, n_train = {case.m - n_val}", paired and sizes),
+        exact(
+            "same seed, same split",
+            all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True)),
+        ),
+        exact("inputs unchanged", np.array_equal(x, x0) and np.array_equal(y, y0)),
+        exact("parts share no memory with X, Y", not shared),
+    ]
+
+
+@st.composite
+def split_cases(draw: st.DrawFn) -> SplitCase:
+    """m in 1..120; usual fractions, any fraction in (0, 1), and exact halves (k + 1/2)/m."""
+    m = draw(st.integers(1, 120))
+    tie = st.builds(
+        lambda p, k: (2 * k + 1) / 2 ** (p + 1), st.integers(1, 6), st.integers(0, 31)
+    ).filter(lambda f: f < 1.0)
+    fraction = draw(
+        st.one_of(
+            st.sampled_from((0.2, 0.1, 0.25, 0.5, 1 / 3, 0.7)),
+            st.floats(0.0, 1.0, exclude_min=True, exclude_max=True),
+            tie,
+        )
+    )
+    if draw(st.booleans()):  # a power-of-two m makes (2k + 1) / 2**(p + 1) * m an exact half
+        m = 2 ** draw(st.integers(1, 6))
+    return SplitCase(m=m, fraction=fraction, seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@given(case=split_cases())
+def test_a_split_partitions_the_examples(case: SplitCase) -> None:
+    """A validation split partitions the examples (disjoint, cover, n_val = floor(fraction * m
+    + 1/2)), keeps X with Y, is reproducible from the seed and leaves its inputs alone."""
+    assert_holds(check_split(case))
 
 
 def _ceil_rule(X: Array, Y: Array, fraction: float, seed: int) -> Sequence[NDArray[Any]]:
@@ -353,18 +441,6 @@ _EMPTY = SplitCase(m=10, fraction=0.01, seed=3)  # round(0.1) = 0: must be rejec
         (_accepts_empty, _CASE, False),  # correct where a split is possible
     ],
 )
-def test_split_property_catches_broken_splits(split: Any, case: SplitCase, caught: bool) -> None:
-    functions = SearchFunctions(
-        sample=REFERENCE_FUNCTIONS.sample,
-        grid=REFERENCE_FUNCTIONS.grid,
-        narrow=REFERENCE_FUNCTIONS.narrow,
-        split=split,
-    )
-    (prop,) = [p for p in search_properties(functions) if p.name == "search-split-partition"]
-    impl = ReferenceImplementation()
-    if caught:
-        with pytest.raises(PropertyFailure):
-            prop.judge(impl, case)
-    else:
-        prop.judge(impl, case)
-    SPLIT_PROPERTY.judge(impl, case)  # and the reference passes the same case
+def test_split_claim_catches_broken_splits(split: Split, case: SplitCase, caught: bool) -> None:
+    assert broken(check_split(case, split)) is caught
+    assert_holds(check_split(case))  # and the reference passes the same case

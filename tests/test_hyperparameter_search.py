@@ -1,41 +1,26 @@
-"""Hyperparameter search: the notes' sampling code bit for bit, the laws, searches, narrowing,
-every rejection, and the search properties with the broken functions each one catches."""
+"""Hyperparameter search: the notes' sampling code bit for bit, searches, narrowing, every
+rejection, and the narrowing and best-trial claims with the broken functions each one catches
+(the samplers' laws: tests/test_sampling_laws.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+from claims import assert_holds, broken, exact
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from scipy import stats
 
-from properties.adapter import ReferenceImplementation
-from properties.framework import Property, PropertyFailure
-from properties.search_props import (
-    ALPHA,
-    BETA_CASES,
-    LOG_CASES,
-    PROPERTIES,
-    QUARTER_TOLERANCE,
-    REFERENCE_FUNCTIONS,
-    UNIFORM_CASES,
-    BestCase,
-    NarrowCase,
-    QuartersCase,
-    SearchFunctions,
-    ks_test,
-    search_properties,
-)
-from properties.tolerances import SAFETY, U64
-from reference._validation import RandomSource, random_source
+from properties.framework import Measurement
+from properties.tolerances import U64
+from reference._validation import random_source
 from reference.hyperparameter_search import (
     CoarseToFineResult,
     Distribution,
@@ -170,77 +155,7 @@ def test_samples_use_one_uniform_draw_each() -> None:
     assert rng.random() == twin.random()
 
 
-# --- (2) the CDF and the notes' 3/4 ----------------------------------------------------------
-
-
-# F at a power of ten inside [1e-4, 1]: log10 of a decimal input is within (1/ln10 + |t|) u of
-# t, |t| <= 4, for each of log10(x) and log10(low), and the subtraction and division round once:
-# <= (2 (0.44 + 4) + 2) u / 4 + u on F <= 1, ~4u; times SAFETY: 8u.
-CDF_TOLERANCE = SAFETY * 4 * U64
-
-
-@pytest.mark.parametrize(
-    ("dist", "x", "cdf"),
-    [
-        (LogUniform(1e-4, 1.0), 1e-1, 0.75),  # the notes' 3/4
-        (LogUniform(1e-4, 1.0), 1e-2, 0.5),
-        (LogUniform(1e-4, 1.0), 1e-3, 0.25),
-        (LogUniform(1e-4, 1.0), 1e-4, 0.0),
-        (LogUniform(1e-4, 1.0), 1.0, 1.0),
-        (LogUniform(1e-4, 1.0), 1e-5, 0.0),
-        (LogUniform(1e-4, 1.0), 2.0, 1.0),
-        (OneMinusLogUniform(0.9, 0.999), 0.99, 0.5),  # 1 - beta = 1e-2, the middle decade
-        (Uniform(50.0, 150.0), 75.0, 0.25),
-        (LogUniform(0.5, 0.5), 0.5, 1.0),  # a point mass: a step at low
-    ],
-)
-def test_cdf_at_known_points(dist: Distribution, x: float, cdf: float) -> None:
-    assert abs(dist.cdf(x) - cdf) <= CDF_TOLERANCE
-
-
-@dataclasses.dataclass(frozen=True)
-class _ThreeXMinusTwoX(Distribution):
-    """t(x) = 3x - 2x: x in exact arithmetic, but 3x rounds, so t is not monotone in float64."""
-
-    def transform(self, x: Array) -> Array:
-        return 3.0 * x - 2.0 * x
-
-
-def test_cdf_stays_in_the_unit_interval_when_the_transform_rounds_non_monotonically() -> None:
-    dist, x = _ThreeXMinusTwoX(0.0, 0.7), float(np.nextafter(0.7, 0.0))
-    t = dist.transform(np.array([x, 0.7]))
-    assert t[0] > t[1]  # the ratio |t(x) - t(low)| / |t(high) - t(low)| exceeds 1
-    assert dist.cdf(x) == 1.0
-
-
-def test_three_quarters_exactly_from_scipy_and_ours() -> None:
-    law = stats.loguniform(1e-4, 1.0)
-    assert abs(law.cdf(1e-1) - law.cdf(1e-4) - 0.75) <= QUARTER_TOLERANCE
-    ours = LogUniform(1e-4, 1.0)
-    assert abs(ours.cdf(1e-1) - ours.cdf(1e-4) - 0.75) <= CDF_TOLERANCE
-    # and a uniform draw on the value scale lands there with probability (0.1 - 1e-4) / (1 - 1e-4)
-    assert Uniform(1e-4, 1.0).cdf(1e-1) == pytest.approx(0.0999, abs=1e-4)
-
-
-def test_ks_p_values_of_the_fixed_cases_exceed_alpha() -> None:
-    """The fixed cases' p-values are fixed numbers; each must exceed the stated level."""
-    for case in (*LOG_CASES, *BETA_CASES, *UNIFORM_CASES):
-        sample = case.dist.sample(case.rng(), case.n)
-        d, p, critical = ks_test(case.dist, sample)
-        assert p > ALPHA, (case, p)
-        assert d <= critical
-
-
-def test_ks_rejects_a_plain_uniform_sample() -> None:
-    """The test has teeth: the value-scale uniform on [1e-4, 1] is rejected at level ALPHA."""
-    case = LOG_CASES[0]
-    sample = Uniform(1e-4, 1.0).sample(case.rng(), case.n)
-    d, p, critical = ks_test(case.dist, sample)
-    assert p < ALPHA
-    assert d > critical
-
-
-# --- (3) searches ----------------------------------------------------------------------------
+# --- (2) searches ----------------------------------------------------------------------------
 
 
 def test_random_search_is_reproducible_and_prefix_stable() -> None:
@@ -318,7 +233,7 @@ def test_sample_params_and_random_source() -> None:
     assert random_source(gen) is gen
 
 
-# --- (4) narrowing and coarse to fine --------------------------------------------------------
+# --- (3) narrowing and coarse to fine --------------------------------------------------------
 
 
 def test_narrow_space_is_the_top_k_bounding_box() -> None:
@@ -380,7 +295,7 @@ def test_coarse_to_fine_nesting_for_any_seed(
             assert previous.low <= dist.low <= best.params[name] <= dist.high <= previous.high
 
 
-# --- (5) every rejection ---------------------------------------------------------------------
+# --- (4) every rejection ---------------------------------------------------------------------
 
 
 _GEN = np.random.default_rng(0)
@@ -558,120 +473,168 @@ def test_coarse_to_fine_rejects_bad_arguments(
         coarse_to_fine(quadratic, SPACE, **args)
 
 
-# --- (6) the properties and what each one catches --------------------------------------------
+# --- (5) narrowing and the best trial as claims, and what each one catches -------------------
 
-_SEARCH = [p for p in PROPERTIES if p.name != "search-split-partition"]  # split: test_data_split
-
-
-@pytest.mark.parametrize("prop", _SEARCH, ids=lambda p: p.name)
-def test_property(prop: Property) -> None:
-    prop.as_test(ReferenceImplementation())()
-
-
-def _sampler(
-    transform: Callable[[Distribution, Array], Array],
-) -> Callable[[Distribution, RandomSource, int], Array]:
-    """A sampler that draws u ~ U[0, 1) as the reference and maps it with `transform`."""
-
-    def sample(dist: Distribution, rng: RandomSource, n: int) -> Array:
-        return transform(dist, np.asarray(rng.random(n), dtype=np.float64))
-
-    return sample
+GridSearch = Callable[
+    [Callable[[Mapping[str, float]], float], Mapping[str, Sequence[float]], bool], SearchResult
+]
+Narrow = Callable[
+    [Mapping[str, Distribution], Sequence[Trial], int, bool], Mapping[str, Distribution]
+]
 
 
-def _value_scale(dist: Distribution, u: Array) -> Array:
-    return dist.high - (dist.high - dist.low) * u  # uniform on the value scale: no log
+def reference_grid(
+    objective: Callable[[Mapping[str, float]], float],
+    grid: Mapping[str, Sequence[float]],
+    minimize: bool,
+) -> SearchResult:
+    """`grid_search` with positional arguments, as a grid search under test is called."""
+    return grid_search(objective, grid, minimize=minimize)
 
 
-def _exponents_off_by_one(dist: Distribution, u: Array) -> Array:
-    if not isinstance(dist, LogUniform):
-        return dist.from_uniform(u)
-    a, b = math.log10(dist.low) + 1.0, math.log10(dist.high)  # loses the lowest decade
-    return np.asarray(10.0 ** (b - (b - a) * u))
+def reference_narrow(
+    space: Mapping[str, Distribution], trials: Sequence[Trial], top_k: int, minimize: bool
+) -> Mapping[str, Distribution]:
+    """`narrow_space` with positional arguments, as a narrowing under test is called."""
+    return narrow_space(space, trials, top_k=top_k, minimize=minimize)
 
 
-def _natural_log(dist: Distribution, u: Array) -> Array:
-    if not isinstance(dist, LogUniform):
-        return dist.from_uniform(u)
-    a, b = math.log(dist.low), math.log(dist.high)  # ln for the range, 10** for the value
-    return np.clip(10.0 ** (b - (b - a) * u), dist.low, dist.high)
+@dataclass(frozen=True)
+class NarrowCase:
+    """A space, trials inside it, top_k and the direction of better."""
+
+    space: Mapping[str, Distribution]
+    trials: tuple[Trial, ...]
+    top_k: int
+    minimize: bool
 
 
-def _beta_log_uniform(dist: Distribution, u: Array) -> Array:
-    if not isinstance(dist, OneMinusLogUniform) or dist.low == 0.0:
-        return dist.from_uniform(u)
-    return LogUniform(dist.low, dist.high).from_uniform(u)  # beta log-uniform, not 1 - beta
+def _first_best(trials: Sequence[Trial], minimize: bool) -> int:
+    scores = [t.score for t in trials]
+    target = min(scores) if minimize else max(scores)
+    return scores.index(target)
 
 
-def _skewed(dist: Distribution, u: Array) -> Array:
-    return dist.from_uniform(u**1.2)  # the CDF off by up to 0.067 everywhere
+def _top(trials: Sequence[Trial], k: int, minimize: bool) -> list[Trial]:
+    order = sorted(range(len(trials)), key=lambda i: (trials[i].score * (1 if minimize else -1), i))
+    return [trials[i] for i in order[:k]]
 
 
-def _judge_all(prop: Property, cases: Sequence[Any]) -> bool:
-    """Whether `prop` fails on any of `cases`."""
-    impl = ReferenceImplementation()
-    for case in cases:
-        try:
-            prop.judge(impl, case)
-        except PropertyFailure:
-            return True
-    return False
+def check_narrow(case: NarrowCase, narrow: Narrow = reference_narrow) -> list[Measurement]:
+    """Each new range holds the best trial, lies in the old range, is the top_k's [min, max]."""
+    new = narrow(case.space, case.trials, case.top_k, case.minimize)
+    best = case.trials[_first_best(case.trials, case.minimize)]
+    top = _top(case.trials, case.top_k, case.minimize)
+    same_names = list(new) == list(case.space)
+    holds_best = inside = tight = same_law = same_names
+    for name, old in case.space.items():
+        if not same_names:
+            break
+        dist = new[name]
+        values = [t.params[name] for t in top]
+        holds_best = holds_best and dist.low <= best.params[name] <= dist.high
+        inside = inside and old.low <= dist.low <= dist.high <= old.high
+        tight = tight and (dist.low, dist.high) == (min(values), max(values))
+        same_law = same_law and type(dist) is type(old)
+    return [
+        exact("same names, in order", same_names),
+        exact("new range holds the best trial", holds_best),
+        exact("new range lies inside the old one", inside),
+        exact("new range is [min, max] of the top_k trials", tight),
+        exact("same law (Uniform, LogUniform, OneMinusLogUniform)", same_law),
+    ]
 
 
-_FIXED_CASES: dict[str, tuple[Any, ...]] = {
-    "search-log-uniform-law": LOG_CASES,
-    "search-one-minus-beta-law": BETA_CASES,
-    "search-uniform-law": UNIFORM_CASES,
-    "search-three-quarters": (QuartersCase(),),
-}
+@st.composite
+def _distribution(draw: st.DrawFn) -> Distribution:
+    kind = draw(st.sampled_from(("uniform", "log", "beta")))
+    if kind == "log":
+        e = sorted(draw(st.lists(st.integers(-10, 3), min_size=2, max_size=2)))
+        return LogUniform(10.0 ** e[0], 10.0 ** e[1])
+    if kind == "beta":
+        low = draw(st.sampled_from((0.0, 0.5, 0.9, 0.99)))
+        return OneMinusLogUniform(low, draw(st.sampled_from((0.99, 0.999, 0.9999))))
+    low = draw(st.floats(-100.0, 100.0))
+    return Uniform(low, low + draw(st.floats(0.0, 100.0)))
 
 
-@pytest.mark.parametrize(
-    ("transform", "caught_by"),
-    [
-        (
-            _value_scale,
-            {"search-log-uniform-law", "search-one-minus-beta-law", "search-three-quarters"},
-        ),
-        (_exponents_off_by_one, {"search-log-uniform-law", "search-three-quarters"}),
-        (_natural_log, {"search-log-uniform-law", "search-three-quarters"}),
-        (_beta_log_uniform, {"search-one-minus-beta-law"}),
-        (
-            _skewed,
-            {
-                "search-log-uniform-law",
-                "search-one-minus-beta-law",
-                "search-uniform-law",
-                "search-three-quarters",
-            },
-        ),
-    ],
-)
-def test_law_properties_catch_broken_samplers(
-    transform: Callable[[Distribution, Array], Array], caught_by: set[str]
-) -> None:
-    functions = SearchFunctions(
-        sample=_sampler(transform),
-        grid=REFERENCE_FUNCTIONS.grid,
-        narrow=REFERENCE_FUNCTIONS.narrow,
-        split=REFERENCE_FUNCTIONS.split,
+@st.composite
+def narrow_cases(draw: st.DrawFn) -> NarrowCase:
+    """1-3 hyperparameters of any law, 1-12 trials inside the space with tied and infinite
+    scores, top_k in 1..len(trials), minimize or maximize."""
+    names = draw(
+        st.lists(st.sampled_from(("lr", "lambda", "beta")), min_size=1, max_size=3, unique=True)
     )
-    props = {p.name: p for p in search_properties(functions)}
-    failed = {name for name, cases in _FIXED_CASES.items() if _judge_all(props[name], cases)}
-    assert failed == caught_by
-
-
-def test_law_cases_pass_with_a_replayed_reference() -> None:
-    """The planted samplers differ from the reference only in their map: the reference map of
-    the same uniforms passes."""
-    functions = SearchFunctions(
-        sample=_sampler(lambda d, u: d.from_uniform(u)),
-        grid=REFERENCE_FUNCTIONS.grid,
-        narrow=REFERENCE_FUNCTIONS.narrow,
-        split=REFERENCE_FUNCTIONS.split,
+    space = {name: draw(_distribution()) for name in names}
+    scores = st.one_of(
+        st.sampled_from((0.0, 1.0, -1.0, math.inf, -math.inf)), st.floats(-10.0, 10.0)
     )
-    props = {p.name: p for p in search_properties(functions)}
-    assert not any(_judge_all(props[name], cases) for name, cases in _FIXED_CASES.items())
+    trials = draw(
+        st.lists(
+            st.builds(
+                lambda params, score: Trial(params=params, score=score),
+                st.fixed_dictionaries({n: st.floats(d.low, d.high) for n, d in space.items()}),
+                scores,
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    return NarrowCase(
+        space=space,
+        trials=tuple(trials),
+        top_k=draw(st.integers(1, len(trials))),
+        minimize=draw(st.booleans()),
+    )
+
+
+# --- the best trial ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BestCase:
+    """The scores a one-parameter grid's points get, in order, and the direction of better."""
+
+    scores: tuple[float, ...]
+    minimize: bool
+
+
+def check_best_trial(case: BestCase, grid: GridSearch = reference_grid) -> list[Measurement]:
+    """Trials come back in grid order with their scores; the best is the first optimum."""
+    result = grid(
+        lambda params: case.scores[int(params["i"])],
+        {"i": [float(i) for i in range(len(case.scores))]},
+        case.minimize,
+    )
+    in_order = [t.score for t in result.trials] == list(case.scores) and [
+        t.params["i"] for t in result.trials
+    ] == [float(i) for i in range(len(case.scores))]
+    expected = _first_best(result.trials, case.minimize) if in_order else -1
+    best = in_order and result.best == result.trials[expected]
+    return [
+        exact("trials in grid order with their scores", in_order),
+        exact("best is the first optimum", best),
+    ]
+
+
+@st.composite
+def best_cases(draw: st.DrawFn) -> BestCase:
+    """1-20 scores with ties and infinities, minimize or maximize."""
+    score = st.one_of(st.sampled_from((0.0, 1.0, math.inf, -math.inf)), st.floats(-1e6, 1e6))
+    return BestCase(tuple(draw(st.lists(score, min_size=1, max_size=20))), draw(st.booleans()))
+
+
+@given(case=narrow_cases())
+def test_narrowed_ranges_are_the_bounding_box_of_the_top_trials(case: NarrowCase) -> None:
+    """A narrowed range holds the best trial, lies inside the old one and is the bounding box
+    of the top_k trials, same law."""
+    assert_holds(check_narrow(case))
+
+
+@given(case=best_cases())
+def test_the_best_trial_is_the_first_of_the_best_scores(case: BestCase) -> None:
+    """A search's trials come in grid order; its best trial is the first of the best scores."""
+    assert_holds(check_best_trial(case))
 
 
 # Narrowing: a fixed case where each mistake shows.
@@ -746,16 +709,9 @@ def _without_best(
         (_without_best, True),
     ],
 )
-def test_narrow_property_catches_broken_narrowing(narrow: Any, caught: bool) -> None:
-    functions = SearchFunctions(
-        sample=REFERENCE_FUNCTIONS.sample,
-        grid=REFERENCE_FUNCTIONS.grid,
-        narrow=narrow,
-        split=REFERENCE_FUNCTIONS.split,
-    )
-    props = {p.name: p for p in search_properties(functions)}
-    assert _judge_all(props["search-narrow"], [_NARROW]) is caught
-    assert not _judge_all({p.name: p for p in PROPERTIES}["search-narrow"], [_NARROW])
+def test_narrow_claim_catches_broken_narrowing(narrow: Narrow, caught: bool) -> None:
+    assert broken(check_narrow(_NARROW, narrow)) is caught
+    assert not broken(check_narrow(_NARROW))
 
 
 def _last_of_ties(
@@ -783,17 +739,6 @@ def _ignores_direction(
         (_ignores_direction, BestCase((2.0, 1.0, 3.0), minimize=False)),
     ],
 )
-def test_best_trial_property_catches_broken_searches(grid: Any, case: BestCase) -> None:
-    functions = SearchFunctions(
-        sample=REFERENCE_FUNCTIONS.sample,
-        grid=grid,
-        narrow=REFERENCE_FUNCTIONS.narrow,
-        split=REFERENCE_FUNCTIONS.split,
-    )
-    props = {p.name: p for p in search_properties(functions)}
-    assert _judge_all(props["search-best-trial"], [case])
-    assert not _judge_all({p.name: p for p in PROPERTIES}["search-best-trial"], [case])
-
-
-def test_fixed_law_case_shapes() -> None:
-    assert all(c.n == 2000 for c in (*LOG_CASES, *BETA_CASES, *UNIFORM_CASES))
+def test_best_trial_claim_catches_broken_searches(grid: GridSearch, case: BestCase) -> None:
+    assert broken(check_best_trial(case, grid))
+    assert not broken(check_best_trial(case))

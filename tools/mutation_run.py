@@ -48,6 +48,7 @@ _VALIDATION = (
     "tests/test_gradcheck.py",
     "tests/test_data_split.py",
     "tests/test_hyperparameter_search.py",
+    "tests/test_sampling_laws.py",
     "tests/test_minibatch.py",
     "tests/test_schedules.py",
     "tests/test_conventions.py",
@@ -84,7 +85,10 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
         "tests/test_documented_defaults.py",
     ),
     "reference.gradcheck": ("tests/test_gradcheck.py", "tests/test_gradient_props.py"),
-    "reference.hyperparameter_search": ("tests/test_hyperparameter_search.py",),
+    "reference.hyperparameter_search": (
+        "tests/test_hyperparameter_search.py",
+        "tests/test_sampling_laws.py",
+    ),
     "reference.minibatch": (
         "tests/test_minibatch.py",
         "tests/test_data_split.py",
