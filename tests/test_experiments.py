@@ -6,6 +6,7 @@ The margins asserted are about half the smallest margin measured over seeds 0..3
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -28,8 +29,9 @@ from bnref.experiments.common import (
     write_table,
 )
 from bnref.experiments.data import digits_split, two_moons
-from reference.network import DropoutSpec, NetworkSpec, init_params
-from reference.optimizers import make_optimizer
+from reference.minibatch import random_mini_batches
+from reference.network import DropoutSpec, NetworkSpec, NetworkState, gradient, init_params
+from reference.optimizers import Momentum, make_optimizer
 from reference.schedules import schedule_lr_decay
 from reference.training import train
 
@@ -234,25 +236,77 @@ def test_fit_rejects_a_schedule_for_a_non_dataclass_optimizer() -> None:
 
 
 def test_fit_stops_a_diverged_run() -> None:
-    """Huge weights and learning rate overflow: recorded as diverged, later entries NaN."""
+    """Huge weights and learning rate overflow: recorded as diverged, later entries NaN; the
+    parameters are those after the last complete epoch, not those of the overflowing step
+    (measured: epoch 2's second mini-batch of 40, 40, 20); the bar still reaches its end."""
     split = digits_split(100, 0)
     spec = NetworkSpec(64, [100] * 5, 10, weight_init=1.0)
+    params = init_params(spec, np.random.default_rng(0))
+    opt = make_optimizer("sgd", learning_rate=0.1)
+    bar = ProgressBar(20, "test", enabled=False)
     result = fit(
         spec,
-        init_params(spec, np.random.default_rng(0)),
+        params,
         split.X_train,
         split.y_train,
-        optimizer=make_optimizer("sgd", learning_rate=0.1),
+        optimizer=opt,
         num_epochs=20,
-        mini_batch_size=100,
+        mini_batch_size=40,
         evaluate=lambda theta, state: {"one": float(len(theta) > 0) + 0 * len(state.batch_norm)},
+        bar=bar,
     )
     d = result.diverged_at
     assert d is not None
+    assert d > 1  # so that the last complete epoch below is one of training
     assert all(math.isfinite(c) for c in result.costs[: d - 1])
     assert all(math.isnan(c) for c in result.costs[d - 1 :])
     assert result.metrics["one"][:d] == (1.0,) * d  # before training and epochs 1..d-1
     assert all(math.isnan(v) for v in result.metrics["one"][d:])
+    assert result.learning_rates[:d] == (0.1,) * d  # the diverged epoch began at its rate
+    assert all(math.isnan(r) for r in result.learning_rates[d:])
+    before = train(
+        spec,
+        params,
+        split.X_train,
+        split.y_train,
+        optimizer=opt,
+        num_epochs=d - 1,
+        mini_batch_size=40,
+    )
+    assert all(np.array_equal(result.params[k], before.params[k]) for k in params)
+    assert bar.done == 20
+
+
+def test_fit_follows_the_schedule_epoch_by_epoch() -> None:
+    """A schedule changes the learning rate between epochs and keeps the optimizer's state:
+    fit equals a replay by hand, bit for bit (m = 40 in mini-batches of 16, 16, 8)."""
+    X, y = two_moons(0, n_samples=40)
+    spec = NetworkSpec(2, [4], 2)
+    params = init_params(spec, np.random.default_rng(0))
+    opt = Momentum(learning_rate=0.5, beta=0.9)
+    result = fit(
+        spec,
+        params,
+        X,
+        y,
+        optimizer=opt,
+        num_epochs=3,
+        mini_batch_size=16,
+        seed=5,
+        schedule=lambda e: 0.5 / (1 + e),
+    )
+    theta, opt_state, costs = params, opt.init(params), []
+    for epoch in (1, 2, 3):
+        at_rate = dataclasses.replace(opt, learning_rate=0.5 / epoch)
+        weighted = []
+        for batch in random_mini_batches(X, y, 16, 5 + epoch, axis=0):
+            g = gradient(spec, theta, NetworkState(), batch.X, batch.Y)
+            weighted.append(g.loss * len(batch.X))
+            theta, opt_state = at_rate.step(theta, g.grads, opt_state)
+        costs.append(math.fsum(weighted) / 40)
+    assert result.costs == tuple(costs)
+    assert all(np.array_equal(result.params[k], theta[k]) for k in params)
+    assert result.learning_rates == (0.5, 0.25, 0.5 / 3)
 
 
 def test_json_and_csv_writers(tmp_path: Path) -> None:

@@ -35,8 +35,9 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # n
 
 from reference._validation import check_int
 from reference.minibatch import random_mini_batches
-from reference.network import NetworkSpec, NetworkState, Params, check_params, gradient, init_state
-from reference.optimizers import Optimizer
+from reference.network import NetworkSpec, NetworkState, Params, check_params, init_state
+from reference.optimizers import Optimizer, StepResult
+from reference.training import EpochResult, train
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -196,8 +197,10 @@ class FitResult:
 
     costs[e - 1] is epoch e's cost (as in `train`); metrics[k][e] the value `evaluate` gave
     for k after epoch e (metrics[k][0]: before training); learning_rates[e - 1] the rate of
-    epoch e. A run whose loss or gradient overflowed (or became non-finite) stops there:
-    `diverged_at` is that epoch and the later entries are NaN. Otherwise `diverged_at` is None.
+    epoch e. A run whose loss, gradient or update overflowed (or divided by zero, or made an
+    invalid operation such as inf - inf) stops there: `diverged_at` is that epoch, the later
+    entries are NaN, and `params` and `state` are those after the last complete epoch (before
+    training if it was the first). Otherwise `diverged_at` is None.
     """
 
     params: Params
@@ -219,6 +222,38 @@ def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
         )
     replaced = dataclasses.replace(optimizer, learning_rate=learning_rate)  # type: ignore[type-var]  # mypy's is_dataclass narrowing admits a class, excluded above
     return cast("Optimizer[Any]", replaced)  # the same class as `optimizer`, an Optimizer
+
+
+@dataclass(frozen=True)
+class _Scheduled:
+    """`optimizer` following a learning-rate schedule: step k (from 0) is taken by
+    ``per_epoch[k // batches_per_epoch]``, `optimizer` at the rate of its epoch, and the state
+    (velocity, moments, step count) carries over from epoch to epoch. Its own state is
+    (the optimizer's state, k)."""
+
+    optimizer: Optimizer[Any]
+    per_epoch: tuple[Optimizer[Any], ...]
+    batches_per_epoch: int
+
+    @property
+    def name(self) -> str:
+        """The scheduled optimizer's name."""
+        return self.optimizer.name
+
+    def init(self, params: Mapping[str, ArrayLike]) -> tuple[object, int]:
+        """The optimizer's initial state, and no step taken yet."""
+        return self.optimizer.init(params), 0
+
+    def step(
+        self,
+        params: Mapping[str, ArrayLike],
+        grads: Mapping[str, ArrayLike],
+        state: tuple[object, int],
+    ) -> StepResult[tuple[object, int]]:
+        """Step k, taken at the learning rate of its epoch."""
+        inner, k = state
+        new_params, inner = self.per_epoch[k // self.batches_per_epoch].step(params, grads, inner)
+        return StepResult(new_params, (inner, k + 1))
 
 
 def _on_one_blas_thread(fn: Callable[P, R]) -> Callable[P, R]:
@@ -247,14 +282,19 @@ def fit(
     evaluate: Evaluate | None = None,
     bar: ProgressBar | None = None,
 ) -> FitResult:
-    """`reference.training.train`'s loop, epoch by epoch, recording `evaluate` after each.
+    """`reference.training.train`, recording `evaluate` before training and after each epoch.
 
-    Epoch e = 1, 2, ... uses ``random_mini_batches(X, y, mini_batch_size, seed + e)`` and the
-    dropout masks of one ``default_rng(seed)`` stream, and cost_e = sum_b n_b loss_b / sum_b n_b,
-    exactly as `train` (the tests check that both give the same costs and parameters). With a
+    The training is `train`'s (same mini-batches, dropout masks, costs and parameters); its
+    ``on_epoch`` callback records the cost, `evaluate`'s values and a tick of `bar`. With a
     `schedule`, epoch e runs with learning rate ``schedule(e - 1)`` (the course's
     ``update_lr(learning_rate0, epoch_num, decay_rate)`` counts epochs from 0); the optimizer's
     state (velocity, moments, step count) carries over from epoch to epoch.
+
+    Training runs under ``np.errstate(over="raise", invalid="raise", divide="raise")``: a
+    floating-point error is a diverged run, recorded (see `FitResult`), not a crash. With
+    finite data and parameters, which the reference checks, a loss or gradient cannot become
+    non-finite without one. `evaluate` runs under the caller's error state, as it would
+    outside `fit` (only if that state raises can an error in `evaluate` end a run as diverged).
 
     BLAS runs on one thread meanwhile (`threadpoolctl.threadpool_limits`, restored after): the
     experiments' products are small (a few thousand examples by a few hundred units at most)
@@ -263,57 +303,66 @@ def fit(
     threads and 0.15 ms with one, and the quick `overfitting` run 52 s and 8.6 s.
     """
     epochs = check_int(num_epochs, "num_epochs", minimum=0)
-    theta = check_params(spec, params)
-    net_state = init_state(spec)
-    example_axis = -1 if spec.feature_axis == 0 else 0
-    dropout_rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
-    opt_state = optimizer.init(theta)
+    first_seed = check_int(seed, "seed", minimum=0)
+    per_epoch = tuple(
+        optimizer if schedule is None else _with_rate(optimizer, schedule(e)) for e in range(epochs)
+    )
+    rates = [float(getattr(opt, "learning_rate", math.nan)) for opt in per_epoch]
+    trained_by = optimizer
+    if schedule is not None:
+        # Every epoch has as many mini-batches as train's first: split it the same way.
+        axis = -1 if spec.feature_axis == 0 else 0
+        batches = len(random_mini_batches(X, y, mini_batch_size, first_seed + 1, axis=axis))
+        trained_by = _Scheduled(optimizer, per_epoch, batches)
+    caller_errors = np.geterr()
     costs: list[float] = []
-    rates: list[float] = []
     metrics: dict[str, list[float]] = {}
 
-    def record() -> None:
-        for key, value in ({} if evaluate is None else evaluate(theta, net_state)).items():
+    def record(theta: Params, state: NetworkState) -> None:
+        with np.errstate(**caller_errors):
+            values = {} if evaluate is None else evaluate(theta, state)
+        for key, value in values.items():
             metrics.setdefault(key, []).append(float(value))
 
-    record()
-    diverged: int | None = None
-    for epoch in range(1, epochs + 1):
-        opt = optimizer if schedule is None else _with_rate(optimizer, schedule(epoch - 1))
-        rates.append(float(getattr(opt, "learning_rate", math.nan)))
-        batches = random_mini_batches(X, y, mini_batch_size, seed + epoch, axis=example_axis)
-        weighted = []
-        for batch in batches:
-            try:  # overflow to inf or inf - inf is a diverged run, recorded, not a crash
-                with np.errstate(over="raise", invalid="raise", divide="raise"):
-                    result = gradient(spec, theta, net_state, batch.X, batch.Y, rng=dropout_rng)
-            except FloatingPointError:
-                diverged = epoch
-                break
-            if not (
-                math.isfinite(result.loss)
-                and all(np.isfinite(g).all() for g in result.grads.values())
-            ):
-                diverged = epoch
-                break
-            weighted.append(result.loss * batch.X.shape[1 - spec.feature_axis])
-            theta, opt_state = opt.step(theta, result.grads, opt_state)
-            net_state = result.state
-        if diverged is not None:
-            break
-        count = sum(b.X.shape[1 - spec.feature_axis] for b in batches)
-        costs.append(math.fsum(weighted) / count)
-        record()
+    # The latest complete epoch; epoch 0 is the start (no optimizer state is needed from it).
+    last = EpochResult(0, math.nan, check_params(spec, params), init_state(spec), None, 0)
+
+    def on_epoch(epoch: EpochResult) -> None:
+        nonlocal last
+        record(epoch.params, epoch.state)
+        costs.append(epoch.cost)
+        last = epoch
         if bar is not None:
             bar.update()
+
+    record(last.params, last.state)
+    diverged: int | None = None
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            result = train(
+                spec,
+                params,
+                X,
+                y,
+                optimizer=trained_by,
+                num_epochs=epochs,
+                mini_batch_size=mini_batch_size,
+                seed=first_seed,
+                on_epoch=on_epoch,
+            )
+        theta, net_state = result.params, result.state
+    except FloatingPointError:
+        diverged = last.epoch + 1
+        theta, net_state = last.params, last.state
     missing = epochs - len(costs)
     if bar is not None and missing:
         bar.update(missing)
+    begun = epochs if diverged is None else diverged  # a diverged epoch had its rate
     return FitResult(
         params=theta,
         state=net_state,
         costs=(*costs, *[math.nan] * missing),
         metrics={k: (*v, *[math.nan] * (epochs + 1 - len(v))) for k, v in metrics.items()},
-        learning_rates=(*rates, *[math.nan] * (epochs - len(rates))),
+        learning_rates=(*rates[:begun], *[math.nan] * (epochs - begun)),
         diverged_at=diverged,
     )
