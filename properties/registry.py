@@ -10,7 +10,6 @@ from properties import (
     gradient_props,
     layer_props,
     minibatch_props,
-    optimizer_props,
     running_stats_props,
 )
 from properties.framework import Property
@@ -49,7 +48,6 @@ BATCHNORM_PROPERTIES: tuple[Property, ...] = tuple(
 # the target, so `bnref check` runs them only on the reference, never in another's name.
 REFERENCE_PROPERTIES: tuple[Property, ...] = (
     *minibatch_props.PROPERTIES,
-    *optimizer_props.PROPERTIES,
     *layer_props.PROPERTIES,
 )
 ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + REFERENCE_PROPERTIES

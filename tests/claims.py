@@ -7,6 +7,7 @@ measured, and every error is within its tolerance (error <= tolerance; a NaN err
 `broken` says whether they fail so. `exact` states an exact claim (tolerance 0, error 0 or 1).
 `falsified` runs a check of a deliberately broken function over a strategy and returns the
 failure: the test of a planted mistake asserts that it is caught, and by which quantity.
+`decades` draws magnitudes spread over powers of ten, as several of the checks' cases do.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from properties.framework import Measurement
+
+
+def decades(low_exp: int, high_exp: int) -> st.SearchStrategy[float]:
+    """m * 10**e with m in [1, 10) and integer e in [low_exp, high_exp]."""
+    return st.builds(
+        lambda m, e: m * 10.0**e,
+        st.floats(1.0, 10.0, exclude_max=True),
+        st.integers(low_exp, high_exp),
+    )
 
 
 def exact(quantity: str, holds: bool) -> Measurement:

@@ -1,4 +1,5 @@
-"""Learning-rate decay: the course's functions, hand values, the staircase, every rejection.
+"""Learning-rate decay: the course's functions, hand values, the staircase, every rejection, and
+the schedules against their exact rational values, with the broken schedules that claim catches.
 
 The course's ``update_lr`` and ``schedule_lr_decay`` (Deep Learning Specialization, course 2,
 "Optimization Methods") are kept below as source text and run with exec.
@@ -7,15 +8,19 @@ The course's ``update_lr`` and ``schedule_lr_decay`` (Deep Learning Specializati
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
 
 import numpy as np
 import pytest
+from claims import assert_holds, decades, exact
+from hypothesis import given
+from hypothesis import strategies as st
 
-from properties.adapter import ReferenceImplementation
-from properties.framework import PropertyFailure
-from properties.optimizer_props import DecayCase, optimizer_properties
-from properties.tolerances import U64
+from properties.checks import compare
+from properties.framework import Measurement
+from properties.tolerances import SAFETY, U64
 from reference.schedules import (
     inverse_time_decay,
     schedule_lr_decay,
@@ -115,6 +120,89 @@ def test_rejects_time_interval(value: Any, error: type[Exception], match: str) -
         stepped_inverse_time_decay(0.1, 3, 0.5, value)
 
 
+# --- the schedules are their formulas, and what that claim catches ---------------------------
+
+
+class Schedule(Protocol):
+    """A decay schedule under test: (learning_rate0, epoch_num, decay_rate[, time_interval])."""
+
+    def __call__(self, learning_rate0: float, epoch_num: int, decay_rate: float, /) -> float: ...
+
+
+class SteppedSchedule(Protocol):
+    """The stepped schedule under test."""
+
+    def __call__(
+        self, learning_rate0: float, epoch_num: int, decay_rate: float, time_interval: int, /
+    ) -> float: ...
+
+
+@dataclass(frozen=True)
+class DecayCase:
+    """lr0, the decay rate, an epoch and the stepped schedule's time interval."""
+
+    learning_rate0: float
+    decay_rate: float
+    epoch_num: int
+    time_interval: int
+
+
+@st.composite
+def decay_cases(draw: st.DrawFn) -> DecayCase:
+    """lr0 in [1e-6, 10), decay rate 0 or in [1e-4, 1e2), epoch up to 1e6, interval up to 5000."""
+    return DecayCase(
+        learning_rate0=draw(decades(-6, 0)),
+        decay_rate=draw(st.one_of(st.just(0.0), decades(-4, 1))),
+        epoch_num=draw(st.one_of(st.integers(0, 20), st.integers(0, 10**6))),
+        time_interval=draw(st.one_of(st.sampled_from([1, 10, 1000]), st.integers(1, 5000))),
+    )
+
+
+def check_decay(
+    case: DecayCase,
+    plain: Schedule = inverse_time_decay,
+    stepped: SteppedSchedule = stepped_inverse_time_decay,
+) -> list[Measurement]:
+    """lr0 / (1 + r e) and lr0 / (1 + r floor(e / T)) match their exact rational values to
+    3 roundings (product, sum, division: 3u relative, times SAFETY, plus u/2 for rounding the
+    exact value); lr(0) = lr0 exactly; the plain schedule never increases; the stepped one is
+    constant on each interval of T epochs and is the plain one for T = 1 (same operations)."""
+    lr0, r, e, interval = case.learning_rate0, case.decay_rate, case.epoch_num, case.time_interval
+    lr0_q, r_q = Fraction(lr0), Fraction(r)
+    want_plain = float(lr0_q / (1 + r_q * e))
+    want_stepped = float(lr0_q / (1 + r_q * (e // interval)))
+    rel = (3 * SAFETY + 0.5) * U64
+    got_plain = plain(lr0, e, r)
+    got_stepped = stepped(lr0, e, r, interval)
+    start = e // interval * interval
+    return [
+        compare(
+            "inverse-time decay vs lr0 / (1 + r e)",
+            np.array(got_plain),
+            np.array(want_plain),
+            rel * want_plain,
+        ),
+        compare(
+            "stepped decay vs lr0 / (1 + r floor(e / T))",
+            np.array(got_stepped),
+            np.array(want_stepped),
+            rel * want_stepped,
+        ),
+        exact("lr at epoch 0 is lr0", plain(lr0, 0, r) == lr0 == stepped(lr0, 0, r, interval)),
+        exact("inverse-time decay does not increase", plain(lr0, e + 1, r) <= got_plain),
+        exact(
+            "stepped decay is constant on its interval",
+            stepped(lr0, start, r, interval) == got_stepped,
+        ),
+        exact("stepped decay with T = 1 is the plain decay", stepped(lr0, e, r, 1) == got_plain),
+    ]
+
+
+@given(case=decay_cases())
+def test_the_decay_schedules_are_their_formulas(case: DecayCase) -> None:
+    assert_holds(check_decay(case))
+
+
 def _no_floor(lr0: float, epoch: int, rate: float, interval: int) -> float:
     return lr0 / (1 + rate * epoch / interval)  # forgets the floor: no staircase
 
@@ -130,13 +218,10 @@ def _per_interval_plain(lr0: float, epoch: int, rate: float) -> float:
         (_per_interval_plain, stepped_inverse_time_decay, "inverse-time decay vs lr0"),
     ],
 )
-def test_decay_property_catches_broken_schedules(plain: Any, stepped: Any, quantity: str) -> None:
+def test_decay_claim_catches_broken_schedules(
+    plain: Schedule, stepped: SteppedSchedule, quantity: str
+) -> None:
     case = DecayCase(learning_rate0=0.1, decay_rate=0.5, epoch_num=1234, time_interval=1000)
-    impl = ReferenceImplementation()
-    (decay,) = [
-        p for p in optimizer_properties(plain=plain, stepped=stepped) if p.name == "decay-schedules"
-    ]
-    with pytest.raises(PropertyFailure, match=re.escape(quantity)):
-        decay.judge(impl, case)
-    (reference,) = [p for p in optimizer_properties() if p.name == "decay-schedules"]
-    reference.judge(impl, case)
+    with pytest.raises(AssertionError, match=re.escape(quantity)):
+        assert_holds(check_decay(case, plain, stepped))
+    assert_holds(check_decay(case))

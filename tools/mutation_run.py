@@ -57,9 +57,14 @@ _VALIDATION = (
     "tests/test_ghost.py",
     "tests/test_layers.py",
     "tests/test_optimizers.py",
+    "tests/test_optimizer_invariants.py",
 )
 _LAYERS = ("tests/test_layers.py", "tests/test_network.py", "tests/test_documented_defaults.py")
-_OPTIMIZERS = ("tests/test_optimizers.py", "tests/test_documented_defaults.py")
+_OPTIMIZERS = (
+    "tests/test_optimizers.py",
+    "tests/test_optimizer_invariants.py",
+    "tests/test_documented_defaults.py",
+)
 
 TESTS_OF: dict[str, tuple[str, ...]] = {
     "reference._validation": _VALIDATION,

@@ -1,20 +1,19 @@
-"""Optimizer and learning-rate-decay properties (issue 3).
+"""The optimizers' invariants, checked with derived rounding bounds, and the broken optimizers
+each one catches.
 
-    momentum-beta0-is-sgd        every momentum and Nesterov form with beta = 0 is SGD, bit for bit
-    adam-first-step              Adam's first step is -lr g / (|g| + eps): about lr, against g
-    adam-constant-gradient       with a constant g the bias-corrected moments are g and g**2, and
-                                 every step is -lr g / (|g| + eps)
-    adaptive-scale-exact         AdaGrad, RMSprop, Adam: scaling g and eps by c = 2**k (eps by c**2
-                                 where eps is inside the root) changes no bit of the run
-    adaptive-scale-eps           the same for any c > 0 up to rounding, and with eps fixed up to
-                                 the derived effect of eps
-    adam-folded-equals-explicit  the folded-learning-rate form is the explicit form
-    decay-schedules              the decay schedules are their formulas
+    beta = 0 is SGD            every momentum and Nesterov form with beta = 0 is SGD, bit for bit
+    Adam's first step          -lr g / (|g| + eps): about lr, against g
+    constant gradient          with a constant g Adam's bias-corrected moments are g and g**2,
+                               and every step is -lr g / (|g| + eps)
+    exact scaling              AdaGrad, RMSprop, Adam: scaling g and eps by c = 2**k (eps by c**2
+                               where eps is inside the root) changes no bit of the run
+    scaling up to eps          the same for any c > 0 up to rounding, and with eps fixed up to
+                               the derived effect of eps
+    folded Adam                the folded-learning-rate form is the explicit form
 
 The checks take the optimizers under test as a factory like `make_optimizer` (name,
-**hyperparameters) and the two schedule functions; `optimizer_properties` binds them into
-`Property` objects whose `impl` argument (a batch-norm Implementation) is unused. PROPERTIES binds
-the reference. The Adam state must be an `AdamState` (the moments are read from it).
+**hyperparameters), by default the reference's. The Adam state must be an `AdamState` (the
+moments are read from it). The learning-rate schedules are checked in tests/test_schedules.py.
 
 Measuring a step. No rule here reads the parameters into its state, so a checker can pass
 theta = 0 at every step and carry the state on: the returned parameters are exactly minus the
@@ -43,18 +42,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
+import pytest
+from claims import assert_holds, broken, decades, exact
+from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from properties.adapter import Implementation
 from properties.checks import compare
-from properties.framework import Measurement, Property
+from properties.framework import Measurement
 from properties.tolerances import SAFETY, U64
-from reference.optimizers import AdamState, Optimizer, bias_corrected_moments, make_optimizer
-from reference.schedules import inverse_time_decay, stepped_inverse_time_decay
+from reference.optimizers import (
+    AdaGrad,
+    Adam,
+    AdamState,
+    Momentum,
+    MomentumState,
+    Optimizer,
+    ParamsLike,
+    SquareState,
+    StepResult,
+    bias_corrected_moments,
+    make_optimizer,
+)
 
 Array = NDArray[np.float64]
 Factory = Callable[..., Optimizer[Any]]
@@ -133,19 +145,10 @@ class OptimizerCase:
         )
 
 
-def _log_uniform(low_exp: int, high_exp: int) -> st.SearchStrategy[float]:
-    """m * 10**e with m in [1, 10) and integer e in [low_exp, high_exp]."""
-    return st.builds(
-        lambda m, e: m * 10.0**e,
-        st.floats(1.0, 10.0, exclude_max=True),
-        st.integers(low_exp, high_exp),
-    )
-
-
 # Gradients: 0 or |g| in [1e-8, 1e5). With c up to 2**30 and 1 - beta2 >= 1e-4 every square,
 # product and sum stays far inside the normal float64 range, so scaling by 2**k is exact.
 _GRAD = st.one_of(
-    st.just(0.0), st.builds(lambda s, m: s * m, st.sampled_from([-1.0, 1.0]), _log_uniform(-8, 4))
+    st.just(0.0), st.builds(lambda s, m: s * m, st.sampled_from([-1.0, 1.0]), decades(-8, 4))
 )
 _PARAM = st.floats(-10.0, 10.0, allow_subnormal=False)
 # Betas: 0 or in [1e-3, 0.999] (beta2 up to 0.9999). With |g| >= 1e-8 and t <= 30 every
@@ -174,10 +177,10 @@ def optimizer_cases(draw: st.DrawFn, kinds: Sequence[str]) -> OptimizerCase:
     steps = draw(st.integers(1, MAX_STEPS))
     return OptimizerCase(
         kind=draw(st.sampled_from(list(kinds))),
-        learning_rate=draw(_log_uniform(-6, 0)),
+        learning_rate=draw(decades(-6, 0)),
         beta1=draw(_BETA1),
         beta2=draw(_BETA2),
-        epsilon=draw(_log_uniform(-12, -1)),
+        epsilon=draw(decades(-12, -1)),
         params=_mapping(draw, shapes, _PARAM),
         grads=tuple(_mapping(draw, shapes, _GRAD) for _ in range(steps)),
         constant_steps=draw(st.integers(1, MAX_CONSTANT_STEPS)),
@@ -192,10 +195,6 @@ def optimizer_cases(draw: st.DrawFn, kinds: Sequence[str]) -> OptimizerCase:
 def _flat(values: Mapping[str, Any], names: Sequence[str]) -> Array:
     """All arrays of a mapping as one vector, in `names` order."""
     return np.concatenate([np.asarray(values[k], dtype=np.float64).ravel() for k in names])
-
-
-def _exact(quantity: str, holds: bool) -> Measurement:
-    return Measurement(quantity, 0.0 if holds else 1.0, 0.0)  # exact claim: tolerance 0
 
 
 def _zeros(case: OptimizerCase) -> dict[str, Array]:
@@ -288,13 +287,13 @@ def _rounding(case: OptimizerCase, model: StepModel, extra: float = 0.0) -> Arra
 # --- the checks ------------------------------------------------------------------------------
 
 
-def check_beta_zero(factory: Factory, case: OptimizerCase) -> list[Measurement]:
+def check_beta_zero(case: OptimizerCase, factory: Factory = make_optimizer) -> list[Measurement]:
     """Momentum (every form) and Nesterov (every form) with beta = 0 give SGD's parameters
     exactly, step after step: 0 * v vanishes and (1 - 0) * g = g, so no rounding differs."""
     sgd = _trajectory(case.build(factory, kind="sgd"), case, case.grads)
     got = _trajectory(case.build(factory, beta=0.0), case, case.grads)
     same = all(np.array_equal(x, y) for x, y in zip(got, sgd, strict=True))
-    return [_exact(f"{case.kind} with beta=0 equals SGD at every step", same)]
+    return [exact(f"{case.kind} with beta=0 equals SGD at every step", same)]
 
 
 def _first_step_exact(case: OptimizerCase, g: Array) -> Array:
@@ -303,7 +302,9 @@ def _first_step_exact(case: OptimizerCase, g: Array) -> Array:
     return np.array([float(lr * Fraction(x) / (abs(Fraction(x)) + eps)) for x in g.tolist()])
 
 
-def check_adam_first_step(factory: Factory, case: OptimizerCase) -> list[Measurement]:
+def check_adam_first_step(
+    case: OptimizerCase, factory: Factory = make_optimizer
+) -> list[Measurement]:
     """From zero moments, Adam's first step is exactly -lr g / (|g| + eps): v_corrected = g and
     sqrt(s_corrected) = |g|. So each coordinate moves against sign(g) by lr |g| / (|g| + eps)
     = lr - lr eps / (|g| + eps): about lr, never more, and a zero gradient does not move it.
@@ -325,12 +326,14 @@ def check_adam_first_step(factory: Factory, case: OptimizerCase) -> list[Measure
     capped = np.maximum(np.abs(move), lr)
     return [
         compare("first step vs -lr g / (|g| + eps)", move, -s, tol),
-        _exact("first step is against sign(g), zero where g = 0", direction),
+        exact("first step is against sign(g), zero where g = 0", direction),
         compare("|first step| <= lr", capped, np.full_like(g, lr), tol),
     ]
 
 
-def check_adam_constant_gradient(factory: Factory, case: OptimizerCase) -> list[Measurement]:
+def check_adam_constant_gradient(
+    case: OptimizerCase, factory: Factory = make_optimizer
+) -> list[Measurement]:
     """With the same gradient g at every step, v_corrected = g and s_corrected = g**2 at every t
     (v_t = (1 - beta1**t) g exactly in real arithmetic), so every step is -lr g / (|g| + eps).
 
@@ -350,7 +353,7 @@ def check_adam_constant_gradient(factory: Factory, case: OptimizerCase) -> list[
     for t, (grad, model) in enumerate(zip(grads, step_models(case, grads), strict=True), 1):
         new, state = opt.step(zero, grad, state)
         if not isinstance(state, AdamState):
-            return [_exact("the Adam state is an AdamState", False)]
+            return [exact("the Adam state is an AdamState", False)]
         moments = bias_corrected_moments(state, b1, b2)
         tol_v = SAFETY * (2 * t + 4 + t * _cond(b1, t)) * U64 * np.abs(g)
         tol_s = SAFETY * (2 * t + 6 + t * _cond(b2, t)) * U64 * g**2
@@ -368,7 +371,7 @@ def _scaled_epsilon(case: OptimizerCase, c: float) -> float:
     return case.epsilon * (c * c if case.kind in EPS_INSIDE else c)
 
 
-def check_scale_exact(factory: Factory, case: OptimizerCase) -> list[Measurement]:
+def check_scale_exact(case: OptimizerCase, factory: Factory = make_optimizer) -> list[Measurement]:
     """Scaling every gradient by c = 2**k and eps by c (c**2 where eps is inside the root) leaves
     every parameter of the run unchanged, bit for bit: each moment scales by c or c**2 exactly,
     the root of c**2 S is c sqrt(S) exactly, and N / den is the same quotient of the same floats
@@ -378,7 +381,7 @@ def check_scale_exact(factory: Factory, case: OptimizerCase) -> list[Measurement
     opt = case.build(factory, epsilon=_scaled_epsilon(case, c))
     scaled = _trajectory(opt, case, _scaled(case.grads, c))
     same = all(np.array_equal(x, y) for x, y in zip(scaled, base, strict=True))
-    return [_exact(f"{case.kind}: run with g, eps scaled by 2**{case.scale_exponent}", same)]
+    return [exact(f"{case.kind}: run with g, eps scaled by 2**{case.scale_exponent}", same)]
 
 
 def _eps_effect(case: OptimizerCase, model: StepModel, c: float) -> Array:
@@ -399,7 +402,7 @@ def _eps_effect(case: OptimizerCase, model: StepModel, c: float) -> Array:
     return outside
 
 
-def check_scale_eps(factory: Factory, case: OptimizerCase) -> list[Measurement]:
+def check_scale_eps(case: OptimizerCase, factory: Factory = make_optimizer) -> list[Measurement]:
     """For any c > 0: scaling g and eps by c changes each step by rounding only (R_t of each
     run); scaling g alone changes it by at most |step| * effect more (see `_eps_effect`).
 
@@ -432,7 +435,9 @@ def check_scale_eps(factory: Factory, case: OptimizerCase) -> list[Measurement]:
     return out
 
 
-def check_folded_equals_explicit(factory: Factory, case: OptimizerCase) -> list[Measurement]:
+def check_folded_equals_explicit(
+    case: OptimizerCase, factory: Factory = make_optimizer
+) -> list[Measurement]:
     """Adam's folded form (alpha_t = lr sqrt(1 - beta2**t) / (1 - beta1**t), eps_hat_t = eps
     sqrt(1 - beta2**t)) takes the explicit form's steps: each within R_t of the exact step, so
     the two within 2 R_t. Along a real run the parameters also differ by the rounding of
@@ -463,131 +468,178 @@ def check_folded_equals_explicit(factory: Factory, case: OptimizerCase) -> list[
             np.array_equal(_flat(x, list(zero)), _flat(y, list(zero)))
             for x, y in ((state_e.v, state_f.v), (state_e.s, state_f.s))
         )
-    return [*out, _exact("folded and explicit moments are equal", same)]
+    return [*out, exact("folded and explicit moments are equal", same)]
 
 
-# --- learning-rate decay ---------------------------------------------------------------------
+# --- the reference's optimizers keep every invariant ----------------------------------------
 
 
-class Schedule(Protocol):
-    """A decay schedule under test: (learning_rate0, epoch_num, decay_rate[, time_interval])."""
+@given(case=optimizer_cases(MOMENTUM_KINDS + NESTEROV_KINDS))
+def test_momentum_and_nesterov_with_beta_zero_are_sgd(case: OptimizerCase) -> None:
+    assert_holds(check_beta_zero(case))
 
-    def __call__(self, learning_rate0: float, epoch_num: int, decay_rate: float, /) -> float: ...
+
+@given(case=optimizer_cases(ALGORITHM1_KINDS))
+def test_adams_first_step_is_about_lr_against_the_gradient(case: OptimizerCase) -> None:
+    assert_holds(check_adam_first_step(case))
 
 
-class SteppedSchedule(Protocol):
-    """The stepped schedule under test."""
+@given(case=optimizer_cases(ALGORITHM1_KINDS))
+def test_adam_with_a_constant_gradient_steps_lr_g_over_abs_g_plus_eps(case: OptimizerCase) -> None:
+    assert_holds(check_adam_constant_gradient(case))
 
-    def __call__(
-        self, learning_rate0: float, epoch_num: int, decay_rate: float, time_interval: int, /
-    ) -> float: ...
+
+@given(case=optimizer_cases(ADAPTIVE_KINDS))
+def test_scaling_gradients_and_eps_by_a_power_of_two_changes_no_bit(case: OptimizerCase) -> None:
+    assert_holds(check_scale_exact(case))
+
+
+@given(case=optimizer_cases(ADAPTIVE_KINDS))
+def test_scaling_gradients_changes_the_steps_by_rounding_and_eps_only(case: OptimizerCase) -> None:
+    assert_holds(check_scale_eps(case))
+
+
+@given(case=optimizer_cases(("adam",)))
+def test_folded_adam_takes_the_explicit_forms_steps(case: OptimizerCase) -> None:
+    assert_holds(check_folded_equals_explicit(case))
+
+
+# Each invariant must be able to fail: a broken optimizer is caught by the claims it breaks, on
+# fixed cases where eps matters (eps = 0.1 against gradients of 0.01 to 1).
+_RNG = np.random.default_rng(7)
+_SHAPES = {"W1": (2, 3), "b1": (2, 1)}
+
+
+def _fixed_case(kind: str) -> OptimizerCase:
+    return OptimizerCase(
+        kind=kind,
+        learning_rate=0.1,
+        beta1=0.9,
+        beta2=0.999,
+        epsilon=0.1,
+        params={k: _RNG.normal(size=s) for k, s in _SHAPES.items()},
+        grads=tuple(
+            {
+                k: _RNG.choice([-1.0, 1.0], size=s) * 10.0 ** _RNG.uniform(-2, 0, size=s)
+                for k, s in _SHAPES.items()
+            }
+            for _ in range(3)
+        ),
+        constant_steps=5,
+        scale_exponent=3,
+        scale=3.0,
+    )
+
+
+Check = Callable[[OptimizerCase, Factory], list[Measurement]]
+CASES: dict[str, tuple[Check, OptimizerCase]] = {
+    "beta = 0 is SGD": (check_beta_zero, _fixed_case("momentum-course")),
+    "Adam's first step": (check_adam_first_step, _fixed_case("adam")),
+    "constant gradient": (check_adam_constant_gradient, _fixed_case("adam")),
+    "exact scaling": (check_scale_exact, _fixed_case("adagrad")),
+    "scaling up to eps": (check_scale_eps, _fixed_case("adagrad")),
+    "folded Adam": (check_folded_equals_explicit, _fixed_case("adam")),
+}
 
 
 @dataclass(frozen=True)
-class DecayCase:
-    """lr0, the decay rate, an epoch and the stepped schedule's time interval."""
+class _LaggingMomentum(Momentum):
+    """theta moves with the velocity BEFORE this step's gradient: with beta = 0 it never moves."""
 
-    learning_rate0: float
-    decay_rate: float
-    epoch_num: int
-    time_interval: int
-
-
-@st.composite
-def decay_cases(draw: st.DrawFn) -> DecayCase:
-    """lr0 in [1e-6, 10), decay rate 0 or in [1e-4, 1e2), epoch up to 1e6, interval up to 5000."""
-    return DecayCase(
-        learning_rate0=draw(_log_uniform(-6, 0)),
-        decay_rate=draw(st.one_of(st.just(0.0), _log_uniform(-4, 1))),
-        epoch_num=draw(st.one_of(st.integers(0, 20), st.integers(0, 10**6))),
-        time_interval=draw(st.one_of(st.sampled_from([1, 10, 1000]), st.integers(1, 5000))),
-    )
+    def step(self, params: ParamsLike, grads: ParamsLike, state: MomentumState) -> Any:
+        new = super().step(params, grads, state)
+        moved = {k: np.asarray(params[k]) - self.learning_rate * state.v[k] for k in params}
+        return StepResult(moved, new.state)
 
 
-def check_decay(plain: Schedule, stepped: SteppedSchedule, case: DecayCase) -> list[Measurement]:
-    """lr0 / (1 + r e) and lr0 / (1 + r floor(e / T)) match their exact rational values to
-    3 roundings (product, sum, division: 3u relative, times SAFETY, plus u/2 for rounding the
-    exact value); lr(0) = lr0 exactly; the plain schedule never increases; the stepped one is
-    constant on each interval of T epochs and is the plain one for T = 1 (same operations)."""
-    lr0, r, e, interval = case.learning_rate0, case.decay_rate, case.epoch_num, case.time_interval
-    lr0_q, r_q = Fraction(lr0), Fraction(r)
-    want_plain = float(lr0_q / (1 + r_q * e))
-    want_stepped = float(lr0_q / (1 + r_q * (e // interval)))
-    rel = (3 * SAFETY + 0.5) * U64
-    got_plain = plain(lr0, e, r)
-    got_stepped = stepped(lr0, e, r, interval)
-    start = e // interval * interval
-    return [
-        compare(
-            "inverse-time decay vs lr0 / (1 + r e)",
-            np.array(got_plain),
-            np.array(want_plain),
-            rel * want_plain,
-        ),
-        compare(
-            "stepped decay vs lr0 / (1 + r floor(e / T))",
-            np.array(got_stepped),
-            np.array(want_stepped),
-            rel * want_stepped,
-        ),
-        _exact("lr at epoch 0 is lr0", plain(lr0, 0, r) == lr0 == stepped(lr0, 0, r, interval)),
-        _exact("inverse-time decay does not increase", plain(lr0, e + 1, r) <= got_plain),
-        _exact(
-            "stepped decay is constant on its interval",
-            stepped(lr0, start, r, interval) == got_stepped,
-        ),
-        _exact("stepped decay with T = 1 is the plain decay", stepped(lr0, e, r, 1) == got_plain),
-    ]
+@dataclass(frozen=True)
+class _NoBiasCorrection(Adam):
+    """theta -= lr v / (sqrt(s) + eps): Adam without the division by 1 - beta**t."""
+
+    def _move(self, theta: Any, v: Any, s: Any, t: int) -> Any:
+        if self.form != "explicit":
+            return super()._move(theta, v, s, t)
+        return theta - self.learning_rate * v / (np.sqrt(s) + self.epsilon)
 
 
-# --- binding ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _FirstStepCorrection(Adam):
+    """The explicit form with the bias correction of step 1 at every step (t frozen at 1)."""
+
+    def _move(self, theta: Any, v: Any, s: Any, t: int) -> Any:
+        return super()._move(theta, v, s, 1 if self.form == "explicit" else t)
 
 
-def optimizer_properties(
-    factory: Factory = make_optimizer,
-    plain: Schedule = inverse_time_decay,
-    stepped: SteppedSchedule = stepped_inverse_time_decay,
-) -> tuple[Property, ...]:
-    """The claims of the module docstring as `Property` objects checking `factory` and the
-    schedules (the batch-norm `impl` argument is not used)."""
+@dataclass(frozen=True)
+class _KerasAsFolded(Adam):
+    """The folded form with a constant eps_hat = eps (Keras's) where Algorithm 1's eps is meant."""
 
-    def bind(
-        check: Callable[[Factory, OptimizerCase], list[Measurement]],
-    ) -> Callable[[Implementation, Any], list[Measurement]]:
-        def run(_impl: Implementation, case: Any) -> list[Measurement]:
-            return check(factory, case)
-
-        return run
-
-    def run_decay(_impl: Implementation, case: Any) -> list[Measurement]:
-        return check_decay(plain, stepped, case)
-
-    claims: tuple[tuple[str, Callable[..., list[Measurement]], Sequence[str]], ...] = (
-        ("momentum-beta0-is-sgd", check_beta_zero, MOMENTUM_KINDS + NESTEROV_KINDS),
-        ("adam-first-step", check_adam_first_step, ALGORITHM1_KINDS),
-        ("adam-constant-gradient", check_adam_constant_gradient, ALGORITHM1_KINDS),
-        ("adaptive-scale-exact", check_scale_exact, ADAPTIVE_KINDS),
-        ("adaptive-scale-eps", check_scale_eps, ADAPTIVE_KINDS),
-        ("adam-folded-equals-explicit", check_folded_equals_explicit, ("adam",)),
-    )
-    props = [
-        Property(
-            name,
-            (check.__doc__ or name).strip(),
-            optimizer_cases(kinds),
-            bind(check),
-            frozenset({"optimizer"}),
+    def _move(self, theta: Any, v: Any, s: Any, t: int) -> Any:
+        form = "keras" if self.form == "folded" else self.form
+        return Adam(self.learning_rate, self.beta1, self.beta2, self.epsilon, form)._move(
+            theta, v, s, t
         )
-        for name, check, kinds in claims
-    ]
-    decay = Property(
-        "decay-schedules",
-        (check_decay.__doc__ or "").strip(),
-        decay_cases(),
-        run_decay,
-        frozenset({"optimizer", "schedule"}),
-    )
-    return (*props, decay)
 
 
-PROPERTIES: tuple[Property, ...] = optimizer_properties()
+@dataclass(frozen=True)
+class _AdaGradEpsInside(AdaGrad):
+    """theta -= lr g / sqrt(s + eps), while claiming eps outside the root (PyTorch's)."""
+
+    def step(self, params: ParamsLike, grads: ParamsLike, state: SquareState) -> Any:
+        new = super().step(params, grads, state)
+        s = new.state.s
+        moved = {
+            k: np.asarray(params[k])
+            - self.learning_rate * np.asarray(grads[k]) / np.sqrt(s[k] + self.epsilon)
+            for k in params
+        }
+        return StepResult(moved, new.state)
+
+
+@dataclass(frozen=True)
+class _AdaGradNoRoot(AdaGrad):
+    """theta -= lr g / (s + eps): the accumulator without its square root."""
+
+    def step(self, params: ParamsLike, grads: ParamsLike, state: SquareState) -> Any:
+        new = super().step(params, grads, state)
+        s = new.state.s
+        moved = {
+            k: np.asarray(params[k])
+            - self.learning_rate * np.asarray(grads[k]) / (s[k] + self.epsilon)
+            for k in params
+        }
+        return StepResult(moved, new.state)
+
+
+def _factory(replacements: dict[str, type]) -> Callable[..., Any]:
+    def build(name: str, **hyper: Any) -> Any:
+        if name in replacements:
+            return replacements[name](**hyper)
+        return make_optimizer(name, **hyper)
+
+    return build
+
+
+@pytest.mark.parametrize(
+    ("replacements", "caught_by"),
+    [
+        ({"momentum": _LaggingMomentum}, {"beta = 0 is SGD"}),
+        (
+            {"adam": _NoBiasCorrection},
+            {"Adam's first step", "constant gradient", "folded Adam"},
+        ),
+        ({"adam": _FirstStepCorrection}, {"constant gradient", "folded Adam"}),
+        ({"adam": _KerasAsFolded}, {"folded Adam"}),
+        ({"adagrad": _AdaGradEpsInside}, {"exact scaling", "scaling up to eps"}),
+        ({"adagrad": _AdaGradNoRoot}, {"exact scaling", "scaling up to eps"}),
+    ],
+    ids=lambda v: ",".join(sorted(v)) if isinstance(v, set) else next(iter(v.values())).__name__,
+)
+def test_invariants_catch_broken_optimizers(
+    replacements: dict[str, type], caught_by: set[str]
+) -> None:
+    factory = _factory(replacements)
+    failed = {name for name, (check, case) in CASES.items() if broken(check(case, factory))}
+    assert failed == caught_by
+    for check, case in CASES.values():  # and the reference passes the same cases
+        assert_holds(check(case, make_optimizer))
