@@ -83,7 +83,7 @@ from reference.sharded import (
     sync_batch_norm_backward,
     sync_batch_norm_forward,
 )
-from reference.training import CourseModelResult, TrainingResult, model, train
+from reference.training import CourseModelResult, EpochResult, TrainingResult, model, train
 
 __all__ = [
     "CONVENTIONS",
@@ -102,6 +102,7 @@ __all__ = [
     "DataSplit",
     "Distribution",
     "DropoutSpec",
+    "EpochResult",
     "GhostBatchNormForward",
     "GradcheckReport",
     "IdentityParams",
