@@ -8,7 +8,6 @@ from properties import (
     accuracy_props,
     batchnorm_props,
     gradient_props,
-    layer_props,
     minibatch_props,
     running_stats_props,
 )
@@ -48,7 +47,6 @@ BATCHNORM_PROPERTIES: tuple[Property, ...] = tuple(
 # the target, so `bnref check` runs them only on the reference, never in another's name.
 REFERENCE_PROPERTIES: tuple[Property, ...] = (
     *minibatch_props.PROPERTIES,
-    *layer_props.PROPERTIES,
 )
 ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + REFERENCE_PROPERTIES
 

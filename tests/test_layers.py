@@ -1,4 +1,5 @@
-"""The layers: their properties hold, broken backwards are caught, values, rejections, purity."""
+"""The layers: values, rejections, purity. (Their gradients against central differences:
+tests/test_layer_gradients.py, test_batch_norm_layer_gradients.py, test_dropout.py.)"""
 
 from __future__ import annotations
 
@@ -6,15 +7,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import mpmath
 import numpy as np
 import pytest
-from hypothesis import Phase, settings
 from numpy.typing import NDArray
 
-from properties import layer_props
-from properties.adapter import ReferenceImplementation
-from properties.framework import Property, run_property
 from reference import layers
 from reference.conventions import get_convention
 from reference.layers import (
@@ -45,171 +41,6 @@ from reference.layers import (
 from reference.running_stats import RunningStats, update_running_stats
 
 Array = NDArray[np.float64]
-LAYER_PROPERTIES = tuple(p for p in layer_props.PROPERTIES if p.name != "network-gradient")
-BY_NAME = {p.name: p for p in layer_props.PROPERTIES}
-REF = ReferenceImplementation()
-
-
-@pytest.mark.parametrize("prop", LAYER_PROPERTIES, ids=lambda p: p.name)
-def test_reference_satisfies(prop: Property) -> None:
-    prop.as_test(REF)()
-
-
-def test_properties_are_exported_by_name() -> None:
-    assert tuple(BY_NAME) == (
-        "affine-gradient",
-        "relu-gradient",
-        "sigmoid-gradient",
-        "softmax-cross-entropy-gradient",
-        "sigmoid-cross-entropy-gradient",
-        "batch-norm-layer-gradient-train",
-        "batch-norm-layer-gradient-frozen",
-        "dropout-gradient",
-        "weight-decay-gradient",
-        "inverted-dropout-expectation",
-        "classic-dropout-expectation",
-        "dropout-masks",
-        "dropout-p0-identity",
-        "network-gradient",
-    )
-
-
-# --- the properties catch broken layers --------------------------------------------------
-
-
-def _fails(prop_name: str) -> str:
-    """Run a property on a deliberately broken layer: it must fail. The active profile's
-    settings without the shrink phase (a minimal example is not the point, and shrinking a
-    failing gradient check is slow)."""
-    no_shrink = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    result = run_property(BY_NAME[prop_name], REF, no_shrink)
-    assert not result.passed
-    return result.failure
-
-
-def test_affine_property_catches_a_doubled_db(monkeypatch: pytest.MonkeyPatch) -> None:
-    def db_times_two(dout: Any, cache: Any) -> layers.AffineGrads:
-        g = affine_backward(dout, cache)
-        return layers.AffineGrads(g.dx, g.dW, None if g.db is None else 2 * g.db)
-
-    monkeypatch.setattr(layer_props, "affine_backward", db_times_two)
-    assert "db relative error" in _fails("affine-gradient")
-
-
-def test_sigmoid_property_catches_a_missing_factor(monkeypatch: pytest.MonkeyPatch) -> None:
-    def without_y_neg(dout: Any, cache: Any) -> layers.ActivationGrads:
-        return layers.ActivationGrads(np.asarray(dout) * cache.y)
-
-    monkeypatch.setattr(layer_props, "sigmoid_backward", without_y_neg)
-    assert "worst element" in _fails("sigmoid-gradient")
-
-
-def test_relu_property_catches_a_leaky_backward(monkeypatch: pytest.MonkeyPatch) -> None:
-    def leaky(dout: Any, cache: Any) -> layers.ActivationGrads:
-        return layers.ActivationGrads(np.where(cache.positive, dout, 0.01 * np.asarray(dout)))
-
-    monkeypatch.setattr(layer_props, "relu_backward", leaky)
-    _fails("relu-gradient")
-
-
-def test_softmax_property_catches_a_missing_mean(monkeypatch: pytest.MonkeyPatch) -> None:
-    def summed(dout: float, cache: Any) -> layers.LossGrads:
-        return layers.LossGrads(dout * (cache.probs - cache.targets))
-
-    monkeypatch.setattr(layer_props, "softmax_cross_entropy_backward", summed)
-    _fails("softmax-cross-entropy-gradient")
-
-
-def test_sigmoid_ce_property_catches_a_sign_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    def flipped(dout: float, cache: Any) -> layers.LossGrads:
-        return layers.LossGrads(dout * (cache.labels - cache.probs) / cache.num_examples)
-
-    monkeypatch.setattr(layer_props, "sigmoid_cross_entropy_backward", flipped)
-    _fails("sigmoid-cross-entropy-gradient")
-
-
-def test_frozen_property_catches_an_unnormalized_dgamma(monkeypatch: pytest.MonkeyPatch) -> None:
-    def raw_dgamma(dout: Any, cache: Any) -> layers.BatchNormGrads:
-        g = batch_norm_layer_backward(dout, cache)
-        inv = 1 / np.sqrt(cache.running.var + cache.eps)
-        return layers.BatchNormGrads(g.dx, g.dgamma / inv, g.dbeta)
-
-    monkeypatch.setattr(layer_props, "batch_norm_layer_backward", raw_dgamma)
-    assert "dgamma relative error" in _fails("batch-norm-layer-gradient-frozen")
-
-
-def test_train_property_catches_the_frozen_backward(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The training-mode layer differentiated as if its statistics were constants."""
-
-    def as_frozen(dout: Any, cache: Any) -> layers.BatchNormGrads:
-        x = cache.x
-        axes = tuple(i for i in range(x.ndim) if i != cache.axis)
-        mean = x.mean(axis=axes)
-        var = x.var(axis=axes)
-        frozen = cache._replace(mode="frozen", running=RunningStats(mean, var))
-        return batch_norm_layer_backward(dout, frozen)
-
-    monkeypatch.setattr(layer_props, "batch_norm_layer_backward", as_frozen)
-    _fails("batch-norm-layer-gradient-train")
-
-
-def test_dropout_property_catches_a_fresh_mask(monkeypatch: pytest.MonkeyPatch) -> None:
-    def redraw(dout: Any, cache: Any) -> layers.DropoutGrads:
-        if cache.mask is None:
-            return dropout_backward(dout, cache)
-        mask = np.random.default_rng(12345).random(cache.shape) >= cache.p
-        return dropout_backward(dout, cache._replace(mask=mask))
-
-    monkeypatch.setattr(layer_props, "dropout_backward", redraw)
-    assert _fails("dropout-masks")
-
-
-def test_weight_decay_property_catches_a_factor_two(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(layer_props, "l2_penalty_gradient", lambda w, lam: 2 * lam * w)
-    _fails("weight-decay-gradient")
-
-
-def test_expectation_property_catches_an_unscaled_inverted_dropout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Inverted dropout that forgets the 1/(1-p) is classic dropout: its mean is (1-p) x."""
-
-    def unscaled(x: Any, p: float, **kwargs: Any) -> tuple[Array, layers.DropoutCache]:
-        kwargs["kind"] = "classic"
-        return dropout_forward(x, p, **kwargs)
-
-    monkeypatch.setattr(layer_props, "dropout_forward", unscaled)
-    _fails("inverted-dropout-expectation")
-
-
-def test_binomial_interval_matches_exact_sums() -> None:
-    n, q, tail = 30, 0.7, 0.01
-    lo, hi = layer_props.binomial_interval(n, q, tail)
-    pmf = [math.comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(n + 1)]
-    assert math.fsum(pmf[:lo]) <= tail < math.fsum(pmf[: lo + 1])
-    assert math.fsum(pmf[hi + 1 :]) <= tail < math.fsum(pmf[hi:])
-    assert layer_props.binomial_interval(n, 1.0, tail) == (n, n)
-
-
-def test_libm_is_within_the_assumed_ulps() -> None:
-    """E_F = 4 ulp for exp, log, log1p: NumPy's against 50-digit mpmath on 2000 points each."""
-    rng = np.random.default_rng(0)
-    cases: list[tuple[Callable[[Array], Array], Any, Array]] = [
-        (np.exp, mpmath.exp, rng.uniform(-700, 700, 2000)),
-        (np.log, mpmath.log, 10.0 ** rng.uniform(-300, 300, 2000)),
-        (np.log1p, mpmath.log1p, 10.0 ** rng.uniform(-20, 5, 2000)),
-    ]
-    with mpmath.workdps(50):
-        for fn, exact_fn, xs in cases:
-            got = fn(xs)
-            exact = [exact_fn(mpmath.mpf(float(v))) for v in xs]
-            ulps = [
-                abs(mpmath.mpf(float(g)) - e) / (2 * layer_props.U * abs(e))
-                for g, e in zip(got, exact, strict=True)
-            ]
-            assert float(max(ulps)) <= layer_props.LIBM_ULPS
-
-
 # --- values --------------------------------------------------------------------------------
 
 

@@ -1,28 +1,20 @@
-"""The network: its gradient property holds and catches broken backprops; parameters, state,
-layouts, evaluation mode, rejections and purity."""
+"""The network: parameters, state, layouts, evaluation mode, rejections and purity. (Its
+gradient against central differences: tests/test_network_gradient.py.)"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import Phase, settings
 from numpy.typing import NDArray
 
-from properties import layer_props
-from properties.adapter import ReferenceImplementation
-from properties.framework import run_property
 from reference import network as net
 from reference.batchnorm import batch_norm_inference
-from reference.layers import BatchNormConfig, batch_norm_layer_backward
-from reference.running_stats import RunningStats
+from reference.layers import BatchNormConfig
 
 Array = NDArray[np.float64]
-PROP = next(p for p in layer_props.PROPERTIES if p.name == "network-gradient")
-REF = ReferenceImplementation()
 
 
 def bad(value: object) -> Any:
@@ -44,65 +36,6 @@ def data(s: net.NetworkSpec, n: int = 6, seed: int = 0) -> tuple[Array, NDArray[
         return X, rng.integers(0, s.output_size, n)
     shape = (n, s.output_size) if fa == 1 else (s.output_size, n)
     return X, rng.integers(0, 2, shape).astype(np.float64)
-
-
-def test_reference_satisfies_the_network_gradient_property() -> None:
-    PROP.as_test(REF)()
-
-
-def _fails() -> str:
-    """The property on a deliberately broken gradient must fail (no shrinking: see
-    tests/test_layers.py)."""
-    no_shrink = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    result = run_property(PROP, REF, no_shrink)
-    assert not result.passed
-    return result.failure
-
-
-def _patched_gradient(monkeypatch: pytest.MonkeyPatch, edit: Any) -> None:
-    original = net.gradient
-
-    def broken(*args: Any, **kwargs: Any) -> net.GradientResult:
-        result = original(*args, **kwargs)
-        grads = dict(result.grads)
-        edit(args[0], grads, args[1])
-        return result._replace(grads=grads)
-
-    monkeypatch.setattr(net, "gradient", broken)
-
-
-def test_property_catches_a_missing_weight_decay_term(monkeypatch: pytest.MonkeyPatch) -> None:
-    def edit(s: net.NetworkSpec, grads: dict[str, Array], params: Mapping[str, Array]) -> None:
-        for k, value in grads.items():
-            if k.startswith("W"):
-                grads[k] = value - s.weight_decay * params[k]
-
-    _patched_gradient(monkeypatch, edit)
-    assert "network W" in _fails()
-
-
-def test_property_catches_a_gradient_of_the_wrong_layer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The last layer's bias gradient scaled by the batch size (a sum instead of a mean)."""
-
-    def edit(s: net.NetworkSpec, grads: dict[str, Array], _params: Any) -> None:
-        grads[f"b{s.num_layers}"] = 2 * grads[f"b{s.num_layers}"]
-
-    _patched_gradient(monkeypatch, edit)
-    assert "network b" in _fails()
-
-
-def test_property_catches_batch_norm_treated_as_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backprop through batch norm as if the batch statistics were constants."""
-
-    def as_frozen(dout: Any, cache: Any) -> Any:
-        if cache.mode != "train":
-            return batch_norm_layer_backward(dout, cache)
-        x = np.moveaxis(cache.x, cache.axis, -1).reshape(-1, cache.x.shape[cache.axis])
-        running = RunningStats(x.mean(axis=0), x.var(axis=0))
-        return batch_norm_layer_backward(dout, cache._replace(mode="frozen", running=running))
-
-    monkeypatch.setattr(net, "batch_norm_layer_backward", as_frozen)
-    assert "network" in _fails()
 
 
 # --- parameters and state ------------------------------------------------------------------

@@ -30,7 +30,7 @@ from reference.training import initialize_parameters, model, train
 
 Array = NDArray[np.float64]
 U = 2.0**-53
-E_F = 8 * U  # exp/log to 4 ulp (properties.layer_props.E_F, measured in tests/test_layers.py)
+E_F = 8 * U  # exp/log to 4 ulp (central_differences.E_F, measured in test_layer_gradients.py)
 
 # The course notes, "Mini-Batch Code" section: model(), unchanged.
 COURSE_MODEL_SOURCE = '''\
@@ -288,8 +288,9 @@ def course_cost_tolerance(records: list[tuple[Array, Array, float]], m: int) -> 
 
     Course, per example: -log(a) with a to E_F + 2u relative errs by (E_F + 2u) + (E_F + u)
     |log a|; -log(1 - a) errs by (E_F + 2u) a / (1 - a) + u + (E_F + u) |log(1 - a)| (1 - a
-    inherits a's absolute error). Reference: 2 E_F + u |l| per example (layer_props). The sums:
-    the course's np.sum and running total g_m sum|l|, the reference's fsum, * n_b and / m 4u.
+    inherits a's absolute error). Reference: 2 E_F + u |l| per example (the sigmoid
+    cross-entropy check of test_layer_gradients). The sums: the course's np.sum and running
+    total g_m sum|l|, the reference's fsum, * n_b and / m 4u.
     """
     total = 0.0
     for a, y, _ in records:

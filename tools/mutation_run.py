@@ -43,6 +43,11 @@ from mutmut import __main__ as mutmut_main
 from mutmut.runners.harness import PytestRunner
 from mutmut.state import state
 
+_LAYER_GRADIENTS = (
+    "tests/test_layer_gradients.py",
+    "tests/test_batch_norm_layer_gradients.py",
+    "tests/test_dropout.py",
+)
 _VALIDATION = (
     "tests/test_batchnorm_validation.py",
     "tests/test_gradcheck.py",
@@ -56,10 +61,17 @@ _VALIDATION = (
     "tests/test_sharded.py",
     "tests/test_ghost.py",
     "tests/test_layers.py",
+    *_LAYER_GRADIENTS,
     "tests/test_optimizers.py",
     "tests/test_optimizer_invariants.py",
 )
-_LAYERS = ("tests/test_layers.py", "tests/test_network.py", "tests/test_documented_defaults.py")
+_LAYERS = (
+    "tests/test_layers.py",
+    *_LAYER_GRADIENTS,
+    "tests/test_network.py",
+    "tests/test_network_gradient.py",
+    "tests/test_documented_defaults.py",
+)
 _OPTIMIZERS = (
     "tests/test_optimizers.py",
     "tests/test_optimizer_invariants.py",
@@ -99,10 +111,15 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
         "tests/test_data_split.py",
         "tests/test_documented_defaults.py",
     ),
-    "reference.network": ("tests/test_network.py", "tests/test_training.py"),
+    "reference.network": (
+        "tests/test_network.py",
+        "tests/test_network_gradient.py",
+        "tests/test_training.py",
+    ),
     "reference.running_stats": (
         "tests/test_running_stats.py",
         "tests/test_layers.py",
+        "tests/test_batch_norm_layer_gradients.py",
         "tests/test_documented_defaults.py",
     ),
     "reference.schedules": ("tests/test_schedules.py", "tests/test_documented_defaults.py"),
