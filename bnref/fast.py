@@ -11,6 +11,12 @@ chain of elementwise steps on one block stays in the CPU cache, so each chain co
 over memory instead of one pass per step, and the temporaries are a block, not a copy of x.
 NumPy's ufuncs and reductions release the GIL, so the blocks of a pass run on a few threads.
 The sum of x per channel doubles as its finiteness check, and a float32 x is read in place.
+
+The blocked passes take finite input whose steps stay in float64's range. A statistic that comes
+out NaN or infinite (a NaN or infinity let through with ``check_finite=False``, or values near
+1.8e308 whose sums or squares overflow) sends the call to the reference, which propagates the
+former and scales the latter (`reference.float_range`): the two agree there too, at no cost for
+the ordinary input.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from typing import TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from reference import batchnorm as plain
 from reference._validation import (
     Float64Array,
     as_float64_array,
+    check_bool,
     check_channel_vector,
     check_positive_scalar,
     check_same_shape,
@@ -43,6 +51,7 @@ from reference.batchnorm import (
     channel_layout,
     training_layout,
 )
+from reference.float_range import scaled_difference
 
 # float64, or float32 read in float64 by every step: a float64 copy of x would cost a pass and
 # x's size in float64, for the same values.
@@ -51,11 +60,13 @@ __all__ = ["batch_norm_backward", "batch_norm_forward", "batch_norm_inference"]
 RealArray = NDArray[np.float64] | NDArray[np.float32]
 
 
-def _real_array(value: ArrayLike, name: str) -> RealArray:
+def _real_array(value: ArrayLike, name: str, check_finite: object) -> RealArray:
     """`value` checked to be real numbers; a float32 ndarray as it is, anything else in float64.
 
-    Finiteness is not checked here: `_channel_sums` does it, see `_non_finite_reported_first`.
+    `check_finite` is checked to be a bool, as the reference does before reading x. Finiteness
+    is not checked here: `_channel_sums` does it, see `_non_finite_reported_first`.
     """
+    check_bool(check_finite, "check_finite")
     if type(value) is np.ndarray and value.dtype == np.float32:
         return value
     return as_float64_array(value, name, check_finite=False)
@@ -180,13 +191,16 @@ def _centered(x3: RealArray, center: Float64Array, box: Box, scratch: Float64Arr
     return t
 
 
-def _channel_sums(x3: RealArray, value: ArrayLike, name: str, check_finite: bool) -> Float64Array:
-    """sum(x) per channel, which also serves as the finiteness check of x.
+def _channel_sums(
+    x3: RealArray, value: ArrayLike, name: str, check_finite: bool
+) -> Float64Array | None:
+    """sum(x) per channel, which also serves as the finiteness check of x; None if not finite.
 
     A NaN or infinity anywhere in x makes its channel's sum NaN or infinite, so a finite sum
     proves x finite without a separate scan. Only a non-finite sum pays for the full check,
-    which raises the usual error; if it passes, x is finite and its sum overflowed, and the
-    sum is taken again so that NumPy warns about the overflow as it would have.
+    which raises the usual error. If it passes (or is not asked for), the sum is None: x holds
+    a NaN or infinity let through, or values near the float64 limit whose sum overflowed, and
+    the caller leaves such an input to the plain reference (module docstring).
     """
 
     def partial(box: Box, _: Float64Array) -> Float64Array:
@@ -199,8 +213,28 @@ def _channel_sums(x3: RealArray, value: ArrayLike, name: str, check_finite: bool
         return sums
     if check_finite:
         as_float64_array(value, name)
-    overflowed: Float64Array = np.add.reduce(x3, axis=_SUM_AXES, dtype=np.float64)
-    return overflowed
+    return None
+
+
+def _all_finite(*arrays: Float64Array) -> bool:
+    """Whether every value of every array is finite."""
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
+def _finite_statistics(
+    x3: RealArray, sums: Float64Array | None
+) -> tuple[Float64Array, Float64Array] | None:
+    """`_statistics` of x, or None where the reference must take over (module docstring).
+
+    `sums` is None unless x is finite. Then an overflow on the way (a square, x - m0) shows in
+    a non-finite mean or var, so the passes run with overflow and invalid ignored and their
+    results are checked, instead of warning about what the reference computes fine.
+    """
+    if sums is None:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, var = _statistics(x3, sums)
+    return (mean, var) if _all_finite(mean, var) else None
 
 
 def _corrected_mean(x3: RealArray, sums: Float64Array) -> Float64Array:
@@ -261,14 +295,19 @@ def batch_norm_forward(
     ``check_finite=False``); TypeError for non-real dtypes.
     """
     eps_ = check_positive_scalar(eps, "eps")
-    x_arr = _real_array(x, "x")
+    x_arr = _real_array(x, "x", check_finite)
     with _non_finite_reported_first(check_finite, (x, "x")):
         layout = training_layout(x_arr, axis)
         g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
         b = check_channel_vector(beta, "beta", layout.channels, check_finite=check_finite)
 
     x3 = _channel_view(x_arr, layout)
-    mean, var = _statistics(x3, _channel_sums(x3, x, "x", check_finite))
+    stats = _finite_statistics(x3, _channel_sums(x3, x, "x", check_finite))
+    if stats is None:  # see the module docstring
+        return plain.batch_norm_forward(
+            x, gamma, beta, eps=eps, axis=axis, check_finite=check_finite
+        )
+    mean, var = stats
     inv_std = 1.0 / np.sqrt(var + eps_)
     x_hat, y = np.empty(x_arr.shape), np.empty(x_arr.shape)
     x_hat3, y3 = _channel_view(x_hat, layout), _channel_view(y, layout)
@@ -314,19 +353,27 @@ def batch_norm_backward(
     is `reference.batchnorm_graph.batch_norm_backward_graph`.
     """
     eps_ = check_positive_scalar(eps, "eps")
-    x_arr = _real_array(x, "x")
+    x_arr = _real_array(x, "x", check_finite)
     with _non_finite_reported_first(check_finite, (x, "x")):
         layout = training_layout(x_arr, axis)
-        dy_arr = _real_array(dy, "dy")
+        dy_arr = _real_array(dy, "dy", check_finite)
     with _non_finite_reported_first(check_finite, (x, "x"), (dy, "dy")):
         check_same_shape(cast(Float64Array, dy_arr), "dy", x_arr.shape, "x")  # reads the shape
         g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
 
     x3, dy3 = _channel_view(x_arr, layout), _channel_view(dy_arr, layout)
     x_sums = _channel_sums(x3, x, "x", check_finite)
-    dbeta = _channel_sums(dy3, dy, "dy", check_finite)  # sum(dy)
-    mean = _corrected_mean(x3, x_sums)
-    square, dy_centered = _centered_sums(x3, mean, dy3)
+    dbeta = None if x_sums is None else _channel_sums(dy3, dy, "dy", check_finite)  # sum(dy)
+    sums = None
+    if x_sums is not None and dbeta is not None:  # x and dy finite: see _finite_statistics
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = _corrected_mean(x3, x_sums)
+            sums = _centered_sums(x3, mean, dy3)
+    if dbeta is None or sums is None or not _all_finite(*sums):  # see the module docstring
+        return plain.batch_norm_backward(
+            dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
+        )
+    square, dy_centered = sums
     n = layout.count
     inv_std = 1.0 / np.sqrt(square / n + eps_)
     dgamma = inv_std * dy_centered  # sum(dy * x_hat), as x_hat = (x - mean) * inv_std
@@ -369,7 +416,7 @@ def batch_norm_inference(
     running_var must be >= 0 (a negative variance would give NaN).
     """
     eps_ = check_positive_scalar(eps, "eps")
-    x_arr = _real_array(x, "x")
+    x_arr = _real_array(x, "x", check_finite)
     with _non_finite_reported_first(check_finite, (x, "x")):
         layout = channel_layout(x_arr, axis)
         c = layout.channels
@@ -393,8 +440,14 @@ def batch_norm_inference(
         # Checked before the arithmetic, which would warn about inf - inf or inf * 0.
         if check_finite and not np.isfinite(xb).all():
             as_float64_array(x, "x")  # raises the error that counts and locates them all
-        np.subtract(xb, _column(rm[box[1]]), out=yb)
-        yb *= _column(scale[box[1]])
+        rm_c, scale_c = _column(rm[box[1]]), _column(scale[box[1]])
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite y is redone below
+            np.subtract(xb, rm_c, out=yb)
+            yb *= scale_c
+        if not np.isfinite(yb).all():
+            # NaN or infinity let through, or x - running_mean beyond float64: the plain
+            # formula, which propagates the former and halves the latter, and warns as it does.
+            yb[...] = scaled_difference(xb.astype(np.float64), rm_c, scale_c)
         yb += _column(b[box[1]])
 
     _map_blocks(normalize, x3.shape)

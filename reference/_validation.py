@@ -17,22 +17,34 @@ from numpy.typing import ArrayLike, NDArray
 Float64Array = NDArray[np.float64]
 
 
-def as_float64_array(value: ArrayLike, name: str, *, check_finite: bool = True) -> Float64Array:
-    """Return `value` as a float64 array after checking that it holds real numbers.
+def check_bool(value: object, name: str) -> bool:
+    """Return `value` after checking it is a bool (a string such as "no" is truthy: refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
 
-    Accepted dtypes are the real integer and floating kinds (float16/32/64, int, uint); they are
-    converted to float64. Booleans, complex numbers, strings and objects are rejected with a
-    `TypeError`. With `check_finite` (the default) NaN or infinity raise a `ValueError`.
-    The input is never modified: a conversion makes a copy, and a float64 input is only read.
+
+def real_array(value: ArrayLike, name: str, *, allow_bool: bool = False) -> NDArray[Any]:
+    """`value` as an array of real numbers in its own dtype (read in place when it is an array).
+
+    Accepted dtypes are the real integer and floating kinds (float16/32/64, int, uint), and
+    booleans with `allow_bool` (labels). Complex numbers, strings, objects and the rest are
+    rejected with a `TypeError`, and so is a masked array: its mask would be dropped silently.
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must not be a masked array (its mask would be ignored), got "
+            f"{type(value).__name__}; fill it (.filled(value)) or compress it (.compressed()) "
+            "first"
+        )
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:  # ragged nested sequences end up here
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}") from exc
     kind = arr.dtype.kind
-    if kind not in "iuf":
+    if kind not in ("biuf" if allow_bool else "iuf"):
         what = {
             "b": "boolean",
             "c": "complex",
@@ -40,10 +52,22 @@ def as_float64_array(value: ArrayLike, name: str, *, check_finite: bool = True) 
             "U": "string",
             "S": "bytes",
         }.get(kind, str(arr.dtype))
-        raise TypeError(
-            f"{name} must have a real integer or floating dtype, got {what} dtype {arr.dtype}"
-        )
-    out = arr.astype(np.float64, copy=False)
+        expected = "a boolean, integer or floating" if allow_bool else "a real integer or floating"
+        raise TypeError(f"{name} must have {expected} dtype, got {what} dtype {arr.dtype}")
+    return arr
+
+
+def as_float64_array(value: ArrayLike, name: str, *, check_finite: bool = True) -> Float64Array:
+    """Return `value` as a float64 array after checking that it holds real numbers.
+
+    Accepted dtypes are the real integer and floating kinds (float16/32/64, int, uint); they are
+    converted to float64. Booleans, complex numbers, strings, objects and masked arrays are
+    rejected with a `TypeError` (`real_array`), and so is a `check_finite` that is not a bool.
+    With `check_finite` (the default) NaN or infinity raise a `ValueError`.
+    The input is never modified: a conversion makes a copy, and a float64 input is only read.
+    """
+    check_bool(check_finite, "check_finite")
+    out = real_array(value, name).astype(np.float64, copy=False)
     if check_finite and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))
         first = tuple(int(i) for i in bad[0]) if out.ndim else ()
@@ -152,10 +176,14 @@ def random_source(seed: object) -> RandomSource:
     return np.random.RandomState(value)
 
 
-def examples_array(value: ArrayLike, name: str, axis: object) -> tuple[NDArray[Any], int]:
-    """`value` as an array of real numbers (its own dtype kept) and its example axis."""
-    as_float64_array(value, name, check_finite=False)  # the type check only: reals, any dtype
-    arr = np.asarray(value)
+def examples_array(
+    value: ArrayLike, name: str, axis: object, *, labels: bool = False
+) -> tuple[NDArray[Any], int]:
+    """`value` as an array of real numbers (its own dtype kept) and its example axis.
+
+    With `labels` booleans are accepted too: the course builds its labels as ``Y = ... < 0.5``.
+    """
+    arr = real_array(value, name, allow_bool=labels)
     if arr.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the examples), got a scalar")
     return arr, normalize_axis(axis, arr.ndim, f"axis (for {name} of shape {arr.shape})")

@@ -14,11 +14,9 @@ course notes' `(features, examples)` layout.
 
 This module is the oracle: each formula above is one whole-array NumPy expression in float64,
 so that it can be read against the paper. A faster evaluation of the same formulas lives in
-`bnref.fast` and is audited against this one like any other implementation.
-
-Dtype rule: inputs of any real dtype are converted to float64 and every result is float64. A
-caller comparing a float32 implementation compares at that dtype's tolerance (see
-`properties.tolerances`).
+`bnref.fast` and is audited against this one like any other implementation. Inputs of any real
+dtype are converted to float64 and every result is float64 (a float32 implementation is compared
+at that dtype's tolerance, `properties.tolerances`).
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ from reference._validation import (
     frozen,
     normalize_axis,
 )
+from reference.float_range import check_variance_fits, scaled_difference, scaling_exponents
 
 DEFAULT_EPS = 1e-5
 
@@ -125,19 +124,33 @@ def training_layout(x: NDArray[Any], axis: object) -> ChannelLayout:
     return layout
 
 
-def batch_statistics(x: Float64Array, layout: ChannelLayout) -> tuple[Float64Array, Float64Array]:
-    """Per-channel mean and biased variance, accurate for |mean|/std up to about 1e8.
+Statistics = tuple[Float64Array, Float64Array, Float64Array, Float64Array]
+
+
+def batch_statistics(x: Float64Array, layout: ChannelLayout, eps: float) -> Statistics:
+    """Per channel ``mean``, biased ``var``, ``inv_std = 1/sqrt(var + eps)`` (shape (C,)), and
+    ``x_hat = (x - mean) * inv_std`` (x's shape); accurate for |mean|/std up to about 1e8.
 
     The corrected two-pass algorithm: ``m0 = mean(x)`` carries an error of order n*u*|mean|;
     the mean of the residuals ``x - m0`` (small when |mean| >> std) recovers it, so the
-    deviations ``x - mean`` are as accurate as x itself. Then ``var = mean((x - mean)**2)``.
-    The one-pass form E[x**2] - E[x]**2 cancels catastrophically and is never used.
-    """
-    m0 = layout.mean(x)
-    mean = m0 + layout.mean(x - layout.expand(m0))
-    centered = x - layout.expand(mean)
+    deviations ``x - mean`` are as accurate as x itself. Then ``var = mean((x - mean)**2)``
+    (the one-pass E[x**2] - E[x]**2 cancels catastrophically and is never used).
+
+    Near 1.8e308 a sum or square overflows where the results exist (x = +-1e154: var = 1e308,
+    x_hat = +-1): a channel reaching 2**480 is computed as x * 2**-k, exactly, and scaled back
+    (`reference.float_range`; k = 0 elsewhere). var is inf where float64 cannot hold it."""
+    k = scaling_exponents(x, layout.reduce_axes)
+    xs = np.ldexp(x, -k.reshape(layout.broadcast_shape))  # x * 2**-k; x itself where k = 0
+    m0 = layout.mean(xs)
+    mean = m0 + layout.mean(xs - layout.expand(m0))
+    centered = xs - layout.expand(mean)
     var = layout.mean(centered * centered)
-    return mean, var
+    k_var = np.where(var > 0, k, 0)  # var = 0 (equal values) at any k, and eps * 4**-k may be 0
+    inv_std = 1.0 / np.sqrt(var + np.ldexp(eps, -2 * k_var))
+    x_hat = centered * layout.expand(inv_std)
+    with np.errstate(over="ignore"):  # var beyond float64: inf, reported by the forward
+        var_x = np.ldexp(var, 2 * k)
+    return np.ldexp(mean, k), var_x, np.ldexp(inv_std, -k_var), x_hat
 
 
 class BackwardArguments(NamedTuple):
@@ -178,8 +191,8 @@ def batch_norm_forward(
     ``inv_std = 1/sqrt(var+eps)``, ``x_hat = (x-mean)*inv_std`` and
     ``y = gamma*x_hat + beta``. gamma and beta have shape (C,) with C = x.shape[axis].
     Raises ValueError for an empty batch, fewer than 2 values per channel, eps <= 0,
-    an axis out of range, wrongly shaped parameters, or non-finite input (unless
-    ``check_finite=False``); TypeError for non-real dtypes.
+    an axis out of range, wrongly shaped parameters, non-finite input (unless
+    ``check_finite=False``) or a variance beyond float64; TypeError for non-real dtypes.
     """
     eps_ = check_positive_scalar(eps, "eps")
     x64 = as_float64_array(x, "x", check_finite=check_finite)
@@ -187,9 +200,8 @@ def batch_norm_forward(
     g = check_channel_vector(gamma, "gamma", layout.channels, check_finite=check_finite)
     b = check_channel_vector(beta, "beta", layout.channels, check_finite=check_finite)
 
-    mean, var = batch_statistics(x64, layout)
-    inv_std = 1.0 / np.sqrt(var + eps_)
-    x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)
+    mean, var, inv_std, x_hat = batch_statistics(x64, layout, eps_)
+    check_variance_fits(var, inv_std)  # var is a result here: ValueError if inf for a finite x
     y = layout.expand(g) * x_hat + layout.expand(b)
     return BatchNormForward(
         y=frozen(y),
@@ -225,10 +237,7 @@ def batch_norm_backward(
     dy64, x64, g, eps_, layout = backward_arguments(
         dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
     )
-    mean, var = batch_statistics(x64, layout)
-    inv_std = 1.0 / np.sqrt(var + eps_)
-    x_hat = (x64 - layout.expand(mean)) * layout.expand(inv_std)
-
+    _, _, inv_std, x_hat = batch_statistics(x64, layout, eps_)
     dbeta = layout.sum(dy64)
     dgamma = layout.sum(dy64 * x_hat)
     n = layout.count
@@ -254,7 +263,8 @@ def batch_norm_inference(
 
     ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``, per channel. Unlike
     training mode any batch size is accepted, including a single example or an empty batch.
-    running_var must be >= 0 (a negative variance would give NaN).
+    running_var must be >= 0 (a negative variance would give NaN). `scaled_difference` takes
+    the product also where only x - running_mean exceeds float64.
     """
     eps_ = check_positive_scalar(eps, "eps")
     x64 = as_float64_array(x, "x", check_finite=check_finite)
@@ -266,12 +276,11 @@ def batch_norm_inference(
     rv = check_channel_vector(running_var, "running_var", c, check_finite=check_finite)
     if np.any(rv < 0):
         raise ValueError(
-            f"running_var must be >= 0 in every channel, got "
-            f"{float(rv[rv < 0][0])!r} at channel "
-            f"{int(np.argmax(rv < 0))}"
+            f"running_var must be >= 0 in every channel, got {float(rv[rv < 0][0])!r} at "
+            f"channel {int(np.argmax(rv < 0))}"
         )
     scale = g / np.sqrt(rv + eps_)
-    y = layout.expand(scale) * (x64 - layout.expand(rm)) + layout.expand(b)
+    y = scaled_difference(x64, layout.expand(rm), layout.expand(scale)) + layout.expand(b)
     return frozen(y)
 
 

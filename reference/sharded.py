@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from reference._validation import (
     Float64Array,
@@ -36,6 +36,7 @@ from reference._validation import (
     frozen,
 )
 from reference.batchnorm import DEFAULT_EPS, ChannelLayout, channel_layout
+from reference.float_range import check_variance_fits, scaling_exponents
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,17 @@ class MergedStats:
     var: Float64Array
 
 
-def _shard_summary(x: Float64Array, layout: ChannelLayout) -> ShardStats:
+def _shard_summary(x: Float64Array, layout: ChannelLayout, k: NDArray[np.int_]) -> ShardStats:
+    """The summary of x * 2**-k, k per channel (`reference.float_range`; x itself where k = 0)."""
     if layout.count == 0:  # an empty shard contributes nothing
         zeros = np.zeros(layout.channels)
         return ShardStats(0, frozen(zeros), frozen(zeros.copy()))
+    xs = np.ldexp(x, -k.reshape(layout.broadcast_shape))
     # Corrected two-pass mean (as in batchnorm.batch_statistics): the residual mean recovers the
     # rounding of the first, so the deviations are accurate even when |mean| >> std.
-    m0 = np.mean(x, axis=layout.reduce_axes)
-    mean = m0 + np.mean(x - layout.expand(m0), axis=layout.reduce_axes)
-    centered = x - layout.expand(mean)
+    m0 = np.mean(xs, axis=layout.reduce_axes)
+    mean = m0 + np.mean(xs - layout.expand(m0), axis=layout.reduce_axes)
+    centered = xs - layout.expand(mean)
     m2 = np.sum(centered * centered, axis=layout.reduce_axes)
     return ShardStats(layout.count, frozen(mean), frozen(m2))
 
@@ -74,9 +77,23 @@ def shard_stats(x: ArrayLike, axis: int = 1) -> ShardStats:
     """Per-channel ``(n, mean = sum(x)/n, M2 = sum((x - mean)**2))`` of one shard.
 
     Every axis but the channel axis `axis` is reduced. An empty shard gives n = 0 and zeros.
+    A channel whose values reach 2**480 is summarized as x * 2**-k and scaled back, so that no
+    sum or square overflows (`reference.float_range`); ValueError if M2 exceeds float64.
     """
     x64 = as_float64_array(x, "x")
-    return _shard_summary(x64, channel_layout(x64, axis))
+    layout = channel_layout(x64, axis)
+    k = scaling_exponents(x64, layout.reduce_axes)
+    scaled = _shard_summary(x64, layout, k)
+    with np.errstate(over="ignore"):  # reported below
+        m2 = np.ldexp(scaled.m2, 2 * k)
+    too_large = np.isinf(m2)
+    if too_large.any():
+        c = int(np.argmax(too_large))
+        raise ValueError(
+            "x must have M2 = sum((x - mean)**2) that float64 can represent (at most 1.8e308) "
+            f"in every channel, got about 2**{np.log2(scaled.m2[c]) + 2 * k[c]:.1f} in channel {c}"
+        )
+    return ShardStats(scaled.count, frozen(np.ldexp(scaled.mean, k)), frozen(m2))
 
 
 def merge_stats(counts: ArrayLike, means: ArrayLike, m2s: ArrayLike) -> MergedStats:
@@ -140,10 +157,15 @@ class SyncBatchNormBackward:
 
 
 class _Shards(NamedTuple):
+    """The shards in float64, their layouts, and the global statistics (x_hat per shard)."""
+
     xs: tuple[Float64Array, ...]
     layouts: tuple[ChannelLayout, ...]
-    merged: MergedStats
+    n: int  # values per channel in all shards
+    mean: Float64Array
+    var: Float64Array
     inv_std: Float64Array
+    x_hats: tuple[Float64Array, ...]
 
 
 def _array_list(value: object, name: str) -> list[ArrayLike]:
@@ -168,7 +190,12 @@ def _global_stats(shards: Sequence[ArrayLike], eps: float, axis: object) -> _Sha
                 f"shards[{k}] must have shape (n_k, *{xs[0].shape[1:]}) like shards[0], "
                 f"got shape {x.shape}"
             )
-    summaries = [_shard_summary(x, lay) for x, lay in zip(xs, layouts, strict=True)]
+    # One scale per channel for every shard (the largest k any shard needs), so that the
+    # summaries merge as they are; scaled back below (see batchnorm.batch_statistics).
+    k = np.max(
+        [scaling_exponents(x, lay.reduce_axes) for x, lay in zip(xs, layouts, strict=True)], axis=0
+    )
+    summaries = [_shard_summary(x, lay, k) for x, lay in zip(xs, layouts, strict=True)]
     total = sum(s.count for s in summaries)
     if total < 2:
         raise ValueError(
@@ -178,12 +205,19 @@ def _global_stats(shards: Sequence[ArrayLike], eps: float, axis: object) -> _Sha
     merged = merge_stats(
         [s.count for s in summaries], [s.mean for s in summaries], [s.m2 for s in summaries]
     )
-    inv_std = frozen(1.0 / np.sqrt(merged.var + eps))
-    return _Shards(xs, layouts, merged, inv_std)
-
-
-def _x_hat(x: Float64Array, lay: ChannelLayout, s: _Shards) -> Float64Array:
-    return (x - lay.expand(s.merged.mean)) * lay.expand(s.inv_std)
+    k_var = np.where(merged.var > 0, k, 0)  # var = 0 at any k, and eps * 4**-k may be 0
+    inv_std = 1.0 / np.sqrt(merged.var + np.ldexp(eps, -2 * k_var))
+    x_hats = tuple(
+        frozen(
+            (np.ldexp(x, -k.reshape(lay.broadcast_shape)) - lay.expand(merged.mean))
+            * lay.expand(inv_std)
+        )
+        for x, lay in zip(xs, layouts, strict=True)
+    )
+    with np.errstate(over="ignore"):  # a var beyond float64 is inf: the forward reports it
+        var = np.ldexp(merged.var, 2 * k)
+    mean, inv_std = np.ldexp(merged.mean, k), np.ldexp(inv_std, -k_var)
+    return _Shards(xs, layouts, merged.count, frozen(mean), frozen(var), frozen(inv_std), x_hats)
 
 
 def sync_batch_norm_forward(
@@ -206,12 +240,12 @@ def sync_batch_norm_forward(
     channels = s.layouts[0].channels
     g = check_channel_vector(gamma, "gamma", channels)
     b = check_channel_vector(beta, "beta", channels)
-    x_hats = tuple(frozen(_x_hat(x, lay, s)) for x, lay in zip(s.xs, s.layouts, strict=True))
+    check_variance_fits(s.var, s.inv_std, "shards")  # var is a result here
     ys = tuple(
         frozen(lay.expand(g) * xh + lay.expand(b))
-        for xh, lay in zip(x_hats, s.layouts, strict=True)
+        for xh, lay in zip(s.x_hats, s.layouts, strict=True)
     )
-    return SyncBatchNormForward(ys, x_hats, s.merged.mean, s.merged.var, s.inv_std, s.merged.count)
+    return SyncBatchNormForward(ys, s.x_hats, s.mean, s.var, s.inv_std, s.n)
 
 
 def sync_batch_norm_backward(
@@ -242,7 +276,7 @@ def sync_batch_norm_backward(
     dy64 = tuple(as_float64_array(d, f"dys[{k}]") for k, d in enumerate(dy_items))
     for k, (d, x) in enumerate(zip(dy64, s.xs, strict=True)):
         check_same_shape(d, f"dys[{k}]", x.shape, f"shards[{k}]")
-    x_hats = [_x_hat(x, lay, s) for x, lay in zip(s.xs, s.layouts, strict=True)]
+    x_hats = s.x_hats
     # The all-reduce: per-shard partial sums, added over the shards.
     dbeta = sum(
         (np.sum(d, axis=lay.reduce_axes) for d, lay in zip(dy64, s.layouts, strict=True)),
@@ -255,7 +289,7 @@ def sync_batch_norm_backward(
         ),
         start=np.zeros(g.size),
     )
-    n = s.merged.count
+    n = s.n
     dxs = tuple(
         frozen(
             lay.expand(g * s.inv_std / n) * (n * d - lay.expand(dbeta) - xh * lay.expand(dgamma))

@@ -387,3 +387,57 @@ def test_opposite_infinities_raise_the_finiteness_error_without_a_warning() -> N
         for fn in (forward, backward):
             with pytest.raises(ValueError, match=r"^x must be finite"):
                 fn(x=opposite)
+
+
+MASKED_MESSAGE = (
+    r"must not be a masked array \(its mask would be ignored\), got MaskedArray; fill it "
+    r"\(\.filled\(value\)\) or compress it \(\.compressed\(\)\) first$"
+)
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("name", ["x", "gamma"])
+def test_a_masked_array_is_refused(fn: Callable[..., object], name: str) -> None:
+    # A masked 1e6 would move the mean to 3.3e5 if its mask were dropped; even a mask that
+    # hides nothing is refused: the caller decides what a masked value means.
+    value = np.ma.masked_greater(X if name == "x" else ONES, 1e5)
+    with pytest.raises(TypeError, match=rf"^{name} {MASKED_MESSAGE}"):
+        fn(**{name: value})
+
+
+@pytest.mark.parametrize("fn", [backward, graph])
+def test_a_masked_dy_is_refused(fn: Callable[..., object]) -> None:
+    with pytest.raises(TypeError, match=rf"^dy {MASKED_MESSAGE}"):
+        fn(dy=np.ma.array(X, mask=X > 5))
+
+
+@pytest.mark.parametrize("name", ["beta", "running_mean", "running_var"])
+def test_masked_parameters_are_refused_in_inference(name: str) -> None:
+    with pytest.raises(TypeError, match=rf"^{name} {MASKED_MESSAGE}"):
+        inference(**{name: np.ma.array(ONES)})
+
+
+def test_masked_statistics_are_refused_by_identity_params() -> None:
+    with pytest.raises(TypeError, match=rf"^mean {MASKED_MESSAGE}"):
+        identity_params(np.ma.array([0.0, 1e6], mask=[False, True]), np.ones(2))
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("no", "str 'no'"), (None, "NoneType None"), (0, "int 0"), (1.0, "float 1.0")],
+)
+def test_check_finite_must_be_a_bool(fn: Callable[..., object], value: object, shown: str) -> None:
+    # "no" is truthy: taken as a flag it would check, the opposite of what it says.
+    with pytest.raises(TypeError, match=rf"^check_finite must be a bool, got {re.escape(shown)}$"):
+        fn(check_finite=value)
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_check_finite_accepts_numpy_bools(fn: Callable[..., object]) -> None:
+    x = X.copy()
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^x must be finite"):
+        fn(x=x, check_finite=np.True_)
+    with np.errstate(invalid="ignore"):
+        fn(x=x, check_finite=np.False_)  # NaN propagates, no error

@@ -128,3 +128,127 @@ def test_identity_params_by_hand() -> None:
     params = identity_params(np.array([1.0, -2.0]), np.array([0.0, 0.5625]), eps=1.0)
     np.testing.assert_array_equal(params.gamma, [1.0, 1.25], strict=True)
     np.testing.assert_array_equal(params.beta, [1.0, -2.0], strict=True)
+
+
+# --- Values near the float64 limit (1.8e308): right results, or a ValueError naming x --------
+
+
+def test_plus_minus_1e154_normalizes_to_plus_minus_one() -> None:
+    # var = 1e308 is a float64, the squares 1e308 are too, but their sum 4e308 is not: the
+    # channel is computed as x * 2**-512 and scaled back (eps = 1e-5 is below var's rounding).
+    x = np.array([[1e154], [-1e154], [1e154], [-1e154]])
+    out = batch_norm_forward(x, np.ones(1), np.zeros(1))
+    np.testing.assert_array_equal(out.mean, [0.0])
+    np.testing.assert_array_equal(out.var, [1e308])  # (1e154)**2, rounded once
+    np.testing.assert_allclose(out.inv_std, [1e-154], rtol=2 * U64)
+    np.testing.assert_allclose(out.y[:, 0], [1.0, -1.0, 1.0, -1.0], rtol=4 * U64)
+
+
+def test_the_gradients_exist_where_the_variance_does_not() -> None:
+    # x = [1, 2, 3] * 1e200 has var = 6.7e399, beyond float64, yet x_hat = [-1.22, 0, 1.22]
+    # and every gradient are ordinary numbers: those of the same data times 1e-190, with dx
+    # scaled by 1e190 (the scaling is not by a power of two: equal to a few roundings).
+    dy = np.array([[0.0], [0.0], [1.0]])
+    big = batch_norm_backward(dy, np.array([[1.0], [2.0], [3.0]]) * 1e200, np.ones(1))
+    small = batch_norm_backward(dy, np.array([[1.0], [2.0], [3.0]]) * 1e10, np.ones(1))
+    np.testing.assert_allclose(big.dgamma, [math.sqrt(1.5)], rtol=8 * U64)
+    np.testing.assert_allclose(big.dgamma, small.dgamma, rtol=8 * U64)
+    np.testing.assert_allclose(big.dx * 1e190, small.dx, rtol=16 * U64)
+    np.testing.assert_array_equal(big.dbeta, [1.0])
+    with pytest.raises(ValueError, match=r"^x must have a variance that float64 can represent"):
+        batch_norm_forward(np.array([[1.0], [2.0], [3.0]]) * 1e200, np.ones(1), np.zeros(1))
+
+
+def test_the_mean_of_values_whose_sum_overflows() -> None:
+    # 3 * 1.7e308 is not a float64, their mean is: mean = 1.7e308, var = 0, y = beta. Any two
+    # distinct values this large are at least an ulp (2**971) apart, so a channel that is not
+    # constant has a variance beyond float64: a ValueError that names x, the size of the
+    # variance (1.09e615 = 2**2043.1) and its channel.
+    out = batch_norm_forward(np.full((3, 2), 1.7e308) * [1, -1], np.ones(2), np.array([0.5, 2.0]))
+    np.testing.assert_array_equal(out.mean, [1.7e308, -1.7e308])
+    np.testing.assert_array_equal(out.var, [0.0, 0.0])
+    np.testing.assert_array_equal(out.y, [[0.5, 2.0]] * 3)
+    x = np.array([[1.0, 1.7e308], [2.0, 1.7e308], [3.0, 1e308]])
+    with pytest.raises(
+        ValueError,
+        match=r"^x must have a variance that float64 can represent \(at most 1\.8e308\) in "
+        r"every channel, got about 2\*\*2043\.1 in channel 1$",
+    ):
+        batch_norm_forward(x, np.ones(2), np.zeros(2))
+
+
+def _power_of_two_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(rng.uniform(-5, 5), rng.uniform(0.1, 10), (7, 3, 5))
+    return x, rng.standard_normal(x.shape), rng.standard_normal(3), rng.standard_normal(3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scaling_x_by_a_power_of_two_changes_nothing_but_the_scale(seed: int) -> None:
+    # x * 2**490 reaches 2**480: it is computed as x * 2**-k and scaled back. With eps scaled by
+    # 4**490 too, batch norm of x * 2**490 is that of x exactly (power-of-two products are
+    # exact): x_hat, y, dgamma and dbeta bit for bit, mean, var, inv_std and dx by the scale.
+    x, dy, gamma, beta = _power_of_two_case(seed)
+    s = 490
+    eps = 2.0**-20
+    big = batch_norm_forward(np.ldexp(x, s), gamma, beta, eps=np.ldexp(eps, 2 * s))
+    ref = batch_norm_forward(x, gamma, beta, eps=eps)
+    np.testing.assert_array_equal(big.x_hat, ref.x_hat, strict=True)
+    np.testing.assert_array_equal(big.y, ref.y, strict=True)
+    np.testing.assert_array_equal(big.mean, np.ldexp(ref.mean, s), strict=True)
+    np.testing.assert_array_equal(big.var, np.ldexp(ref.var, 2 * s), strict=True)
+    np.testing.assert_array_equal(big.inv_std, np.ldexp(ref.inv_std, -s), strict=True)
+    # The backward at 2**600, where var (about 2**1200) is beyond float64 and the forward raises.
+    s = 600
+    big_grad = batch_norm_backward(dy, np.ldexp(x, s), gamma, eps=np.ldexp(eps, 2 * s - 1000))
+    ref_grad = batch_norm_backward(dy, x, gamma, eps=np.ldexp(eps, -1000))
+    np.testing.assert_array_equal(big_grad.dgamma, ref_grad.dgamma, strict=True)
+    np.testing.assert_array_equal(big_grad.dbeta, ref_grad.dbeta, strict=True)
+    np.testing.assert_array_equal(big_grad.dx, np.ldexp(ref_grad.dx, -s), strict=True)
+
+
+def _unscaled_formulas(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, axis: int
+) -> tuple[np.ndarray, ...]:
+    """The two-pass formulas computed on x itself, with no scaling at all."""
+    axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    m0 = np.mean(x, axis=axes, keepdims=True)
+    mean = m0 + np.mean(x - m0, axis=axes, keepdims=True)
+    centered = x - mean
+    var = np.mean(centered * centered, axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = centered * inv_std
+    shape = [-1 if i == axis % x.ndim else 1 for i in range(x.ndim)]
+    y = gamma.reshape(shape) * x_hat + beta.reshape(shape)
+    return mean.ravel(), var.ravel(), inv_std.ravel(), x_hat, y
+
+
+@given(batch_cases(dtypes=("float64",)))
+def test_ordinary_input_gives_the_unscaled_formulas_bit_for_bit(case: BatchCase) -> None:
+    # Channels below 2**480 have k = 0 (ldexp(x, 0) is x): the results are those of the plain
+    # two-pass formulas on x, not merely close to them.
+    out = batch_norm_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
+    mean, var, inv_std, x_hat, y = _unscaled_formulas(
+        case.x, case.gamma, case.beta, case.eps, case.axis
+    )
+    for got, want in ((out.mean, mean), (out.var, var), (out.inv_std, inv_std)):
+        np.testing.assert_array_equal(got, want, strict=True)
+    np.testing.assert_array_equal(out.x_hat, x_hat, strict=True)
+    np.testing.assert_array_equal(out.y, y, strict=True)
+
+
+def test_inference_where_x_minus_running_mean_overflows() -> None:
+    # 1e308 - (-1e308) is not a float64, (2e308) / sqrt(1e308) = 2e154 is: the halves are
+    # subtracted and the product doubled. A subnormal x beside a huge running_mean is absorbed
+    # as it would be without halving; the other channel is untouched.
+    x = np.array([[1e308, 3.0], [-1e308, 5e-324], [5e-324, -2.0]])
+    y = batch_norm_inference(
+        x,
+        np.ones(2),
+        np.array([0.0, 0.5]),
+        np.array([-1e308, 0.0]),
+        np.array([1e308, 3.0]),
+        eps=1.0,
+    )
+    np.testing.assert_allclose(y[:, 0], [2e154, 0.0, 1e154], rtol=4 * U64)
+    np.testing.assert_array_equal(y[:, 1], [2.0, 0.5 + 5e-324 / 2, -0.5])

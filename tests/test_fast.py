@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,7 +44,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -57,6 +59,7 @@ from bnref.targets import load_target
 from properties.framework import Property
 from properties.registry import BATCHNORM_PROPERTIES
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
+from reference import batchnorm as plain_module
 from reference.batchnorm import batch_norm_backward as plain_backward
 from reference.batchnorm import batch_norm_forward as plain_forward
 from reference.batchnorm import batch_norm_inference as plain_inference
@@ -278,6 +281,46 @@ def test_with_two_errors_the_plain_order_decides(call: str, first: str) -> None:
     assert _message(fast, *args, **kwargs) == expected
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"x": "masked"},
+        {"dy": "masked"},
+        {"gamma": "masked"},
+        {"check_finite": "no"},
+        {"check_finite": None},
+        {"check_finite": 1},
+    ],
+    ids=lambda bad: "-".join(f"{k}={v}" for k, v in bad.items()),
+)
+def test_masked_arrays_and_a_check_finite_that_is_no_bool_are_the_plain_errors(
+    dtype: str, bad: dict[str, object]
+) -> None:
+    # A float32 ndarray skips the float64 conversion in the fast path, a masked float32 array
+    # must not: both are refused with the reference's message, as is check_finite="no".
+    x = np.arange(12.0).reshape(4, 3).astype(dtype)
+    args: dict[str, Any] = {"x": x, "dy": x, "gamma": np.ones(3)}
+    for name, value in bad.items():
+        args[name] = np.ma.masked_greater(args[name], 5.0) if value == "masked" else value
+    flag = {"check_finite": args["check_finite"]} if "check_finite" in args else {}
+    cases: list[tuple[Callable[..., object], Callable[..., object], tuple[object, ...]]] = [
+        (plain_backward, batch_norm_backward, (args["dy"], args["x"], args["gamma"])),
+        (plain_forward, batch_norm_forward, (args["x"], args["gamma"], np.zeros(3))),
+        (plain_inference, batch_norm_inference, (args["x"], args["gamma"], *[np.ones(3)] * 3)),
+    ]
+    for plain, fast, positional in cases:
+        if "dy" in bad and plain is not plain_backward:
+            continue  # only the backward takes dy
+        with pytest.raises(TypeError) as info:
+            plain(*positional, **flag)
+        assert re.match(
+            r"^(x|dy|gamma) must not be a masked array|^check_finite must be a bool",
+            str(info.value),
+        )
+        assert _message(fast, *positional, **flag) == str(info.value)
+
+
 def _with_warnings(fn: Callable[[], T]) -> tuple[T, set[str]]:
     """fn's result and the messages of the warnings it raised."""
     with warnings.catch_warnings(record=True) as caught:
@@ -288,21 +331,108 @@ def _with_warnings(fn: Callable[[], T]) -> tuple[T, set[str]]:
 
 def test_a_finite_input_whose_sum_overflows_is_not_rejected() -> None:
     # Finite values near the float64 maximum: the channel sum overflows, but x is finite, so no
-    # ValueError; NumPy warns about the overflow (and later steps about inf - inf), and the
-    # results are NaN in that channel in both versions. The other channel is unaffected.
+    # ValueError; the call goes to the reference, which scales channel 0 and finds mean 1e308,
+    # var 0 and y = beta there, without a warning. The other channel is unaffected.
     x = np.array([[1e308, 0.5], [1e308, -0.5], [1e308, 1.5]])
-    g, b, dy = np.ones(2), np.zeros(2), np.ones((3, 2))
-    overflow = "overflow encountered in reduce"
+    g, b, dy = np.ones(2), np.array([0.25, 0.0]), np.ones((3, 2))
     fast, fast_warnings = _with_warnings(lambda: batch_norm_forward(x, g, b))
     plain, plain_warnings = _with_warnings(lambda: plain_forward(x, g, b))
-    assert overflow in fast_warnings
-    assert overflow in plain_warnings
-    np.testing.assert_array_equal(np.isfinite(fast.y), np.isfinite(plain.y))
-    np.testing.assert_array_equal(fast.y[:, 1], plain.y[:, 1])
+    assert fast_warnings == plain_warnings == set()
+    for name in ("y", "x_hat", "mean", "var", "inv_std"):
+        assert getattr(fast, name).tobytes() == getattr(plain, name).tobytes(), name
+    np.testing.assert_array_equal(fast.mean, [1e308, 0.5])
+    np.testing.assert_array_equal(fast.y[:, 0], 0.25)
     grad, grad_warnings = _with_warnings(lambda: batch_norm_backward(dy, x, g))
-    plain_grad, _ = _with_warnings(lambda: plain_backward(dy, x, g))
-    assert overflow in grad_warnings
-    np.testing.assert_array_equal(np.isfinite(grad.dx), np.isfinite(plain_grad.dx))
+    plain_grad = plain_backward(dy, x, g)
+    assert grad_warnings == set()
+    for name in ("dx", "dgamma", "dbeta"):
+        assert getattr(grad, name).tobytes() == getattr(plain_grad, name).tobytes(), name
+
+
+# (x, dy, the step that overflows in the blocked passes, whether the forward and the backward
+# hand the call over): the fast path then returns the reference's results, errors and warnings.
+EXTREME = [
+    ([[1e154], [-1e154], [1e154], [-1e154]], [[1.0], [0.0], [0.0], [0.0]], "squares", True),
+    ([[1e200], [2e200], [3e200]], [[0.0], [0.0], [1.0]], "squares, var 1e400", True),
+    ([[-1.7e308], [1.7e308], [1.7e308]], [[1.0], [2.0], [0.0]], "x - mean", True),
+    ([[1.7e308]] * 3, [[1.0], [2.0], [4.0]], "sum(x)", True),
+    ([[1e-3], [2e-3]], [[1.7e308], [1.7e308]], "sum(dy)", False),
+    ([[1e10], [-1e10]], [[1e300], [-1e300]], "sum(dy * (x - mean))", False),
+]
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize(
+    ("x", "dy", "step", "forward_hands_over", "dtype"),
+    [
+        (*case, dtype)
+        for case in EXTREME
+        for dtype in ("float64", "float32")
+        if dtype == "float64" or np.max(np.abs(case[0])) < FLOAT32_MAX  # x representable
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_values_near_the_float64_limit_give_the_plain_results(
+    x: list[list[float]], dy: list[list[float]], step: str, forward_hands_over: bool, dtype: str
+) -> None:
+    x_in, dy_in = np.array(x).astype(dtype), np.array(dy)
+    g, b = np.array([0.5]), np.array([0.25])
+    handed: list[str] = []
+
+    def spy(name: str) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            handed.append(name)
+            return getattr(plain_module, name)(*args, **kwargs)
+
+        return call
+
+    spied = SimpleNamespace(**{n: spy(n) for n in ("batch_norm_forward", "batch_norm_backward")})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batchnorm, "plain", spied)
+        assert _outcome(lambda: batch_norm_forward(x_in, g, b)) == _outcome(
+            lambda: plain_forward(x_in, g, b)
+        ), step
+        assert _outcome(lambda: batch_norm_backward(dy_in, x_in, g)) == _outcome(
+            lambda: plain_backward(dy_in, x_in, g)
+        ), step
+    assert handed == ["batch_norm_forward"] * forward_hands_over + ["batch_norm_backward"]
+
+
+def _outcome(fn: Callable[[], object]) -> tuple[str, ...]:
+    """The bytes of every array fn returns, or its error's type and message; the warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fn()
+        except (TypeError, ValueError) as exc:
+            got: tuple[str, ...] = (type(exc).__name__, str(exc))
+        else:
+            got = tuple(
+                f"{k}={v.tobytes().hex()}"
+                for k, v in vars(result).items()
+                if isinstance(v, np.ndarray)
+            )
+    return (*got, *sorted(str(w.message) for w in caught))
+
+
+def test_a_variance_beyond_float64_is_the_plain_error() -> None:
+    # The sums overflow and the variance (about 2**2037) cannot be held: the same ValueError.
+    x = np.array([[1.7e308], [1.7e308], [1e308]])
+    message = _message(plain_forward, x, np.ones(1), np.zeros(1))
+    assert message.startswith("x must have a variance that float64 can represent")
+    assert _message(batch_norm_forward, x, np.ones(1), np.zeros(1)) == message
+
+
+def test_inference_where_x_minus_running_mean_overflows_is_the_plain_result() -> None:
+    # 1e308 - (-1e308) exceeds float64, y = (2e308) / 1e154 = 2e154 does not: both halve.
+    x = np.array([[1e308, 1.0], [-1e308, 2.0], [5e-324, 3.0]])
+    args = (np.ones(2), np.zeros(2), np.array([-1e308, 0.5]), np.array([1e308, 4.0]))
+    with block_size(2):
+        fast, fast_warnings = _with_warnings(lambda: batch_norm_inference(x, *args))
+    plain, plain_warnings = _with_warnings(lambda: plain_inference(x, *args))
+    assert fast_warnings == plain_warnings == set()
+    assert fast.tobytes() == plain.tobytes()
+    np.testing.assert_allclose(fast[:, 0], [2e154, 0.0, 1e154], rtol=4 * U)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
@@ -331,7 +461,7 @@ def test_float32_input_is_read_in_float64() -> None:
     x32 = (1e4 + rng.standard_normal((6, 4, 5))).astype(np.float32)
     dy32 = rng.standard_normal((6, 4, 5)).astype(np.float32)
     g, b = rng.standard_normal(4), rng.standard_normal(4)
-    assert batchnorm._real_array(x32, "x") is x32  # read where it is, not copied
+    assert batchnorm._real_array(x32, "x", True) is x32  # read where it is, not copied
     a, c = batch_norm_forward(x32, g, b), batch_norm_forward(x32.astype(np.float64), g, b)
     for name in ("y", "x_hat", "mean", "var", "inv_std"):
         assert getattr(a, name).dtype == np.float64
@@ -453,23 +583,30 @@ def test_a_pass_runs_on_the_one_pool_of_its_worker_count() -> None:
 
 
 def test_the_callers_errstate_holds_in_every_thread() -> None:
-    # inf - inf in the statistics of channel 1: ignored, or raised, as the caller asked. A
-    # thread with NumPy's default state would warn instead (an error in this test suite).
+    # gamma * x_hat overflows in channel 1 (gamma = 1.7e308, |x_hat| up to 1.5), in the pass that
+    # normalizes, on the pool threads: ignored, or raised, as the caller asked. A thread with
+    # NumPy's default state would warn instead (an error in this test suite).
     x = np.arange(24.0).reshape(2, 3, 4)
-    x[1, 1, 1] = np.inf  # in the second run of boxes, on a pool thread
-    g, b = np.ones(3), np.zeros(3)
+    g, b = np.array([1.0, 1.7e308, 1.0]), np.zeros(3)
     with block_size(4), threads(2):
-        with np.errstate(invalid="ignore"):
-            fast = batch_norm_forward(x, g, b, check_finite=False)
-        assert np.isnan(fast.y[:, 1]).all()
-        with np.errstate(invalid="raise"), pytest.raises(FloatingPointError, match="invalid"):
-            batch_norm_forward(x, g, b, check_finite=False)
+        with np.errstate(over="ignore"):
+            fast = batch_norm_forward(x, g, b)
+        assert np.isinf(fast.y[:, 1]).any()
+        np.testing.assert_array_equal(np.isinf(fast.y), np.isinf(plain_forward_quiet(x, g, b)))
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+            batch_norm_forward(x, g, b)
         # The caller's callback too: a thread without it raises NameError ("no function found").
         seen: list[str] = []
-        with np.errstate(invalid="call", call=lambda kind, _flag: seen.append(kind)):
-            batch_norm_forward(x, g, b, check_finite=False)
+        with np.errstate(over="call", call=lambda kind, _flag: seen.append(kind)):
+            batch_norm_forward(x, g, b)
         assert seen
-        assert set(seen) == {"invalid value"}
+        assert set(seen) == {"overflow"}
+
+
+def plain_forward_quiet(x: Array, g: Array, b: Array) -> Array:
+    """The reference's y, its overflow warning ignored."""
+    with np.errstate(over="ignore"):
+        return plain_forward(x, g, b).y
 
 
 def test_a_forked_child_starts_its_own_threads() -> None:
@@ -530,18 +667,18 @@ def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
     assert done.stdout.strip() == "True"
 
 
-def test_the_sum_that_checks_finiteness_warns_only_like_one_plain_sum() -> None:
+def test_the_sum_that_checks_finiteness_warns_never() -> None:
     """The channel sums double as the finiteness check, taken with overflow and invalid
-    ignored: a finite x whose sum overflows warns exactly as one plain np.add.reduce does
-    (from the re-sum), and opposite infinities raise the finiteness error with no warning."""
+    ignored: a finite x whose sum overflows gives None without a warning (the caller hands
+    such an input to the reference), and opposite infinities raise the finiteness error with
+    no warning."""
     x3 = np.array([[1e308, 0.5], [1e308, -0.5]])[:, :, np.newaxis]  # (N, C, L), C = 2
-    with warnings.catch_warnings(record=True) as ours:
-        warnings.simplefilter("always")
-        batchnorm._channel_sums(x3, x3, "x", True)
-    with warnings.catch_warnings(record=True) as plain:
-        warnings.simplefilter("always")
-        np.add.reduce(x3, axis=(0, 2))
-    assert [str(w.message) for w in ours] == [str(w.message) for w in plain] != []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert batchnorm._channel_sums(x3, x3, "x", True) is None
+        assert batchnorm._channel_sums(x3, x3, "x", False) is None
+        sums = batchnorm._channel_sums(x3[1:], x3, "x", True)  # one row: 1e308 and -0.5
+        np.testing.assert_array_equal(sums, [1e308, -0.5])
     opposite = np.arange(12.0).reshape(4, 3)
     opposite[0, 0], opposite[1, 0] = np.inf, -np.inf  # inf + -inf: invalid, a NaN sum
     with warnings.catch_warnings():

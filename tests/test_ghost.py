@@ -186,3 +186,18 @@ def test_input_not_mutated() -> None:
     before = x.copy()
     ghost_batch_norm_forward(x, [1.0, 2.0], [0.0, 1.0], virtual_batch_size=2)
     assert np.array_equal(x, before)
+
+
+def test_values_near_the_float64_limit_are_normalized_per_virtual_batch() -> None:
+    # Each virtual batch goes through batch_norm_forward, which scales values reaching 2**480:
+    # +-1e154 (squares summing beyond float64) gives +-1, a constant 1.7e308 (whose sum
+    # overflows) gives beta; a virtual batch with a variance beyond float64 is its ValueError.
+    x = np.array([[1e154, 1.7e308], [-1e154, 1.7e308], [-1e154, 1.7e308], [1e154, 1.7e308]])
+    out = ghost_batch_norm_forward(x, [1.0, 1.0], [0.0, 0.5], virtual_batch_size=2)
+    np.testing.assert_allclose(out.y[:, 0], [1.0, -1.0, -1.0, 1.0], rtol=4 * 2.0**-53)
+    np.testing.assert_array_equal(out.y[:, 1], 0.5)
+    np.testing.assert_array_equal(out.mean, [[0.0, 1.7e308]] * 2)
+    np.testing.assert_array_equal(out.var, [[1e308, 0.0]] * 2)
+    x[0, 1] = 1e308
+    with pytest.raises(ValueError, match=r"^x must have a variance that float64 can represent"):
+        ghost_batch_norm_forward(x, [1.0, 1.0], [0.0, 0.5], virtual_batch_size=2)

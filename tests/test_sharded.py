@@ -21,6 +21,7 @@ x_hat mean(dy x_hat)) with D = max|dy|, X = max|x_hat|: |d dx| <= |g|/s D (r (2 
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from typing import Any
 
@@ -31,7 +32,12 @@ from hypothesis import strategies as st
 
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
 from properties.tolerances import SAFETY, U64
-from reference.batchnorm import batch_norm_backward, batch_norm_forward
+from reference.batchnorm import (
+    batch_norm_backward,
+    batch_norm_forward,
+    batch_statistics,
+    channel_layout,
+)
 from reference.sharded import (
     merge_stats,
     shard_stats,
@@ -216,6 +222,63 @@ def test_inputs_not_mutated() -> None:
     sync_batch_norm_forward(parts, [1.0], [0.0])
     for a, c in zip(parts + dys, copies, strict=True):
         assert np.array_equal(a, c)
+
+
+# ---- values near the float64 limit (1.8e308) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("x", "cuts"),
+    [
+        ([[1e154], [-1e154], [1e154], [-1e154]], [1, 3]),  # squares 1e308, their sum beyond
+        ([[1.7e308], [1.7e308], [1.7e308]], [2]),  # the sum overflows, var = 0
+        ([[1e200], [2e200], [3e200]], [1]),  # var = 6.7e399: only the gradients exist
+        ([[1e154, 1.0], [-1e154, 2.0], [5e-324, 4.0]], [1, 1]),  # an empty shard, k = 0 beside
+    ],
+)
+def test_sync_near_the_float64_limit_equals_plain(x: list[list[float]], cuts: list[int]) -> None:
+    # One scale per channel for every shard: the results are those of plain batch norm of the
+    # whole batch to rounding (the merge adds the shards in another order), or its ValueError.
+    whole = np.array(x)
+    parts = np.split(whole, cuts)
+    c = whole.shape[1]
+    g, b = np.full(c, 0.5), np.full(c, 0.25)
+    dy = np.linspace(-1.0, 2.0, whole.size).reshape(whole.shape)
+    try:
+        want = batch_norm_forward(whole, g, b)
+    except ValueError as exc:
+        message = str(exc).replace("x must", "shards must")
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            sync_batch_norm_forward(parts, g, b)
+    else:
+        got = sync_batch_norm_forward(parts, g, b)
+        np.testing.assert_allclose(np.concatenate(got.ys), want.y, rtol=16 * U64)
+        np.testing.assert_allclose(got.mean, want.mean, rtol=4 * U64)
+        np.testing.assert_allclose(got.var, want.var, rtol=16 * U64)
+    grad = sync_batch_norm_backward(list(np.split(dy, cuts)), parts, g)
+    want_grad = batch_norm_backward(dy, whole, g)
+    assert np.isfinite(want_grad.dgamma).all()
+    # dx = g inv_std (dy - mean(dy) - x_hat mean(dy x_hat)) is a difference: its error is a
+    # few n u of the terms' size, |g| inv_std max|dy| (2 + max|x_hat|**2) (module docstring).
+    _, _, inv_std, x_hat = batch_statistics(whole, channel_layout(whole, 1), 1e-5)
+    terms = np.abs(g) * inv_std * np.max(np.abs(dy)) * (2 + np.max(x_hat**2, axis=0))
+    dx_error = np.abs(np.concatenate(grad.dxs) - want_grad.dx)
+    assert np.all(dx_error <= 16 * whole.shape[0] * U64 * terms)
+    np.testing.assert_allclose(grad.dgamma, want_grad.dgamma, rtol=16 * U64)
+
+
+def test_shard_stats_near_the_float64_limit() -> None:
+    # The mean of 3 * 1.7e308 (whose sum overflows) is 1.7e308 with M2 = 0; the M2 of
+    # +-1e154 is 4e308, beyond float64: a ValueError naming x, M2's size and the channel.
+    got = shard_stats(np.full((3, 2), 1.7e308) * [1, -1])
+    assert got.mean.tolist() == [1.7e308, -1.7e308]
+    assert got.m2.tolist() == [0.0, 0.0]
+    with pytest.raises(
+        ValueError,
+        match=r"^x must have M2 = sum\(\(x - mean\)\*\*2\) that float64 can represent "
+        r"\(at most 1\.8e308\) in every channel, got about 2\*\*1025\.2 in channel 1$",
+    ):
+        shard_stats(np.array([[0.0, 1e154], [1.0, -1e154], [2.0, 1e154], [3.0, -1e154]]))
 
 
 # ---- rejections -----------------------------------------------------------------------------
