@@ -40,6 +40,20 @@ B3. |T'_i - T_i| <= BT_i := Bb + |x_hat_i| Bg + E_i (|dgamma| + Bg)
     it is what bounds dx when T_i cancels (dy constant, or dy proportional to x_hat).
 B4. |dx'_i - dx_i| <= |gamma| inv_std / n (BT_i + (R + gamma_3) |T_i|).
 
+Accuracy class. F1 and F2 are the two-pass bounds (`tolerances.TWO_PASS`, what
+`bnref check --strict` holds a target to). By default a target is held to any backward-stable
+computation of the statistics (`tolerances.STREAMING`: Welford's update, pairwise or chunked
+merges; derivation in `properties.tolerances`, steps 1s-2s), with K = 2 n + 8 roundings:
+
+F1s. |m' - m| <= dm := gamma_K (A + D).
+F2s. |v' - v| <= dv := 2 gamma_K (A + D) sqrt(v) + dm**2 + gamma_K (v + dm**2): the running mean's
+     error enters the sum of squares to first order, multiplied by the deviations.
+
+F3-F5 and B1-B4 follow from dm and dv as written. Flush to zero: where an input, result or
+intermediate of a channel is subnormal, dm and dv add the channel's `tolerances.flush_budget`,
+x_hat and y the flush of their own subnormal values (tiny each), and the backward's underflow
+terms count tiny (the smallest normal number) instead of ETA.
+
 Algebraically equivalent orders (the graph of docs/backward.md, or dividing by n first) round
 relative to the same magnitudes; their extra roundings are within the factor SAFETY. Every
 tolerance is SAFETY * bound + u |exact| (the rounding of the 50-digit value to float64), and
@@ -62,7 +76,19 @@ from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.highprec import HighPrecForward, highprec_backward, highprec_forward
 from properties.strategies import EPS_VALUES, BatchCase, CodeRepr, layouts, upstream_gradients
-from properties.tolerances import PRECISIONS, SAFETY, U64, Precision, precision
+from properties.tolerances import (
+    PRECISIONS,
+    SAFETY,
+    TWO_PASS,
+    U64,
+    Precision,
+    accuracy_class,
+    exact_stats,
+    flush_budget,
+    flush_floor_y,
+    precision,
+    roundings,
+)
 
 SMALL_SIZE = 48  # values per case: mpmath at 50 digits costs ~10 us per operation
 # |offset| / spread per channel: ordinary, large, and the 1e8 where one-pass variance dies
@@ -92,20 +118,28 @@ def _col(vector: Array, ndim: int, axis: int) -> Array:
 
 @dataclass(frozen=True)
 class ForwardBound:
-    """First-order bounds F1-F5 (before SAFETY): per channel (C,) or per element (x's shape)."""
+    """First-order bounds F1-F5 (before SAFETY): per channel (C,) or per element (x's shape).
+
+    `under` is the underflow unit per operation of each channel (C,): ETA, or the smallest
+    normal number where something of the channel is subnormal (flush to zero)."""
 
     mean: Array  # dm
     var: Array  # dv
     inv_std: Array  # R, relative
     x_hat: Array  # E
     y: Array
+    under: Array
 
 
 def forward_bound(
-    case: BatchCase, exact: HighPrecForward, p: Precision = PRECISIONS["float64"]
+    case: BatchCase,
+    exact: HighPrecForward,
+    p: Precision = PRECISIONS["float64"],
+    accuracy: str = TWO_PASS,
 ) -> ForwardBound:
-    """The bounds F1-F5 of the module docstring for `case`, from its 50-digit values, for an
-    implementation of precision p (unit roundoff p.u, smallest subnormal p.eta)."""
+    """The bounds F1-F5 (F1s-F2s for the class STREAMING) of the module docstring for `case`,
+    from its 50-digit values, for an implementation of precision p (unit roundoff p.u,
+    smallest subnormal p.eta, smallest normal p.tiny) held to the class `accuracy`."""
     x, ax, nd = case.x, case.axis % case.x.ndim, case.x.ndim
     rows = _rows(x, ax)
     n = rows.shape[1]
@@ -113,10 +147,15 @@ def forward_bound(
     A = np.mean(np.abs(rows), axis=1)
     D = np.max(np.abs(rows - exact.mean[:, None]), axis=1)
     # Gradual underflow: each of the n + 4 operations behind a statistic may lose ETA/2
-    # absolutely when its result is subnormal (data near 1e-159 square into that range).
+    # absolutely when its result is subnormal (data near 1e-159 square into that range);
+    # flushed to zero, it loses < tiny: the channel's flush budget.
+    flush = flush_budget(exact_stats(x, ax, case.eps), p.tiny, p.u)
     under = (n + 4) * p.eta
-    dm = _gamma(n + 1, p.u) * (A + D) + under
-    dv = dm**2 + _gamma(n + 3, p.u) * (exact.var + dm**2) + under
+    k = roundings(n, accuracy)
+    dm = _gamma(k, p.u) * (A + D) + under + flush.shift
+    dv = dm**2 + _gamma(n + 3, p.u) * (exact.var + dm**2) + under + flush.var
+    if accuracy != TWO_PASS:  # F2s: the running mean's error enters to first order
+        dv = dv + 2 * _gamma(k, p.u) * (A + D) * np.sqrt(exact.var) + _gamma(k, p.u) * exact.var
     R = dv / (exact.var + case.eps) / 2 + _gamma(3, p.u)
     shift, R_, s_ = _col(dm / s, nd, ax), _col(R, nd, ax), _col(s, nd, ax)
     xh = np.abs(exact.x_hat)
@@ -125,10 +164,14 @@ def forward_bound(
         + (xh + shift) * R_
         + _gamma(3, p.u) * (np.abs(x) + _col(np.abs(exact.mean) + dm, nd, ax)) / s_
         + under / s_
+        + flush_floor_y(exact.x_hat[None], p.tiny)  # x_hat itself flushed
     )
     g, b = _col(np.abs(case.gamma), nd, ax), _col(np.abs(case.beta), nd, ax)
+    gx = _col(case.gamma, nd, ax) * exact.x_hat
     y = g * E + _gamma(2, p.u) * (g * xh + b + np.abs(exact.y)) + 2 * p.eta
-    return ForwardBound(dm, dv, R, E, y)
+    y = y + flush_floor_y(np.stack([gx, exact.y]), p.tiny)  # gamma x_hat or y flushed
+    unit = np.where(flush.touched, p.tiny, p.eta)
+    return ForwardBound(dm, dv, R, E, y, unit)
 
 
 def _tolerance(bound: Array, exact: Array) -> Array:
@@ -144,7 +187,7 @@ def check_forward(impl: Implementation, case: BatchCase) -> list[Measurement]:
     """
     exact = highprec_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     p = precision(impl.dtype)
-    fb = forward_bound(case, exact, p)
+    fb = forward_bound(case, exact, p, accuracy_class(impl))
     out = impl.forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     c = case.gamma.size
     unit = impl.forward(case.x, np.ones(c), np.zeros(c), eps=case.eps, axis=case.axis)
@@ -172,11 +215,11 @@ def check_backward(impl: Implementation, bc: BackwardCase) -> list[Measurement]:
     fwd = highprec_forward(x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     exact = highprec_backward(dy, x, case.gamma, eps=case.eps, axis=case.axis)
     p = precision(impl.dtype)
-    fb = forward_bound(case, fwd, p)
+    fb = forward_bound(case, fwd, p, accuracy_class(impl))
     n = x.size // case.gamma.size
     xh, E = np.abs(fwd.x_hat), fb.x_hat
     abs_dy = _rows(np.abs(dy), ax)
-    under = (n + 4) * p.eta  # gradual underflow, as in forward_bound
+    under = (n + 4) * fb.under  # gradual underflow (or a flush to zero), as in forward_bound
     Bb = _gamma(n - 1, p.u) * abs_dy.sum(axis=1) + under  # B1
     Bg = (abs_dy * _rows(E, ax)).sum(axis=1)  # B2
     Bg = Bg + _gamma(n, p.u) * (abs_dy * _rows(xh + E, ax)).sum(axis=1) + under
@@ -185,7 +228,7 @@ def check_backward(impl: Implementation, bc: BackwardCase) -> list[Measurement]:
     BT = BT + _gamma(3, p.u) * (n * np.abs(dy) + db + xh * dg)
     k = _col(np.abs(case.gamma) * fwd.inv_std / n, nd, ax)
     T = np.abs(exact.dx) / np.where(k > 0, k, 1.0)  # |T_i| (dx = 0 where gamma = 0)
-    Bdx = k * (BT + (_col(fb.inv_std, nd, ax) + _gamma(3, p.u)) * T) + under  # B4
+    Bdx = k * (BT + (_col(fb.inv_std, nd, ax) + _gamma(3, p.u)) * T) + _col(under, nd, ax)  # B4
     got = impl.backward(dy, x, case.gamma, eps=case.eps, axis=case.axis)
     return [
         compare("dx", got.dx, exact.dx, _tolerance(Bdx, exact.dx)),

@@ -5,12 +5,18 @@ methods. Arrays go in as float64 NumPy arrays (an adapter converts to its own dt
 come out as NumPy arrays. `ReferenceImplementation` wraps `reference` (or a module with the same
 batch-norm functions, such as `bnref.fast`); the targets in `bnref.targets` wrap PyTorch, ONNX
 or a user's functions.
+
+Optional capabilities are further methods an adapter may have: `frozen_backward` (the gradients
+of inference mode, `FrozenBackward`), found with `frozen_backward_of`; a target without one is
+reported not applicable for the properties that need it. `StrictAccuracy` wraps any
+implementation to hold it to the reference's two-pass accuracy (`bnref check --strict`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -103,6 +109,119 @@ class Implementation(Protocol):
         ...
 
 
+class FrozenBackward(Protocol):
+    """The optional method of an implementation that has a backward pass in inference mode.
+
+    With the running statistics fixed (frozen: a fine-tuned layer in eval mode), y = gamma
+    (x - running_mean) / sqrt(running_var + eps) + beta is affine in x, and the gradients of
+    sum(dy * y) are dx = gamma dy / sqrt(running_var + eps), dgamma = sum(dy (x - running_mean)
+    / sqrt(running_var + eps)) and dbeta = sum(dy), sums over every axis but the channel axis.
+    """
+
+    def frozen_backward(
+        self,
+        dy: Array,
+        x: Array,
+        gamma: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> BackwardOutput:
+        """Gradients of sum(dy * y) for inference mode with the given running statistics."""
+        ...
+
+
+FrozenBackwardMethod = Callable[..., BackwardOutput]
+
+
+def frozen_backward_of(impl: object) -> FrozenBackwardMethod | None:
+    """`impl.frozen_backward` if `impl` has that optional method, else None."""
+    method = getattr(impl, "frozen_backward", None)
+    return method if callable(method) else None
+
+
+class StrictAccuracy:
+    """`inner` held to the reference's own accuracy: the corrected two-pass bounds
+    (`properties.tolerances.TWO_PASS`) instead of those of any backward-stable algorithm.
+
+    Every method and attribute is `inner`'s; only `strict_accuracy`, which
+    `tolerances.accuracy_class` reads, is added. `bnref check --strict` wraps its target so.
+    """
+
+    strict_accuracy = True
+
+    def __init__(self, inner: Implementation) -> None:
+        self._inner = inner
+
+    @property
+    def inner(self) -> Implementation:
+        """The wrapped implementation."""
+        return self._inner
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def dtype(self) -> str:
+        return self._inner.dtype
+
+    @property
+    def convention(self) -> str:
+        return self._inner.convention
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Only reached for what this class does not define: inner's optional methods and
+        # attributes (frozen_backward, fixed_case_values, ...).
+        if attribute == "_inner":  # not set yet (copy/pickle): no recursion
+            raise AttributeError(attribute)
+        return getattr(self._inner, attribute)
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        return self._inner.forward(x, gamma, beta, eps=eps, axis=axis)
+
+    def backward(
+        self, dy: Array, x: Array, gamma: Array, *, eps: float, axis: int
+    ) -> BackwardOutput:
+        return self._inner.backward(dy, x, gamma, eps=eps, axis=axis)
+
+    def inference(
+        self,
+        x: Array,
+        gamma: Array,
+        beta: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> Array:
+        return self._inner.inference(x, gamma, beta, running_mean, running_var, eps=eps, axis=axis)
+
+    def update_running_stats(
+        self,
+        x: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        momentum: float | None,
+        num_batches_tracked: int | None,
+        axis: int,
+    ) -> RunningStats:
+        return self._inner.update_running_stats(
+            x,
+            running_mean,
+            running_var,
+            momentum=momentum,
+            num_batches_tracked=num_batches_tracked,
+            axis=axis,
+        )
+
+
 class ReferenceImplementation:
     """The reference itself, seen through the adapter protocol.
 
@@ -160,6 +279,32 @@ class ReferenceImplementation:
         axis: int,
     ) -> Array:
         return self._bn_inference(x, gamma, beta, running_mean, running_var, eps=eps, axis=axis)
+
+    def frozen_backward(
+        self,
+        dy: Array,
+        x: Array,
+        gamma: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> BackwardOutput:
+        """Gradients of inference mode from the module's own inference function, which is
+        affine in x: dx = inference(dy; gamma, beta = 0, running_mean = 0) = gamma dy /
+        sqrt(running_var + eps), dgamma = sum(dy * inference(x; 1, 0, running_mean)),
+        dbeta = sum(dy)."""
+        c = x.shape[axis]
+        reduce = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+        zeros = np.zeros(c)
+        dx = self._bn_inference(dy, gamma, zeros, zeros, running_var, eps=eps, axis=axis)
+        x_r = self._bn_inference(
+            x, np.ones(c), zeros, running_mean, running_var, eps=eps, axis=axis
+        )
+        return BackwardOutput(
+            np.asarray(dx), np.sum(dy * x_r, axis=reduce), np.sum(dy, axis=reduce)
+        )
 
     def update_running_stats(
         self,

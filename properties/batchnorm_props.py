@@ -1,9 +1,13 @@
 """Properties of the batch-norm forward pass, for any `Implementation`.
 
 Each check computes the exact claim's two sides and compares them within the bound of
-`properties.tolerances` (derivation there), written in the unit roundoff u and smallest
-subnormal eta of the dtype the implementation computes in (`tolerances.precision(impl.dtype)`);
-the checker's own float64 roundings keep U64. Numbers refer to the properties of issue 2.
+`properties.tolerances` (derivation there), written in the unit roundoff u, smallest subnormal
+eta and smallest normal number tiny of the dtype the implementation computes in
+(`tolerances.precision(impl.dtype)`), for the accuracy class it is held to
+(`tolerances.accuracy_class(impl)`: any backward-stable statistics by default, the reference's
+two-pass accuracy under `bnref check --strict`); the checker's own float64 roundings keep U64.
+Where an exact input, result or intermediate is subnormal, the bounds carry the flush-to-zero
+floor (`tolerances.flush_floor`).
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ from properties.tolerances import (
     U64,
     ExactStats,
     Precision,
+    accuracy_class,
     channel_rows,
     exact_stats,
     expand,
+    flush_floor,
+    flush_floor_y,
     mean_shift_bound,
     per_channel_max,
     precision,
     scale_error_bound,
     underflow_bound,
     x_hat_bound,
+    y_bound,
 )
 
 
@@ -41,14 +49,16 @@ def _forward(impl: Implementation, case: BatchCase) -> Array:
     return impl.forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis).y
 
 
-def _y_bound(stats: ExactStats, case: BatchCase, p: Precision) -> Array:
+def _x_hat_bound(stats: ExactStats, p: Precision, accuracy: str) -> Array:
+    """`tolerances.x_hat_bound` at precision p for the class `accuracy`, flush floor included."""
+    return x_hat_bound(stats, stats.x_hat.ndim, p.u, p.eta, accuracy=accuracy, tiny=p.tiny)
+
+
+def _y_bound(stats: ExactStats, case: BatchCase, p: Precision, accuracy: str) -> Array:
     """Bound on |y' - y| for y = gamma*x_hat + beta: gamma times the x_hat bound, plus the
-    rounding of the product and the sum (u each, relative to their magnitudes)."""
-    nd = case.x.ndim
-    g = expand(stats, case.gamma, nd)
-    gx = np.abs(g * stats.x_hat)
-    y = np.abs(gx + expand(stats, case.beta, nd))
-    return np.abs(g) * x_hat_bound(stats, nd, p.u, p.eta) + SAFETY * (p.u * (gx + y) + p.eta)
+    rounding of the product and the sum (u each, relative to their magnitudes) and their
+    flush where subnormal (`tolerances.y_bound`)."""
+    return y_bound(stats, case.gamma, case.beta, p.u, p.eta, accuracy=accuracy, tiny=p.tiny)
 
 
 def _fsum_mean_var(rows: Array) -> tuple[Array, Array]:
@@ -68,7 +78,7 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
     """
     y = _forward(impl, case)
     stats = exact_stats(case.x, case.axis, case.eps)
-    p = precision(impl.dtype)
+    p, acc = precision(impl.dtype), accuracy_class(impl)
     if y.shape != case.x.shape:
         return [Measurement(f"shape of y {y.shape} != {case.x.shape}", math.inf, 0.0)]
     mean_y, var_y = _fsum_mean_var(channel_rows(y, stats))
@@ -76,11 +86,18 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
     g, b = np.abs(case.gamma), case.beta
     max_xhat = per_channel_max(np.abs(stats.x_hat), stats)
     max_y = g * max_xhat + np.abs(b)
-    x_err = per_channel_max(x_hat_bound(stats, case.x.ndim, p.u, p.eta), stats)
-    rel = scale_error_bound(stats, p.u) + 2 * p.u
+    x_err = per_channel_max(_x_hat_bound(stats, p, acc), stats)
+    rel = scale_error_bound(stats, p.u, acc) + 2 * p.u
+    # Flush to zero: gamma times x_hat's floor, and a flushed gamma x_hat or y, per element.
+    nd = case.x.ndim
+    gx = expand(stats, case.gamma, nd) * stats.x_hat
+    flush_y = flush_floor_y(np.stack([gx, gx + expand(stats, b, nd)]), p.tiny)
+    flush = g * per_channel_max(flush_floor(stats, nd, p.tiny, p.u), stats)
+    flush = flush + per_channel_max(flush_y, stats)
     rounding = p.u * (g * max_xhat + max_y)
-    tol_mean = g * x_err + SAFETY * rounding + U64 * np.abs(b) + underflow_bound(stats, g, p.eta)
-    r = g * (np.sqrt(rho) * rel + p.u * mean_shift_bound(stats, p.u)) + rounding
+    tol_mean = g * x_err + SAFETY * (rounding + flush_y.max(initial=0.0))
+    tol_mean = tol_mean + U64 * np.abs(b) + underflow_bound(stats, g, p.eta)
+    r = g * (np.sqrt(rho) * rel + p.u * mean_shift_bound(stats, p.u, acc)) + rounding + flush
     want_var = g**2 * rho
     # the checker's own fsum variance: 4 U64 var(y) + (2 U64 max|y|)**2
     tol_var = SAFETY * (2 * np.sqrt(want_var) * r + r**2) + 4 * U64 * want_var
@@ -107,8 +124,9 @@ def check_identity(impl: Implementation, case: BatchCase) -> list[Measurement]:
     y = impl.forward(case.x, params.gamma, params.beta, eps=case.eps, axis=case.axis).y
     nd, p = case.x.ndim, precision(impl.dtype)
     s, m = expand(stats, stats.scale, nd), expand(stats, stats.mean, nd)
-    tol = s * x_hat_bound(stats, nd, p.u, p.eta) + SAFETY * (
-        p.u * (2 * s * np.abs(stats.x_hat) + np.abs(case.x) + np.abs(m)) + p.eta
+    flush = flush_floor_y(np.stack([s * stats.x_hat, case.x]), p.tiny)  # product, sum flushed
+    tol = s * _x_hat_bound(stats, p, accuracy_class(impl)) + SAFETY * (
+        p.u * (2 * s * np.abs(stats.x_hat) + np.abs(case.x) + np.abs(m)) + p.eta + flush
     )
     return [compare("y with identity_params vs x", y, case.x, tol)]
 
@@ -143,11 +161,11 @@ def check_shift_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
     moved_stats = exact_stats(moved, case.axis, case.eps)
     y0 = _forward(impl, case)
     y1 = _forward(impl, replace(case, x=moved))
-    nd, p = case.x.ndim, precision(impl.dtype)
+    nd, p, acc = case.x.ndim, precision(impl.dtype), accuracy_class(impl)
     d = expand(stats, (per_channel_max(np.abs(moved), stats) * p.u + p.eta) / stats.scale, nd)
     tol = (
-        x_hat_bound(stats, nd, p.u, p.eta)
-        + x_hat_bound(moved_stats, nd, p.u, p.eta)
+        _x_hat_bound(stats, p, acc)
+        + _x_hat_bound(moved_stats, p, acc)
         + SAFETY * d * (2 + np.abs(stats.x_hat))
     )
     return [compare("BN(x + c) vs BN(x)", y1, y0, tol)]
@@ -166,13 +184,14 @@ def check_scale_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
     scaled_stats = exact_stats(scaled.x, scaled.axis, scaled.eps)
     y0 = _forward(impl, case)
     y1 = _forward(impl, scaled)
-    nd, p = case.x.ndim, precision(impl.dtype)
+    nd, p, acc = case.x.ndim, precision(impl.dtype), accuracy_class(impl)
     xh = np.abs(stats.x_hat)
     kappa = expand(stats, stats.kappa, nd)
-    # a x may round into the subnormal range of a narrow dtype: eta / s more per value
+    # a x may round into the subnormal range of a narrow dtype: eta / s more per value (a
+    # flushed one is read as 0: the flush floor of scaled_stats counts it as a subnormal input)
     tol = (
-        x_hat_bound(stats, nd, p.u, p.eta)
-        + x_hat_bound(scaled_stats, nd, p.u, p.eta)
+        _x_hat_bound(stats, p, acc)
+        + _x_hat_bound(scaled_stats, p, acc)
         + SAFETY * (p.u * (kappa * (2 + xh) + xh / 2) + p.eta / expand(stats, stats.scale, nd))
     )
     return [compare("BN(a x; eps a^2) vs BN(x; eps)", y1, y0, tol)]
@@ -207,7 +226,8 @@ def check_permutation(impl: Implementation, pc: PermutedCase) -> list[Measuremen
     y0 = np.take(_forward(impl, case), perm, axis=pc.along)
     y1 = _forward(impl, permuted)
     stats = exact_stats(case.x, case.axis, case.eps)
-    tol = 2 * np.take(_y_bound(stats, case, precision(impl.dtype)), perm, axis=pc.along)
+    bound = _y_bound(stats, case, precision(impl.dtype), accuracy_class(impl))
+    tol = 2 * np.take(bound, perm, axis=pc.along)
     return [compare("BN(x[perm]) vs BN(x)[perm]", y1, y0, tol)]
 
 
@@ -217,7 +237,7 @@ def check_layouts(impl: Implementation, case: BatchCase) -> list[Measurement]:
     ax = case.axis % case.x.ndim
     y = _forward(impl, case)
     stats = exact_stats(case.x, case.axis, case.eps)
-    tol = 2 * _y_bound(stats, case, precision(impl.dtype))
+    tol = 2 * _y_bound(stats, case, precision(impl.dtype), accuracy_class(impl))
     last = np.moveaxis(case.x, ax, -1)
     y_last = np.moveaxis(_forward(impl, replace(case, x=last, axis=-1)), -1, ax)
     dense = last.reshape(-1, case.x.shape[ax])

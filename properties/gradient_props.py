@@ -62,11 +62,14 @@ from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gradients
 from properties.tolerances import (
+    PRECISIONS,
     SAFETY,
     U64,
+    accuracy_class,
     channel_rows,
     exact_stats,
     expand,
+    flush_budget,
     scale_error_bound,
     x_hat_bound,
 )
@@ -88,8 +91,12 @@ MAX_CONDITION = 10.0
 KAPPA_MAX = 100.0
 # Gradual underflow: a result below 2**-1022 carries an absolute error up to 2**-1075 instead of
 # a relative one (cases hold values down to 2**-1022, whose deviations and products are
-# subnormal). TINY = 2**-1074 per operation covers it with a factor 2.
+# subnormal). TINY = 2**-1074 per operation covers it with a factor 2. A platform that flushes
+# subnormals to zero loses up to 2**-1022 on such a result instead: in a channel where an
+# input, partial sum, deviation, square, variance or x_hat is subnormal
+# (`tolerances.flush_budget`), the unit per operation is FLUSHED = 2**-1022.
 TINY = 2.0**-1074
+FLUSHED = PRECISIONS["float64"].tiny
 PROJECTIONS = 3  # per input: 1 + 2 * 3 inputs * 3 = 19 evaluations of f for a fast check
 
 
@@ -129,18 +136,24 @@ def backward_cases(draw: st.DrawFn) -> GradientCase:
 
 
 class _Channels:
-    """Per-channel helpers for one case: exact statistics, broadcasting and channel sums."""
+    """Per-channel helpers for one case: exact statistics, broadcasting and channel sums, for
+    an implementation held to the accuracy class `accuracy` (`tolerances.accuracy_class`).
 
-    def __init__(self, case: BatchCase) -> None:
+    `unit` (C,) is what one operation may lose absolutely where its result is subnormal: TINY,
+    or FLUSHED in a channel where something is subnormal (flush to zero)."""
+
+    def __init__(self, case: BatchCase, accuracy: str) -> None:
         self.stats = exact_stats(case.x, case.axis, case.eps)
         self.ndim = case.x.ndim
+        self.accuracy = accuracy
+        self.unit = np.where(flush_budget(self.stats, FLUSHED).touched, FLUSHED, TINY)
 
     def x_hat_error(self) -> Array:
-        """`tolerances.x_hat_bound` plus underflow: x - mean may be subnormal (TINY, then
-        divided by s) and so may x_hat itself."""
-        bound: Array = x_hat_bound(self.stats, self.ndim) + TINY * (
-            1 + self.col(1 / self.stats.scale)
-        )
+        """`tolerances.x_hat_bound` (flush floor included) plus underflow: x - mean may be
+        subnormal (the unit, then divided by s) and so may x_hat itself."""
+        bound: Array = x_hat_bound(
+            self.stats, self.ndim, accuracy=self.accuracy, tiny=FLUSHED
+        ) + self.col(self.unit) * (1 + self.col(1 / self.stats.scale))
         return bound
 
     def col(self, vector: Array) -> Array:
@@ -169,19 +182,20 @@ def _analytic_bound(ch: _Channels, case: BatchCase, dy: Array) -> _AnalyticBound
     stats, col, n = ch.stats, ch.col, ch.stats.count
     xh, E, ady = np.abs(stats.x_hat), ch.x_hat_error(), np.abs(dy)
     dbeta, dgamma = ch.sum(dy), ch.sum(dy * stats.x_hat)
-    # Each rounding below may also underflow: + TINY per operation.
-    b_b = n * U64 * ch.sum(ady) + n * TINY
-    b_g = ch.sum(ady * E) + n * U64 * ch.sum(ady * (xh + E)) + 2 * n * TINY
+    # Each rounding below may also underflow: + one unit (TINY, or FLUSHED) per operation.
+    unit = ch.unit
+    b_b = n * U64 * ch.sum(ady) + n * unit
+    b_g = ch.sum(ady * E) + n * U64 * ch.sum(ady * (xh + E)) + 2 * n * unit
     t_abs = np.abs(n * dy - col(dbeta) - stats.x_hat * col(dgamma))
     b_t = (
         col(b_b)
         + xh * col(b_g)
         + E * col(np.abs(dgamma) + b_g)
         + 3 * U64 * (n * ady + col(np.abs(dbeta)) + xh * col(np.abs(dgamma)))
-        + 4 * TINY
+        + 4 * col(unit)
     )
-    rel = col(scale_error_bound(stats) + 3 * U64)
-    b_x = col(np.abs(case.gamma) / (n * stats.scale)) * (b_t + rel * t_abs) + 2 * TINY
+    rel = col(scale_error_bound(stats, U64, ch.accuracy) + 3 * U64)
+    b_x = col(np.abs(case.gamma) / (n * stats.scale)) * (b_t + rel * t_abs) + 2 * col(unit)
     return _AnalyticBound(b_x, b_g, b_b, dgamma, dbeta)
 
 
@@ -193,9 +207,9 @@ class _Plan:
     bounds: tuple[Array, Array, Array]
 
 
-def _plan(case: BatchCase, dy: Array) -> _Plan:
+def _plan(case: BatchCase, dy: Array, accuracy: str) -> _Plan:
     """The steps of the module docstring and the bounds G1-G3, each shaped like its input."""
-    ch = _Channels(case)
+    ch = _Channels(case, accuracy)
     stats, col, c3 = ch.stats, ch.col, DEFAULT_RELATIVE_STEP
     g_abs, b_abs = np.abs(case.gamma), np.abs(case.beta)
     h_x, h_g, h_b = c3 * stats.scale, c3 * np.maximum(g_abs, 1.0), c3 * np.maximum(b_abs, 1.0)
@@ -204,7 +218,7 @@ def _plan(case: BatchCase, dy: Array) -> _Plan:
     # <= 2 c3 when x moves by <= 2 h_x, centered).
     y_max = col(g_abs + h_g) * (xh + 2 * c3) + col(b_abs + h_b)
     e_l = math.fsum(
-        (ady * (col(g_abs + h_g) * E + 2 * (SAFETY + 2) * U64 * y_max + 4 * TINY)).ravel()
+        (ady * (col(g_abs + h_g) * E + 2 * (SAFETY + 2) * U64 * y_max + 4 * col(ch.unit))).ravel()
     )
     # G1: truncation for x with H = 2 h; (1 + 4 c3) covers the change of s along the segment.
     H = 2 * h_x
@@ -254,7 +268,7 @@ def _functions(impl: Implementation, case: BatchCase) -> tuple[Forward, Backward
 def check_gradients_full(impl: Implementation, gc: GradientCase) -> list[Measurement]:
     """Property 4 (full): every element of dx, dgamma, dbeta agrees with central differences."""
     case = gc.case
-    plan = _plan(case, gc.dy)
+    plan = _plan(case, gc.dy, accuracy_class(impl))
     f, vjp = _functions(impl, case)
     report = full_check(
         f,
@@ -273,7 +287,7 @@ def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measure
     """Property 4 (fast): random projections of dx, dgamma, dbeta agree with central
     differences; a failure falls back to the full check, which names the element."""
     case = gc.case
-    plan = _plan(case, gc.dy)
+    plan = _plan(case, gc.dy, accuracy_class(impl))
     f, vjp = _functions(impl, case)
     report = fast_check(
         f,
@@ -302,7 +316,7 @@ def check_orthogonality(impl: Implementation, gc: GradientCase) -> list[Measurem
     that may underflow adds TINY.
     """
     case, dy = gc.case, gc.dy
-    ch = _Channels(case)
+    ch = _Channels(case, accuracy_class(impl))
     stats, n = ch.stats, ch.stats.count
     dx = np.asarray(impl.backward(dy, case.x, case.gamma, eps=case.eps, axis=case.axis).dx)
     if dx.shape != case.x.shape:
@@ -311,7 +325,8 @@ def check_orthogonality(impl: Implementation, gc: GradientCase) -> list[Measurem
     b_dx = SAFETY * bound.dx
     xh = np.abs(stats.x_hat)
     # The checker's own x_hat rounding (`tolerances`), and its underflow.
-    e_xh = 2 * U64 * xh + U64 * ch.col(stats.kappa) + TINY * (1 + ch.col(1 / stats.scale))
+    unit = ch.col(ch.unit)
+    e_xh = 2 * U64 * xh + U64 * ch.col(stats.kappa) + unit * (1 + ch.col(1 / stats.scale))
     sum_dx = ch.sum(dx)
     sum_dx_xh = ch.sum(dx * stats.x_hat)
     factor = np.abs(case.gamma) * (case.eps / stats.scale**3)
@@ -322,9 +337,9 @@ def check_orthogonality(impl: Implementation, gc: GradientCase) -> list[Measurem
         ch.sum(b_dx * xh)
         + ch.sum(np.abs(dx) * e_xh)
         + U64 * ch.sum(np.abs(dx) * xh)
-        + factor * (ch.sum(np.abs(dy) * e_xh) + U64 * ch.sum(np.abs(dy) * xh) + n * TINY)
+        + factor * (ch.sum(np.abs(dy) * e_xh) + U64 * ch.sum(np.abs(dy) * xh) + n * ch.unit)
         + 10 * U64 * np.abs(want)
-        + (n + 3) * TINY  # the products dx * x_hat and the three of `want` may underflow
+        + (n + 3) * ch.unit  # the products dx * x_hat and the three of `want` may underflow
     ) + U64 * np.abs(sum_dx_xh)
     return [
         compare("channel sum of dx vs 0", sum_dx, np.zeros_like(sum_dx), tol_sum),

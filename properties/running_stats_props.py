@@ -1,9 +1,18 @@
-"""Property 9: running statistics and inference, for any `Implementation`.
+"""Running statistics and inference, for any `Implementation`.
 
-a) inference-equals-training: inference with the batch's own mean and biased variance as the
-   running statistics gives the training-mode output.
-b) running-stats-formula: one update follows the written formula of `impl.convention`.
-d) cumulative-average: PyTorch's momentum=None averages the batch statistics arithmetically.
+* inference-equals-training: inference with the batch's own mean and biased variance as the
+  running statistics gives the training-mode output.
+* inference-formula: inference with ARBITRARY running statistics, unrelated to the batch, is
+  gamma (x - running_mean) / sqrt(running_var + eps) + beta. (With the batch's own statistics
+  only, an inference that ignores its running statistics and normalizes with the batch's, the
+  commonest train/eval mistake, would pass.)
+* inference-per-example: inference treats each example on its own: an example's output does
+  not change when the other examples of the batch do, and a batch of one example works.
+* frozen-backward: where the target has a backward in inference mode (the optional
+  `frozen_backward` of `properties.adapter.FrozenBackward`), its gradients are those of the
+  affine map above; a target without one is not applicable.
+* running-stats-formula: one update follows the written formula of `impl.convention`.
+* cumulative-average: PyTorch's momentum=None averages the batch statistics arithmetically.
 
 The PyTorch/Keras momentum relation (c) is a fact about two conventions, not about an
 implementation, so it is a plain test of the reference (tests/test_running_stats.py): as a
@@ -13,10 +22,13 @@ Expected values are exact: the batch mean and variance are rational functions of
 inputs, computed with `fractions.Fraction` and rounded once, so the checker's own error is u/2
 relative. The tolerances bound what a correct float64 implementation may add (u = 2**-53):
 
-* batch mean over n values with max|x| = M: |m' - m| <= E_m = (n + 1) u M (any summation
-  order; properties.tolerances, item 1);
-* biased variance from the deviations: |v' - v| <= E_v = (n + 2) u v + E_m**2 (the shift of
-  the mean adds E_m**2, the cross term cancels);
+* batch mean over n values with max|x| = M: |m' - m| <= E_m = K u M, K = n + 1 for a
+  summation in any order, 2 n + 8 for any backward-stable update (the accuracy class of the
+  implementation, `tolerances.accuracy_class`; derivation in properties.tolerances);
+* biased variance from the deviations: |v' - v| <= E_v = (n + 2) u v + E_m**2 (two-pass: the
+  shift of the mean adds E_m**2, the cross term cancels), plus 2 K u M sd + K u v for a
+  streaming or merged computation (its running mean's error enters to first order), plus the
+  channel's flush-to-zero budget (`tolerances.flush_budget`) where something is subnormal;
 * the weights a, b <= 1 (and n/(n-1)) are computed with an absolute error <= 2u, and each
   product and sum rounds once more (u relative);
 * gradual underflow: a product or quotient in the subnormal range may also be off by ETA/2
@@ -29,6 +41,7 @@ implementation computing in float32 or float16 gets the same bounds with its dty
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -36,17 +49,33 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from properties.adapter import Array, Implementation
+from properties.adapter import Array, Implementation, frozen_backward_of
+from properties.batchnorm_props import GradientCase
 from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property, Unsupported
-from properties.strategies import BatchCase, CodeRepr, Layout, batch_cases, layouts
+from properties.strategies import (
+    BatchCase,
+    CodeRepr,
+    Layout,
+    batch_cases,
+    layouts,
+    upstream_gradients,
+)
 from properties.tolerances import (
     SAFETY,
+    TWO_PASS,
     U64,
+    ExactStats,
     Precision,
+    accuracy_class,
+    channel_rows,
     exact_stats,
     expand,
+    flush_budget,
+    flush_floor,
+    flush_floor_y,
     precision,
+    roundings,
     x_hat_bound,
 )
 from reference.conventions import Convention, get_convention
@@ -86,12 +115,22 @@ def _as_floats(values: list[Fraction]) -> Array:
     return np.array([float(v) for v in values], dtype=np.float64)
 
 
-def _stat_errors(moments: ExactMoments, p: Precision) -> tuple[Array, Array]:
-    """(E_m, E_v) per channel: what a correct batch mean and biased variance in p may miss."""
+def _stat_errors(
+    moments: ExactMoments, p: Precision, accuracy: str, flush: ExactStats
+) -> tuple[Array, Array]:
+    """(E_m, E_v) per channel: what a correct batch mean and biased variance in p, of the
+    accuracy class `accuracy`, may miss; `flush` (the batch's exact statistics) says where the
+    flush-to-zero budget applies."""
     n = moments.count
-    e_mean = (n + 1) * p.u * moments.max_abs + p.eta  # the division by n may underflow
+    k = roundings(n, accuracy)
+    budget = flush_budget(flush, p.tiny, p.u)
+    var = _as_floats(list(moments.var))
+    # the division by n may underflow (eta), or flush (the budget's shift)
+    e_mean = k * p.u * moments.max_abs + p.eta + budget.shift
     # n squares may underflow, ETA/2 each; the squared mean shift adds e_mean**2
-    e_var = (n + 2) * p.u * _as_floats(list(moments.var)) + e_mean**2 + (n + 2) * p.eta
+    e_var = (n + 2) * p.u * var + e_mean**2 + (n + 2) * p.eta + budget.var
+    if accuracy != TWO_PASS:  # the running mean's error, to first order (tolerances, 2s)
+        e_var = e_var + 2 * k * p.u * moments.max_abs * np.sqrt(var) + k * p.u * var
     return e_mean, e_var
 
 
@@ -116,19 +155,237 @@ def check_inference_equals_training(impl: Implementation, case: BatchCase) -> li
     nd = case.x.ndim
     g = np.abs(expand(stats, case.gamma, nd))
     gx = g * np.abs(stats.x_hat)
-    y_abs = np.abs(expand(stats, case.gamma, nd) * stats.x_hat + expand(stats, case.beta, nd))
+    y = expand(stats, case.gamma, nd) * stats.x_hat + expand(stats, case.beta, nd)
+    y_abs = np.abs(y)
     kappa = expand(stats, stats.kappa, nd)
     inv_s = expand(stats, 1 / stats.scale, nd)
-    train = g * x_hat_bound(stats, nd, p.u, p.eta) + SAFETY * (p.u * (gx + y_abs) + p.eta)
+    acc = accuracy_class(impl)
+    # Flush to zero, on both sides: x_hat's floor times gamma, and gamma x_hat or y flushed.
+    flush = g * flush_floor(stats, nd, p.tiny, p.u)
+    flush = flush + flush_floor_y(np.stack([gx, y]), p.tiny)
+    train = g * x_hat_bound(stats, nd, p.u, p.eta, accuracy=acc, tiny=p.tiny) + SAFETY * (
+        p.u * (gx + y_abs) + p.eta + flush
+    )
     infer = SAFETY * (
         g * p.u * (2 * kappa + np.abs(stats.x_hat) * (7 + 2 * p.u * kappa**2))
         + p.u * y_abs
         + p.eta * (1 + g) * (1 + inv_s)
+        + flush
     )
     return [
         compare(
             "inference with the batch's statistics vs training y", y_inf, y_train, train + infer
         )
+    ]
+
+
+# --- inference with arbitrary running statistics ---------------------------------------------
+
+# Running statistics unrelated to the batch: zero, ordinary and far outside the data's range;
+# variances from 0 (where eps alone normalizes) through tiny to large.
+_ANY_MEAN = st.one_of(
+    st.just(0.0),
+    st.floats(-10.0, 10.0, allow_subnormal=False),
+    st.floats(-1e6, 1e6, allow_subnormal=False),
+)
+_ANY_VAR = st.one_of(
+    st.just(0.0),
+    st.floats(1e-8, 1e-2, allow_subnormal=False),
+    st.floats(0.0, 1e6, allow_subnormal=False),
+)
+
+
+@st.composite
+def inference_cases(draw: st.DrawFn) -> GradientCase:
+    """Any batch, one example or more, a non-uniform dy, and running statistics drawn
+    independently of the batch."""
+    case = draw(batch_cases(min_count=1))
+    c = case.x.shape[case.axis]
+    dy = draw(upstream_gradients(case.x.shape))
+    rm = np.array(draw(st.lists(_ANY_MEAN, min_size=c, max_size=c)))
+    rv = np.array(draw(st.lists(_ANY_VAR, min_size=c, max_size=c)))
+    return GradientCase(case, dy, rm, rv)
+
+
+@dataclass(frozen=True)
+class _Affine:
+    """Inference's exact terms, shaped like x: a = |gamma| / sqrt(rv + eps), the deviations
+    x - rm, x_r = (x - rm) / sqrt(rv + eps) and y = gamma x_r + beta, each computed in float64
+    within 4 U64 of its magnitude (one subtraction, sqrt of a rounded sum, one division)."""
+
+    a: Array
+    dev: Array
+    x_r: Array
+    y: Array
+    root: Array
+
+
+def _affine(gc: GradientCase, x: Array) -> _Affine:
+    case = gc.case
+    shape = [1] * x.ndim
+    shape[case.axis % x.ndim] = -1
+    root = np.sqrt(gc.running_var + case.eps).reshape(shape)
+    dev = x - gc.running_mean.reshape(shape)
+    x_r = dev / root
+    y = case.gamma.reshape(shape) * x_r + case.beta.reshape(shape)
+    a = np.abs(case.gamma).reshape(shape) / root
+    return _Affine(np.broadcast_to(a, x.shape), dev, x_r, y, root)
+
+
+def inference_bound(impl: Implementation, gc: GradientCase, x: Array) -> tuple[Array, Array]:
+    """(y, tolerance): the inference output for batch x from the formula, and how far a correct
+    implementation in impl's dtype may be from it, per element.
+
+    Direct, y = gamma ((x - rm) / sqrt(rv + eps)) + beta: the subtraction (u |x - rm|), the
+    radicand, square root and division (2.5 u), the product (u) and the sum (u |y|). Folded,
+    k = gamma / sqrt(rv + eps), y = x k + (beta - rm k): k (3.5 u), the two products (u each,
+    relative to |x| k and |rm| k) and the two sums (u (|beta| + |y|)). Both are within
+    5 u a (|x| + |rm|) + u (|beta| + |y|), a = |gamma| / sqrt(rv + eps). Underflow: eta per
+    operation, (3 + a) eta. Flush to zero: tiny where an input x or rm, x - rm, x_r, gamma x_r,
+    y, x k or rm k is subnormal (weighted by a for those before the scaling, |gamma| for x_r), and
+    a subnormal rv read as 0 moves the radicand by < tiny: |y - beta| tiny / (2 (rv + eps)).
+    All times SAFETY, plus the checker's own 4 U64 a |x - rm| + U64 |y|.
+    """
+    case, p = gc.case, precision(impl.dtype)
+    f = _affine(gc, x)
+    shape = f.root.shape
+    rm = np.broadcast_to(gc.running_mean.reshape(shape), x.shape)
+    g = np.broadcast_to(case.gamma.reshape(shape), x.shape)
+    beta = np.abs(case.beta).reshape(shape)
+    flush = f.a * flush_floor_y(np.stack([x, rm, f.dev]), p.tiny)
+    flush = flush + np.abs(g) * flush_floor_y(f.x_r[None], p.tiny)
+    flush = flush + flush_floor_y(np.stack([g * f.x_r, f.y, x * f.a, rm * f.a]), p.tiny)
+    rv = gc.running_var.reshape(shape)
+    daz = np.where((rv > 0) & (rv < p.tiny), p.tiny / (2 * (rv + case.eps)), 0.0)
+    flush = flush + np.abs(f.y - case.beta.reshape(shape)) * daz
+    tol = SAFETY * (
+        5 * p.u * f.a * (np.abs(x) + np.abs(rm))
+        + p.u * (beta + np.abs(f.y))
+        + (3 + f.a) * p.eta
+        + flush
+    )
+    return f.y, tol + U64 * (4 * f.a * np.abs(f.dev) + np.abs(f.y))
+
+
+def check_inference_formula(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """inference(x; running_mean, running_var) == gamma (x - rm) / sqrt(rv + eps) + beta for
+    running statistics unrelated to x (bound: `inference_bound`)."""
+    case = gc.case
+    got = impl.inference(
+        case.x,
+        case.gamma,
+        case.beta,
+        gc.running_mean,
+        gc.running_var,
+        eps=case.eps,
+        axis=case.axis,
+    )
+    want, tol = inference_bound(impl, gc, case.x)
+    return [compare("inference y vs gamma (x - rm) / sqrt(rv + eps) + beta", got, want, tol)]
+
+
+def _first_example_axis(x: Array, axis: int) -> int:
+    """The axis along which the examples are: the first axis that is not the channel axis."""
+    return 0 if axis % x.ndim != 0 else 1
+
+
+def check_inference_per_example(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """Inference is per example: the first example's output is the same alone (a batch of one)
+    and with the other examples of the batch replaced by other values (x + (1 + |x|) dy).
+
+    Each side is within `inference_bound` of the formula, so they agree within twice it.
+    """
+    case = gc.case
+    along = _first_example_axis(case.x, case.axis)
+
+    def infer(x: Array) -> Array:
+        return impl.inference(
+            x,
+            case.gamma,
+            case.beta,
+            gc.running_mean,
+            gc.running_var,
+            eps=case.eps,
+            axis=case.axis,
+        )
+
+    first = np.take(case.x, [0], axis=along)
+    changed = case.x + (1 + np.abs(case.x)) * gc.dy
+    index: list[slice | int] = [slice(None)] * case.x.ndim
+    index[along] = 0
+    changed[tuple(index)] = case.x[tuple(index)]
+    y = np.take(np.asarray(infer(case.x)), [0], axis=along)
+    alone = np.asarray(infer(first))
+    with_others = np.take(np.asarray(infer(changed)), [0], axis=along)
+    _, tol = inference_bound(impl, gc, first)
+    return [
+        compare("first example alone (a batch of one) vs in the batch", alone, y, 2 * tol),
+        compare(
+            "first example with the other examples changed vs unchanged", with_others, y, 2 * tol
+        ),
+    ]
+
+
+def check_frozen_backward(impl: Implementation, gc: GradientCase) -> list[Measurement]:
+    """The optional `frozen_backward` (inference mode, running statistics fixed) returns
+    dx = gamma dy / sqrt(rv + eps), dgamma = sum(dy (x - rm) / sqrt(rv + eps)), dbeta = sum(dy).
+
+    Bounds, per channel of n values, a = |gamma| / sqrt(rv + eps): dx rounds the radicand, the
+    square root, the division and two products, 4 u a |dy|; dbeta sums n values,
+    (n - 1) u sum|dy|; dgamma sums n products of terms within 4 u, directly or folded as
+    (sum(dy x) - rm sum(dy)) / sqrt(rv + eps): (n + 5) u sum(|dy| (|x| + |rm|)) / sqrt(rv + eps).
+    Underflow per operation: eta, or tiny where an input, x - rm, x_r or a product dy x_r of the
+    channel is subnormal (flush to zero): (2 + a), n and (n + 3)(1 + a) of them. All times
+    SAFETY, plus the checker's own rounding (math.fsum sums: 3 U64 for dx, U64 |sum| plus
+    4 U64 sum|dy x_r| for dgamma).
+    """
+    method = frozen_backward_of(impl)
+    if method is None:
+        raise Unsupported(
+            f"{impl.name} has no frozen_backward (a backward pass in inference mode, the "
+            "optional method of properties.adapter.FrozenBackward)"
+        )
+    case, dy = gc.case, gc.dy
+    p = precision(impl.dtype)
+    got = method(
+        dy,
+        case.x,
+        case.gamma,
+        gc.running_mean,
+        gc.running_var,
+        eps=case.eps,
+        axis=case.axis,
+    )
+    f = _affine(gc, case.x)
+    stats = exact_stats(case.x, case.axis, case.eps)  # for its channel layout only
+    n = stats.count
+    shape = f.root.shape
+    rm = np.broadcast_to(gc.running_mean.reshape(shape), case.x.shape)
+
+    def sums(values: Array) -> Array:
+        return np.array([math.fsum(r) for r in channel_rows(values, stats).tolist()])
+
+    want_dx = case.gamma.reshape(shape) * dy / f.root
+    want_dgamma = sums(dy * f.x_r)
+    want_dbeta = sums(dy)
+    subnormal = flush_floor_y(np.stack([case.x, rm, f.dev, f.x_r, dy * f.x_r]), 1.0) > 0
+    touched = np.any(channel_rows(subnormal.astype(np.float64), stats) > 0, axis=1)
+    unit = np.where(touched, p.tiny, p.eta)
+    a = f.a.reshape(case.x.shape)
+    a_c = np.abs(case.gamma) / np.sqrt(gc.running_var + case.eps)
+    tol_dx = SAFETY * (4 * p.u * a * np.abs(dy) + expand(stats, unit, case.x.ndim) * (2 + a))
+    tol_dx = tol_dx + 3 * U64 * a * np.abs(dy)
+    ady = np.abs(dy)
+    tol_db = SAFETY * ((n - 1) * p.u * sums(ady) + n * unit) + U64 * np.abs(want_dbeta)
+    spread = sums(ady * (np.abs(case.x) + np.abs(rm))) / np.sqrt(gc.running_var + case.eps)
+    tol_dg = SAFETY * ((n + 5) * p.u * spread + (n + 3) * (1 + a_c) * unit)
+    tol_dg = tol_dg + U64 * np.abs(want_dgamma) + 4 * U64 * sums(np.abs(dy * f.x_r))
+    return [
+        compare("frozen dx vs gamma dy / sqrt(rv + eps)", got.dx, want_dx, tol_dx),
+        compare(
+            "frozen dgamma vs sum(dy (x - rm) / sqrt(rv + eps))", got.dgamma, want_dgamma, tol_dg
+        ),
+        compare("frozen dbeta vs sum(dy)", got.dbeta, want_dbeta, tol_db),
     ]
 
 
@@ -210,7 +467,8 @@ def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) ->
     want_var = _as_floats([a * r + b * c * v for r, v in zip(rv_q, moments.var, strict=True)])
 
     p = precision(impl.dtype)
-    e_mean, e_var = _stat_errors(moments, p)
+    batch = exact_stats(case.x, case.axis, 1.0)  # where the flush budget applies (eps unused)
+    e_mean, e_var = _stat_errors(moments, p, accuracy_class(impl), batch)
     bf, cf = float(b), float(c)
     mean_abs = np.abs(_as_floats(list(moments.mean)))
     var = _as_floats(list(moments.var))
@@ -318,8 +576,11 @@ def check_cumulative_average(impl: Implementation, case: CumulativeCase) -> list
     want_var = _as_floats(
         [sum((c * mo.var[ch] for mo in all_moments), Fraction(0)) / k for ch in range(channels)]
     )
-    p = precision(impl.dtype)
-    errors = [_stat_errors(mo, p) for mo in all_moments]
+    p, acc = precision(impl.dtype), accuracy_class(impl)
+    errors = [
+        _stat_errors(mo, p, acc, exact_stats(x, case.axis, 1.0))
+        for mo, x in zip(all_moments, case.batches, strict=True)
+    ]
     e_mean = np.mean([e for e, _ in errors], axis=0)  # (1/k) sum_j E_j, per channel
     variances = np.array([_as_floats(list(mo.var)) for mo in all_moments])  # (k, C)
     cf = float(c)
@@ -349,6 +610,37 @@ PROPERTIES: tuple[Property, ...] = (
         strategy=batch_cases(),
         check=check_inference_equals_training,
         tags=frozenset({"running-stats", "inference"}),
+    ),
+    Property(
+        name="inference-formula",
+        statement=(
+            "inference with running statistics unrelated to the batch returns "
+            "gamma (x - running_mean) / sqrt(running_var + eps) + beta"
+        ),
+        strategy=inference_cases(),
+        check=check_inference_formula,
+        tags=frozenset({"inference"}),
+    ),
+    Property(
+        name="inference-per-example",
+        statement=(
+            "inference treats each example on its own: its output is the same alone (a batch "
+            "of one) and with the other examples of the batch changed"
+        ),
+        strategy=inference_cases(),
+        check=check_inference_per_example,
+        tags=frozenset({"inference"}),
+    ),
+    Property(
+        name="frozen-backward",
+        statement=(
+            "in inference mode (frozen running statistics) dx = gamma dy / sqrt(running_var + "
+            "eps), dgamma = sum(dy (x - running_mean) / sqrt(running_var + eps)), "
+            "dbeta = sum(dy)"
+        ),
+        strategy=inference_cases(),
+        check=check_frozen_backward,
+        tags=frozenset({"inference", "gradient"}),
     ),
     Property(
         name="running-stats-formula",
