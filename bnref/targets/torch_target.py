@@ -11,6 +11,11 @@ pytorch/pytorch at the cited paths):
 * backward: autograd through the same training-mode call, dx, dgamma, dbeta = grad of
   sum(dy * y).
 * inference: ``F.batch_norm(training=False)`` with the given running statistics.
+* frozen_backward (the optional inference-mode backward of `properties.adapter.FrozenBackward`):
+  autograd through ``nn.BatchNorm{1,2,3}d`` in eval mode with its running buffers set to the
+  given statistics (torch/nn/modules/batchnorm.py, _BatchNorm.forward: eval mode with running
+  buffers passes them to F.batch_norm with training=False), dx, dgamma, dbeta = grad of
+  sum(dy * y).
 * update_running_stats: ``F.batch_norm(training=True, momentum=m)`` on COPIES of the running
   buffers, which torch updates in place (Normalization.cpp: running_var gets
   ``var_sum / (n - 1)``, the unbiased variance). momentum=None goes through
@@ -136,6 +141,41 @@ class TorchTarget:
         with torch.no_grad():
             y = functional.batch_norm(xt, rm, rv, g, b, training=False, eps=eps)
         return restore_channels(self._array(y), ax)
+
+    def frozen_backward(
+        self,
+        dy: Array,
+        x: Array,
+        gamma: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> BackwardOutput:
+        """Gradients of sum(dy * y) in eval mode, y = gamma (x - running_mean) /
+        sqrt(running_var + eps) + beta: the module's eval() forward, then autograd."""
+        method = "frozen_backward"
+        xs, ax = channels_second(x, axis, target=self.name, method=method)
+        xt = self._tensor(xs, "x", method, requires_grad=True)
+        dyt = self._tensor(
+            channels_second(dy, axis, target=self.name, method=method)[0], "dy", method
+        )
+        module = _MODULES[xt.ndim](xt.shape[1], eps=eps, dtype=self._torch_dtype)
+        with torch.no_grad():
+            module.get_parameter("weight").copy_(self._tensor(gamma, "gamma", method))
+            module.get_parameter("bias").zero_()  # dbeta does not depend on beta
+            module.get_buffer("running_mean").copy_(
+                self._tensor(running_mean, "running_mean", method)
+            )
+            module.get_buffer("running_var").copy_(self._tensor(running_var, "running_var", method))
+        module.eval()
+        y = module(xt)
+        weight, bias = module.get_parameter("weight"), module.get_parameter("bias")
+        dx, dg, db = torch.autograd.grad(y, (xt, weight, bias), grad_outputs=dyt)
+        return BackwardOutput(
+            restore_channels(self._array(dx), ax), self._array(dg), self._array(db)
+        )
 
     def update_running_stats(
         self,
