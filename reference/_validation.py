@@ -79,6 +79,15 @@ def as_float64_array(value: ArrayLike, name: str, *, check_finite: bool = True) 
     return out
 
 
+def as_float64_labels(value: ArrayLike, name: str) -> Float64Array:
+    """Labels as a float64 array: `as_float64_array`, with booleans accepted too (as 0 and 1).
+
+    The course builds labels as ``Y = ... < 0.5`` and computes with them as numbers.
+    """
+    arr = real_array(value, name, allow_bool=True)
+    return as_float64_array(arr.astype(np.float64) if arr.dtype.kind == "b" else arr, name)
+
+
 def check_positive_scalar(value: Any, name: str) -> float:
     """Return `value` as a float after checking it is a finite real number > 0 (e.g. eps)."""
     number = real_scalar(value, name)
@@ -200,9 +209,12 @@ class PairedExamples(NamedTuple):
 
 
 def paired_examples(X: ArrayLike, Y: ArrayLike, axis: object) -> PairedExamples:
-    """X and Y with their example axes; ValueError unless they hold the same number m."""
+    """X and Y with their example axes; ValueError unless they hold the same number m.
+
+    X holds real numbers; Y, the labels, may also be boolean (the course's ``Y = ... < 0.5``).
+    """
     x, x_axis = examples_array(X, "X", axis)
-    y, y_axis = examples_array(Y, "Y", axis)
+    y, y_axis = examples_array(Y, "Y", axis, labels=True)
     m, m_y = x.shape[x_axis], y.shape[y_axis]
     if m != m_y:
         raise ValueError(

@@ -98,7 +98,8 @@ def validation_split(
     (train, val) = `validation_indices(m, fraction=fraction, seed=seed)`, m the number of
     examples along `axis` (the course layout X (n_x, m), Y (1, m) by default; ``axis=0`` for
     (m, ...)). Every part is a read-only copy keeping the input's dtype; X and Y are never
-    modified. Raises ValueError when X and Y disagree on m or a part would be empty.
+    modified. X holds real numbers; Y may also be boolean labels. Raises ValueError when X and Y
+    disagree on m or a part would be empty; TypeError for non-numeric data.
     """
     x, x_axis, y, y_axis, m = paired_examples(X, Y, axis)
     if m < 2:

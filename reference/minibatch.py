@@ -90,11 +90,14 @@ def random_mini_batches(
     integer seed gives the course function's batches exactly. ``axis=0`` is the (m, ...) layout:
     X (m, ...) with Y (m,) or (m, k). Y keeps its shape (the course reshapes Y to (1, m), which
     is the same thing for a (1, m) Y) and both keep their dtype: a shuffle moves values, it
-    computes none, and int64 labels above 2**53 would not survive float64.
+    computes none, and int64 labels above 2**53 would not survive float64. X holds real numbers
+    (integer or floating); Y may also be boolean, as the course's test case builds it
+    (``Y = np.random.randn(1, 148) < 0.5``).
 
     Every batch is a read-only copy: nothing returned shares memory with X or Y, and neither
     input is modified. Raises ValueError when X and Y disagree on m, when m = 0, or for a
-    negative or too large seed; TypeError for non-numeric data or a seed of another type.
+    negative or too large seed; TypeError for non-numeric data (complex, strings, objects, a
+    boolean X, masked arrays) or a seed of another type.
     """
     x, x_axis, y, y_axis, m = paired_examples(X, Y, axis)
     if m == 0:

@@ -35,7 +35,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from reference._validation import Float64Array, as_float64_array, check_int, frozen
+from reference._validation import (
+    Float64Array,
+    as_float64_array,
+    as_float64_labels,
+    check_int,
+    frozen,
+)
 from reference.minibatch import random_mini_batches
 from reference.network import (
     NetworkSpec,
@@ -208,7 +214,8 @@ def model(  # noqa: PLR0917 -- the course's positional signature
 ) -> CourseModelResult:
     """The course notes' 3-layer model: LINEAR -> RELU -> LINEAR -> RELU -> LINEAR -> SIGMOID.
 
-    X has shape (n_x, m) and Y (1, m) with 0/1 labels; layers_dims = [n_x, n_h1, n_h2, 1].
+    X has shape (n_x, m) and Y (1, m) with 0/1 labels (integer, floating or boolean);
+    layers_dims = [n_x, n_h1, n_h2, 1].
     Parameters start from `initialize_parameters(layers_dims, init_seed)` (the course's seed
     3); epoch e uses the mini-batches of seed ``seed + e`` (the course's seed = 10, incremented
     before each epoch); the loss is the mean binary cross-entropy of the batch; optimizer
@@ -229,7 +236,7 @@ def model(  # noqa: PLR0917 -- the course's positional signature
     x = as_float64_array(X, "X")
     if x.ndim != 2 or x.shape[0] != dims[0]:
         raise ValueError(f"X must have shape ({dims[0]}, m) = (layers_dims[0], m), got {x.shape}")
-    y = as_float64_array(Y, "Y")
+    y = as_float64_labels(Y, "Y")  # the course's labels may be boolean
     if y.ndim != 2 or y.shape != (1, x.shape[1]):
         raise ValueError(f"Y must have shape (1, m) = (1, {x.shape[1]}), got shape {y.shape}")
     # Checked here so that a bad init_seed is named as such, not as initialize_parameters' seed.

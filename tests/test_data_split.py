@@ -143,6 +143,20 @@ def test_split_takes_the_indices_along_axis_1() -> None:
     assert Y_val.dtype == Y.dtype  # labels keep their dtype
 
 
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint16, np.int64])
+def test_boolean_and_integer_labels_keep_their_dtype(dtype: type) -> None:
+    # The course builds labels as Y = np.random.randn(1, m) < 0.5: boolean labels are split
+    # like any other, and every part keeps Y's dtype (X stays real, its own dtype kept too).
+    X = np.arange(30.0).reshape(3, 10)
+    Y = (np.arange(10).reshape(1, 10) % 3 == 0).astype(dtype)
+    split = validation_split(X, Y, seed=2)
+    train, val = validation_indices(10, seed=2)
+    assert split.Y_train.dtype == split.Y_val.dtype == np.dtype(dtype)
+    assert np.array_equal(split.Y_train, Y[:, train])
+    assert np.array_equal(split.Y_val, Y[:, val])
+    assert np.array_equal(split.X_val, X[:, val])
+
+
 def test_split_axis_0_and_negative_axis() -> None:
     X = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)
     Y = np.arange(10) * 10
@@ -244,7 +258,20 @@ def test_split_rejects_bad_arguments(
             r"^X and Y must hold at least two examples along axis 1 \(one per part\)",
         ),
         (_X + 0j, _Y, TypeError, r"^X must have a real integer or floating dtype, got complex"),
-        (_X, _Y > 0, TypeError, r"^Y must have a real integer or floating dtype, got boolean"),
+        (_X > 0, _Y, TypeError, r"^X must have a real integer or floating dtype, got boolean"),
+        (
+            _X,
+            _Y + 0j,
+            TypeError,
+            r"^Y must have a boolean, integer or floating dtype, got complex dtype complex128$",
+        ),
+        (_X, _Y.astype(str), TypeError, r"^Y must have a boolean, integer or floating dtype"),
+        (
+            _X,
+            np.ma.array(_Y),
+            TypeError,
+            r"^Y must not be a masked array \(its mask would be ignored\)",
+        ),
         (np.float64(1.0), _Y, ValueError, r"^X must have at least one dimension"),
     ],
 )

@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike
 from reference._validation import (
     Float64Array,
     as_float64_array,
+    as_float64_labels,
     check_same_shape,
     frozen,
     normalize_axis,
@@ -98,7 +99,7 @@ def one_hot_targets(labels: ArrayLike, shape: tuple[int, int], class_axis: int) 
             f"labels must be an integer vector of class indices or one-hot rows, got a 1-D "
             f"array of dtype {lab.dtype}"
         )
-    t = as_float64_array(labels, "labels")
+    t = as_float64_labels(labels, "labels")  # one-hot rows may be boolean
     check_same_shape(t, "labels", shape, "scores (one-hot labels)")
     binary = (t == 0) | (t == 1)
     if not binary.all() or not np.all(np.sum(t, axis=class_axis) == 1):
@@ -155,8 +156,8 @@ def softmax_cross_entropy_backward(dout: float, cache: SoftmaxCrossEntropyCache)
 
 
 def binary_labels(labels: ArrayLike, shape: tuple[int, ...]) -> Float64Array:
-    """The 0/1 labels as a float64 array of `shape` (validated)."""
-    y = as_float64_array(labels, "labels")
+    """The 0/1 labels as a float64 array of `shape` (validated; booleans are 0 and 1)."""
+    y = as_float64_labels(labels, "labels")
     check_same_shape(y, "labels", shape, "scores")
     bad = (y != 0) & (y != 1)
     if bad.any():
