@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bnref.experiments.common import ExperimentResult
-from bnref.experiments.hyperparameter_search import FILE, NAME, QUICK, SPACE, run
+from bnref.experiments.hyperparameter_search import NAME, QUICK, SPACE, run
 
 CHANCE = 0.1  # ten digit classes
 
@@ -23,9 +23,10 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> ExperimentResult:
 
 def test_writes_png_json_and_csv(result: ExperimentResult) -> None:
     assert result.name == NAME
+    assert [p.name for p in result.files] == [f"{NAME}.png", f"{NAME}.json", f"{NAME}.csv"]
     assert result.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(result.data.read_text(encoding="utf-8"))["seed"] == 0
-    with (result.data.parent / f"{FILE}.csv").open(encoding="utf-8") as handle:
+    with result.table.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * QUICK.n_trials
 
@@ -55,12 +56,16 @@ def test_log_scale_search_finds_a_good_region(result: ExperimentResult) -> None:
     rounds = result.numbers["rounds"]
     assert result.numbers["best"]["val_accuracy"] >= 5 * CHANCE
     assert rounds[0]["worst_val_accuracy"] <= 2 * CHANCE
+    assert result.claims[0].holds
+    assert result.claims[0].text.startswith("random search on a log scale finds a good region")
 
 
 def test_coarse_to_fine_concentrates_the_trials(result: ExperimentResult) -> None:
     """The fine round's typical trial beats the coarse round's typical trial."""
     coarse, fine = result.numbers["rounds"]
     assert fine["median_val_accuracy"] > coarse["median_val_accuracy"]
+    assert result.claims[1].holds
+    assert result.claims[1].text.startswith("coarse to fine concentrates the trials there")
 
 
 def test_same_seed_same_numbers(result: ExperimentResult, tmp_path: Path) -> None:

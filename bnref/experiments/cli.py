@@ -1,8 +1,10 @@
-"""`bnref experiment NAME [--seed N] [--quick] [--out DIR] [--data PATH]` and `--list`.
+"""`bnref experiment NAME [--seed N] [--quick] [--out DIR] [--data PATH] [--setting S]`, `--list`.
 
 `bnref experiment ...` (bnref/cli.py) calls this `main`; it also runs alone as
-``python -m bnref.experiments.cli NAME``. Exit codes: 0 done, 2 bad usage (an unknown name, an
-option the experiment does not take, a bad --data file).
+``python -m bnref.experiments.cli NAME``. After a run it prints one line per claim of the course
+the run tested, with its numbers and verdict, then every file written. Exit codes: 0 done
+(whatever the verdicts: they are results, not errors), 2 bad usage (an unknown name, an option
+the experiment does not take, a bad --data file).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ EXPERIMENTS: Mapping[str, tuple[str, str]] = MappingProxyType(
         ),
         "optimizers": (
             "bnref.experiments.optimizers",
-            "gradient descent, momentum and Adam on two moons, with learning-rate decay",
+            "gradient descent, momentum and Adam on the course's two moons (--setting for decay)",
         ),
         "hyperparameter-search": (
             "bnref.experiments.hyperparameter_search",
@@ -40,6 +42,7 @@ EXPERIMENTS: Mapping[str, tuple[str, str]] = MappingProxyType(
     }
 )
 TAKES_DATA = ("bn-init-scale",)
+TAKES_SETTING = ("optimizers",)
 DEFAULT_OUT = Path("experiment-results")
 
 
@@ -65,14 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", type=Path, default=None, help="bn-init-scale only: a local MNIST .npz or IDX dir"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--setting",
+        default=None,
+        help="optimizers only: course (default), course-decay or short (see its docs)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress display")
     return parser
 
 
-def _report(result: ExperimentResult, seconds: float) -> None:
-    print(f"{result.name}: done in {seconds:.1f} s")
-    print(f"  plot:    {result.png}")
-    print(f"  numbers: {result.data}")
+def report(result: ExperimentResult, seconds: float) -> str:
+    """What a run prints: its time, one line per claim with its verdict, the files written."""
+    lines = [f"{result.name}: done in {seconds:.1f} s"]
+    lines += [f"  {claim.line}" for claim in result.claims]
+    lines.append("files written:")
+    lines += [f"  {path}" for path in result.files]
+    return "\n".join(lines)
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -83,6 +94,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return f"unknown experiment {args.name!r}; known: {', '.join(EXPERIMENTS)} (see --list)"
     if args.data is not None and args.name not in TAKES_DATA:
         return f"--data is only for {', '.join(TAKES_DATA)}, not {args.name!r}"
+    if args.setting is not None and args.name not in TAKES_SETTING:
+        return f"--setting is only for {', '.join(TAKES_SETTING)}, not {args.name!r}"
     return None
 
 
@@ -103,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"bnref experiment: error: {problem}", file=sys.stderr)
         return 2
-    options = {"data": args.data} if args.data is not None else {}
+    options: dict[str, object] = {"data": args.data} if args.data is not None else {}
+    if args.setting is not None:
+        options["setting"] = args.setting
     start = time.perf_counter()
     try:
         result = load(args.name).run(
@@ -113,10 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             **options,
         )
-    except ValueError as exc:  # a bad --seed, --out or --data file: say which, exit 2
+    except ValueError as exc:  # a bad --seed, --out, --setting or --data file: say which, exit 2
         print(f"bnref experiment: error: {exc}", file=sys.stderr)
         return 2
-    _report(result, time.perf_counter() - start)
+    print(report(result, time.perf_counter() - start))
     return 0
 
 

@@ -1,14 +1,16 @@
-"""What every experiment shares: its result, its output files, its progress bar, its signature.
+"""What every experiment shares: its claims, its output files, its progress, its signature.
 
 An experiment module exposes
 
     run(*, seed: int = 0, quick: bool = False, out_dir: Path, progress: bool = True)
         -> ExperimentResult
 
-It trains small networks from `reference/`, writes one PNG (matplotlib, Agg canvas, no display)
-and one JSON file of its numbers (plus a CSV when the numbers form a table) into `out_dir`, and
-returns where they are. `quick=True` shrinks the sizes so that a run takes seconds (the tests use
-it); the same `seed` gives the same numbers.
+It trains small networks from `reference/`, writes one PNG (matplotlib, Agg canvas, no display),
+one JSON file of its numbers and one CSV of its curves or trials into `out_dir`, all named after
+the experiment (``bn-init-scale.png``, ``bn-init-scale.json``, ``bn-init-scale.csv``), and
+returns them with the course's claims it tested, each with its numbers and a verdict
+(`Claim`). `quick=True` shrinks the sizes so that a run takes seconds (the tests use it); the
+same `seed` gives the same numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no py.typed
+from tqdm import tqdm  # type: ignore[import-untyped]  # no py.typed (stubs: types-tqdm)
 
 from reference._validation import check_int
 from reference.minibatch import random_mini_batches
@@ -39,19 +42,51 @@ from reference.network import NetworkSpec, NetworkState, Params, check_params, i
 from reference.optimizers import Optimizer, StepResult
 from reference.training import EpochResult, train
 
-T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One claim of the course as a run measured it: `text` says it with the numbers, `holds`
+    whether the numbers bear it out."""
+
+    text: str
+    holds: bool
+
+    @property
+    def line(self) -> str:
+        """The claim as printed after a run: ``text: claim holds`` (or ``claim does not hold``)."""
+        return f"{self.text}: {'claim holds' if self.holds else 'claim does not hold'}"
+
+
+@dataclass(frozen=True)
 class ExperimentResult:
-    """The outcome of one experiment: its `name`, its key `numbers`, and the files it wrote."""
+    """The outcome of one experiment: its `name`, its key `numbers`, the course's `claims`
+    with their verdicts, and every file it wrote (`files`: the PNG, the JSON, the CSV)."""
 
     name: str
     numbers: Mapping[str, Any]
-    png: Path
-    data: Path
+    claims: tuple[Claim, ...]
+    files: tuple[Path, ...]
+
+    def _file(self, suffix: str) -> Path:
+        return next(path for path in self.files if path.suffix == suffix)
+
+    @property
+    def png(self) -> Path:
+        """The figure."""
+        return self._file(".png")
+
+    @property
+    def data(self) -> Path:
+        """The JSON file of the numbers."""
+        return self._file(".json")
+
+    @property
+    def table(self) -> Path:
+        """The CSV file of the curves or trials."""
+        return self._file(".csv")
 
 
 class Experiment(Protocol):
@@ -119,6 +154,23 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
+def write_outputs(
+    out: Path,
+    stem: str,
+    *,
+    numbers: Mapping[str, Any],
+    claims: Sequence[Claim],
+    rows: Sequence[Mapping[str, Any]],
+    plot: Callable[[Path], Path],
+) -> tuple[Path, ...]:
+    """Write ``stem.csv`` (`rows`), ``stem.json`` (`numbers` and the claims, as "claims":
+    [{"text", "holds"}]) and ``stem.png`` (drawn by `plot`) into `out`; return the three paths."""
+    table = write_table(rows, out / f"{stem}.csv")
+    said = [{"text": claim.text, "holds": claim.holds} for claim in claims]
+    data = write_numbers({**numbers, "claims": said}, out / f"{stem}.json")
+    return plot(out / f"{stem}.png"), data, table
+
+
 def new_figure(
     nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float = 4.0
 ) -> Figure:
@@ -129,45 +181,111 @@ def new_figure(
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Write `fig` to `path` as PNG; return `path`."""
+    """Write `fig` to `path` as PNG at 100 dpi (a 12-inch figure is 1200 pixels wide); return
+    `path`."""
     fig.savefig(path, format="png", dpi=100)
     return path
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr: `label [#####.....] 5/10 3.2s`.
+# What the progress shows: done/total in its unit, the share done, the rate, the time spent and
+# the time left (tqdm's estimate: the average rate so far, smoothed).
+_LINE_FORMAT = (
+    "{desc}: {n_fmt}/{total_fmt}{unit} ({percentage:.0f}%), {rate_fmt}, "
+    "{elapsed} elapsed, {remaining} left"
+)
+_BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} "
+    "[{elapsed}<{remaining}, {rate_fmt}]"
+)
 
-    It draws only when `enabled` and the stream is a terminal, so logs and tests stay clean.
+
+class Progress:
+    """The progress of a long run on stderr, counted in `unit` ("epochs", "runs"): how many
+    of the total are done, the rate, the time spent and the time left.
+
+    On a terminal it is a tqdm bar redrawn in place. On any other stream (a pipe, a log file,
+    CI) it writes a line every `interval` seconds and one at the end, so that a log shows the
+    run advancing without the carriage returns of a bar:
+
+        overfitting: 575/900 epochs (64%), 9.52 epochs/s, 01:00 elapsed, 00:34 left
+
+    With `enabled` False it writes nothing. `clock` (seconds, monotonic) is for the tests.
     """
 
     def __init__(
-        self, total: int, label: str, *, enabled: bool = True, stream: TextIO | None = None
+        self,
+        total: int,
+        label: str,
+        *,
+        unit: str,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = check_int(total, "total", minimum=1)
+        unit_given: object = unit  # checked as an object: the type is the caller's promise
+        if not isinstance(unit_given, str) or not unit.strip():
+            raise ValueError(f"unit must be a non-empty word such as 'epochs', got {unit!r}")
+        seconds: object = interval
+        if not isinstance(seconds, int | float) or not interval > 0:
+            raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
         self.label = label
+        self.unit = unit
         self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled and self.stream.isatty()
+        self.enabled = enabled
+        self.interval = float(interval)
         self.done = 0
-        self._start = time.perf_counter()
+        self._clock = clock
+        self._start = clock()
+        self._last_line = self._start
+        self._bar: Any = None
+        if enabled and self.stream.isatty():
+            self._bar = tqdm(
+                total=self.total,
+                desc=label,
+                unit=f" {unit}",
+                file=self.stream,
+                bar_format=_BAR_FORMAT,
+                dynamic_ncols=True,
+            )
+
+    def line(self) -> str:
+        """The progress now, as one line (the text written off a terminal)."""
+        text = tqdm.format_meter(
+            self.done,
+            self.total,
+            self._clock() - self._start,
+            prefix=self.label,
+            unit=f" {self.unit}",
+            bar_format=_LINE_FORMAT,
+        )
+        return " ".join(str(text).split())  # without the padding tqdm puts before a rate
 
     def update(self, n: int = 1) -> None:
-        """Advance by `n` steps and redraw."""
-        self.done = min(self.total, self.done + n)
-        if self.enabled:
-            width = 30
-            filled = width * self.done // self.total
-            elapsed = time.perf_counter() - self._start
-            bar = "#" * filled + "." * (width - filled)
-            self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {elapsed:.1f}s")
-            self.stream.flush()
+        """Advance by `n` (at most to the total) and show it if it is time to."""
+        step = min(self.total - self.done, check_int(n, "n", minimum=0))
+        self.done += step
+        if self._bar is not None:
+            self._bar.update(step)
+        elif self.enabled and self._clock() - self._last_line >= self.interval:
+            self._write_line()
+
+    def _write_line(self) -> None:
+        self._last_line = self._clock()
+        self.stream.write(self.line() + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
-        """End the line of the bar."""
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the bar (on a terminal) or write the last line (elsewhere)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.enabled:
+            self._write_line()
+            self.enabled = False  # closed: a second close writes nothing
 
-    def __enter__(self) -> ProgressBar:
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(
@@ -177,14 +295,6 @@ class ProgressBar:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def track(items: Iterable[T], total: int, label: str, *, enabled: bool = True) -> Iterator[T]:
-    """Yield the `total` items of `items`, advancing a `ProgressBar` after each one."""
-    with ProgressBar(total, label, enabled=enabled) as bar:
-        for item in items:
-            yield item
-            bar.update()
 
 
 Evaluate = Callable[[Params, NetworkState], Mapping[str, float]]
@@ -197,10 +307,12 @@ class FitResult:
 
     costs[e - 1] is epoch e's cost (as in `train`); metrics[k][e] the value `evaluate` gave
     for k after epoch e (metrics[k][0]: before training); learning_rates[e - 1] the rate of
-    epoch e. A run whose loss, gradient or update overflowed (or divided by zero, or made an
-    invalid operation such as inf - inf) stops there: `diverged_at` is that epoch, the later
-    entries are NaN, and `params` and `state` are those after the last complete epoch (before
-    training if it was the first). Otherwise `diverged_at` is None.
+    epoch e (with a schedule: learning_rates[0] is the optimizer's own rate and
+    learning_rates[i] = schedule(i - 1), see `fit`). A run whose loss, gradient or update
+    overflowed (or divided by zero, or made an invalid operation such as inf - inf) stops
+    there: `diverged_at` is that epoch, the later entries are NaN, and `params` and `state`
+    are those after the last complete epoch (before training if it was the first). Otherwise
+    `diverged_at` is None.
     """
 
     params: Params
@@ -211,8 +323,8 @@ class FitResult:
     diverged_at: int | None
 
 
-def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
-    """`optimizer` with another learning rate (the optimizers are frozen dataclasses)."""
+def _check_schedulable(optimizer: object) -> None:
+    """Raise TypeError unless `optimizer` is a dataclass instance with a learning_rate field."""
     if isinstance(optimizer, type) or not (
         dataclasses.is_dataclass(optimizer) and hasattr(optimizer, "learning_rate")
     ):  # a class is excluded above, which mypy's narrowing of is_dataclass does not see
@@ -220,6 +332,11 @@ def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
             "optimizer must be a dataclass with a learning_rate field to follow a schedule, "
             f"got {type(optimizer).__name__}"
         )
+
+
+def _with_rate(optimizer: object, learning_rate: float) -> Optimizer[Any]:
+    """`optimizer` with another learning rate (the optimizers are frozen dataclasses)."""
+    _check_schedulable(optimizer)
     replaced = dataclasses.replace(optimizer, learning_rate=learning_rate)  # type: ignore[type-var]  # mypy's is_dataclass narrowing admits a class, excluded above
     return cast("Optimizer[Any]", replaced)  # the same class as `optimizer`, an Optimizer
 
@@ -280,15 +397,22 @@ def fit(
     seed: int = 0,
     schedule: Schedule | None = None,
     evaluate: Evaluate | None = None,
-    bar: ProgressBar | None = None,
+    progress: Progress | None = None,
 ) -> FitResult:
     """`reference.training.train`, recording `evaluate` before training and after each epoch.
 
     The training is `train`'s (same mini-batches, dropout masks, costs and parameters); its
-    ``on_epoch`` callback records the cost, `evaluate`'s values and a tick of `bar`. With a
-    `schedule`, epoch e runs with learning rate ``schedule(e - 1)`` (the course's
-    ``update_lr(learning_rate0, epoch_num, decay_rate)`` counts epochs from 0); the optimizer's
-    state (velocity, moments, step count) carries over from epoch to epoch.
+    ``on_epoch`` callback records the cost, `evaluate`'s values and advances `progress` by one
+    epoch.
+
+    With a `schedule`, the learning rate changes between epochs as in the course's ``model``:
+    the first epoch runs at the optimizer's own rate (the course's ``learning_rate0``), and
+    after the epoch the course numbers i (from 0) the rate becomes ``schedule(i)``, the
+    course's ``learning_rate = decay(learning_rate0, i, decay_rate)`` at the end of its loop
+    body. So the epoch numbered i >= 1 runs at ``schedule(i - 1)``: with the course's
+    ``schedule_lr_decay`` (time_interval 1000) the rate first drops for the epoch numbered
+    1001. The optimizer's state (velocity, moments, step count) carries over from epoch to
+    epoch.
 
     Training runs under ``np.errstate(over="raise", invalid="raise", divide="raise")``: a
     floating-point error is a diverged run, recorded (see `FitResult`), not a crash. With
@@ -304,8 +428,11 @@ def fit(
     """
     epochs = check_int(num_epochs, "num_epochs", minimum=0)
     first_seed = check_int(seed, "seed", minimum=0)
+    if schedule is not None:
+        _check_schedulable(optimizer)  # before training, whatever the number of epochs
     per_epoch = tuple(
-        optimizer if schedule is None else _with_rate(optimizer, schedule(e)) for e in range(epochs)
+        optimizer if schedule is None or i == 0 else _with_rate(optimizer, schedule(i - 1))
+        for i in range(epochs)
     )
     rates = [float(getattr(opt, "learning_rate", math.nan)) for opt in per_epoch]
     trained_by = optimizer
@@ -332,8 +459,8 @@ def fit(
         record(epoch.params, epoch.state)
         costs.append(epoch.cost)
         last = epoch
-        if bar is not None:
-            bar.update()
+        if progress is not None:
+            progress.update()
 
     record(last.params, last.state)
     diverged: int | None = None
@@ -355,8 +482,8 @@ def fit(
         diverged = last.epoch + 1
         theta, net_state = last.params, last.state
     missing = epochs - len(costs)
-    if bar is not None and missing:
-        bar.update(missing)
+    if progress is not None and missing:
+        progress.update(missing)
     begun = epochs if diverged is None else diverged  # a diverged epoch had its rate
     return FitResult(
         params=theta,

@@ -1,7 +1,7 @@
 """The data sets of the experiments: scikit-learn's digits and two moons, and a local MNIST.
 
-Nothing is downloaded. `digits_split` and `two_moons` use scikit-learn's bundled digits
-(1797 images of 8x8 pixels with values 0..16) and its moons generator. `load_mnist` reads a
+Nothing is downloaded. `digits_split`, `two_moons` and `course_moons` use scikit-learn's bundled
+digits (1797 images of 8x8 pixels with values 0..16) and its moons generator. `load_mnist` reads a
 copy of MNIST the user already has, in one of the two usual forms:
 
 * an ``.npz`` file with the arrays ``x_train`` (N, 28, 28), ``y_train`` (N,), ``x_test``,
@@ -96,6 +96,17 @@ def two_moons(seed: int, n_samples: int = 300, noise: float = 0.2) -> tuple[Floa
         noise=noise,
         random_state=check_int(seed, "seed", minimum=0),
     )
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
+def course_moons(seed: int = 0) -> tuple[Float64Array, IntArray]:
+    """The course's two moons: its ``load_dataset`` calls ``np.random.seed(3)`` and then
+    ``sklearn.datasets.make_moons(n_samples=300, noise=.2)``, which draws from NumPy's global
+    RandomState. Here the same draws come from a private ``np.random.RandomState(3 + seed)``
+    (the global one is left alone): seed 0 gives the course's 300 points exactly. X (300, 2),
+    y (300,) in {0, 1}."""
+    state = np.random.RandomState(3 + check_int(seed, "seed", minimum=0))
+    X, y = make_moons(n_samples=300, noise=0.2, random_state=state)
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 

@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 
 from bnref.experiments.common import (
+    Claim,
     ExperimentResult,
-    ProgressBar,
+    Progress,
     check_run_args,
     fit,
     new_figure,
     save_figure,
-    write_numbers,
-    write_table,
+    write_outputs,
 )
 from bnref.experiments.data import digits_split
 from reference.data_split import validation_split
@@ -46,7 +46,7 @@ from reference.network import NetworkSpec, accuracy, init_params
 from reference.optimizers import make_optimizer
 
 NAME = "hyperparameter-search"
-FILE = "hyperparameter_search"
+CHANCE = 0.1  # ten digit classes
 SPACE = {"learning_rate": LogUniform(1e-4, 1.0), "weight_decay": LogUniform(1e-6, 1.0)}
 
 
@@ -69,7 +69,8 @@ QUICK = Config(300, (50,), 6, 30, 10, 3)
 def run(
     *, seed: int = 0, quick: bool = False, out_dir: Path, progress: bool = True
 ) -> ExperimentResult:
-    """Coarse random search then one fine round; write hyperparameter_search.{png,json,csv}.
+    """Coarse random search then one fine round; write hyperparameter-search.{png,json,csv}
+    and return the claims (`_claims`) with their verdicts.
 
     numbers: "config", "seed", "sizes" (train, validation, test), "space" (the coarse and the
     fine [low, high] of each hyperparameter), "trials" (round, learning_rate, weight_decay,
@@ -85,7 +86,7 @@ def run(
     theta0 = init_params(spec0, np.random.default_rng(seed))
     records: list[dict[str, Any]] = []  # one per objective call, in trial order
 
-    def objective(params: Mapping[str, float], bar: ProgressBar) -> float:
+    def objective(params: Mapping[str, float], bar: Progress) -> float:
         spec = NetworkSpec(
             spec0.input_size,
             config.hidden,
@@ -101,7 +102,7 @@ def run(
             num_epochs=config.epochs,
             mini_batch_size=config.batch_size,
             seed=seed,
-            bar=bar,
+            progress=bar,
         )
         diverged_at, score = result.diverged_at, 0.0
         if diverged_at is None:
@@ -113,7 +114,8 @@ def run(
         records.append({"diverged_at": diverged_at, "spec": spec, "fit": result})
         return score
 
-    with ProgressBar(2 * config.n_trials * config.epochs, NAME, enabled=progress) as bar:
+    total = 2 * config.n_trials * config.epochs
+    with Progress(total, NAME, unit="epochs", enabled=progress) as bar:
         search = coarse_to_fine(
             lambda params: objective(params, bar),
             SPACE,
@@ -170,10 +172,34 @@ def run(
             for result in search.rounds
         ],
     }
-    write_table(trials, out / f"{FILE}.csv")
-    data_path = write_numbers(numbers, out / f"{FILE}.json")
-    png = _plot(numbers, out / f"{FILE}.png")
-    return ExperimentResult(NAME, numbers, png, data_path)
+    claims = _claims(numbers)
+    files = write_outputs(
+        out, NAME, numbers=numbers, claims=claims, rows=trials, plot=lambda p: _plot(numbers, p)
+    )
+    return ExperimentResult(NAME, numbers, tuple(claims), files)
+
+
+def _claims(numbers: Mapping[str, Any]) -> list[Claim]:
+    """The notes' claims: over these log-scale ranges the hyperparameters decide between
+    learning and not learning (the best trial scores >= 5 x chance, the worst coarse one
+    <= 2 x chance), and the fine round's typical (median) trial beats the coarse round's."""
+    best, (coarse, fine) = numbers["best"], numbers["rounds"]
+    return [
+        Claim(
+            f"random search on a log scale finds a good region: the best trial (learning rate "
+            f"{best['learning_rate']:.2g}, lambda {best['weight_decay']:.2g}) scores "
+            f"{best['val_accuracy']:.2f} in validation and {best['test_accuracy']:.2f} on "
+            f"{numbers['sizes']['test']} unseen digits, the worst coarse trial "
+            f"{coarse['worst_val_accuracy']:.2f} (chance {CHANCE:.2f})",
+            best["val_accuracy"] >= 5 * CHANCE and coarse["worst_val_accuracy"] <= 2 * CHANCE,
+        ),
+        Claim(
+            f"coarse to fine concentrates the trials there: median validation accuracy "
+            f"{fine['median_val_accuracy']:.2f} in the fine round against "
+            f"{coarse['median_val_accuracy']:.2f} in the coarse one",
+            fine["median_val_accuracy"] > coarse["median_val_accuracy"],
+        ),
+    ]
 
 
 def _plot(numbers: Mapping[str, Any], path: Path) -> Path:

@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 
 from bnref.experiments.common import (
+    Claim,
     ExperimentResult,
-    ProgressBar,
+    Progress,
     check_run_args,
     fit,
     new_figure,
     save_figure,
-    write_numbers,
-    write_table,
+    write_outputs,
 )
 from bnref.experiments.data import Split, digits_split
 from reference.network import DropoutSpec, NetworkSpec, NetworkState, Params, accuracy, init_params
@@ -96,7 +96,7 @@ def _spec(split: Split, config: Config, variant: str) -> NetworkSpec:
 
 
 def _train_one(
-    split: Split, config: Config, variant: str, seed: int, bar: ProgressBar
+    split: Split, config: Config, variant: str, seed: int, bar: Progress
 ) -> dict[str, Any]:
     spec = _spec(split, config, variant)
     epochs = itertools.count()  # `fit` evaluates before training (epoch 0), then per epoch
@@ -121,7 +121,7 @@ def _train_one(
         mini_batch_size=config.batch_size,
         seed=seed,
         evaluate=evaluate,
-        bar=bar,
+        progress=bar,
     )
     train, test = np.array(result.metrics["train"]), np.array(result.metrics["test"])
     return {
@@ -135,20 +135,56 @@ def _train_one(
     }
 
 
-def _plot(numbers: Mapping[str, Any], path: Path) -> Path:
-    """One panel per variant: train and test accuracy per epoch, the tail epochs whose mean
-    train - test difference is the gap shaded."""
-    config = numbers["config"]
-    fig = new_figure(1, len(VARIANTS), width=4.5, height=3.8)
-    axes = fig.subplots(1, len(VARIANTS), sharey=True)
-    titles = {
-        "none": "no regularisation",
-        "weight_decay": f"weight decay lambda={config['weight_decay']}",
-        "dropout": f"dropout p={config['dropout']}",
-    }
-    for ax, variant in zip(axes, VARIANTS, strict=True):
+OVERFITS = 0.99, 0.02  # training accuracy at least this, the gap at least this: overfitting
+
+
+def _claims(numbers: Mapping[str, Any]) -> list[Claim]:
+    """DLFS's claims: the plain network overfits (training accuracy >= 0.99 and a gap of at
+    least 0.02); weight decay and dropout each give a smaller gap than the plain network."""
+    plain = numbers["none"]
+    claims = [
+        Claim(
+            f"without regularisation the network overfits: training accuracy "
+            f"{plain['final_train_accuracy']:.3f}, test {plain['final_test_accuracy']:.3f}, gap "
+            f"{plain['gap']:.3f} (overfitting: training >= {OVERFITS[0]} and a gap >= "
+            f"{OVERFITS[1]})",
+            plain["final_train_accuracy"] >= OVERFITS[0] and plain["gap"] >= OVERFITS[1],
+        )
+    ]
+    for variant, words in (("weight_decay", "weight decay"), ("dropout", "dropout")):
         run_ = numbers[variant]
-        ax.axvspan(config["epochs"] - config["tail"], config["epochs"], color="0.9", lw=0)
+        claims.append(
+            Claim(
+                f"{words} narrows the gap: {run_['gap']:.3f} against {plain['gap']:.3f} "
+                f"({run_['gap'] - plain['gap']:+.3f}; training accuracy "
+                f"{run_['final_train_accuracy']:.3f}, test {run_['final_test_accuracy']:.3f})",
+                run_["gap"] < plain["gap"],
+            )
+        )
+    return claims
+
+
+TITLES = {"none": "no regularisation", "weight_decay": "weight decay", "dropout": "dropout"}
+
+
+def _plot(numbers: Mapping[str, Any], path: Path) -> Path:
+    """One panel per variant: train and test accuracy per epoch; then one panel of the three
+    gaps (train - test accuracy) per epoch, each with its mean over the tail epochs (shaded
+    everywhere) drawn as a level line: the gap is the claim, so it has its own scale."""
+    config = numbers["config"]
+    fig = new_figure(2, len(VARIANTS), width=4.2, height=3.4)
+    mosaic = fig.subplot_mosaic([list(VARIANTS), ["gap"] * len(VARIANTS)])
+    axes = [mosaic[variant] for variant in VARIANTS]
+    detail = {
+        "none": "",
+        "weight_decay": f" lambda={config['weight_decay']}",
+        "dropout": f" p={config['dropout']}",
+    }
+    tail_start = config["epochs"] - config["tail"]
+    gap_ax = mosaic["gap"]
+    for i, (ax, variant) in enumerate(zip(axes, VARIANTS, strict=True)):
+        run_ = numbers[variant]
+        ax.axvspan(tail_start, config["epochs"], color="0.9", lw=0)
         for key, style, label in (
             ("train_accuracy", "-", "train"),
             ("test_accuracy", "--", "test"),
@@ -156,11 +192,26 @@ def _plot(numbers: Mapping[str, Any], path: Path) -> Path:
             values = np.asarray(run_[key], dtype=float)
             scored = np.flatnonzero(np.isfinite(values))  # the epochs evaluated (Config)
             ax.plot(scored, values[scored], style, label=label)
-        ax.set_title(f"{titles[variant]}\ngap {run_['gap']:.3f}", fontsize=10)
+        ax.set_title(f"{TITLES[variant]}{detail[variant]}\ngap {run_['gap']:.3f}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylim(0.0, 1.02)
+        if i:
+            ax.tick_params(labelleft=False)
+        train = np.asarray(run_["train_accuracy"], dtype=float)
+        gaps = train - np.asarray(run_["test_accuracy"], dtype=float)
+        scored = np.flatnonzero(np.isfinite(gaps))
+        color = f"C{i + 2}"
+        label = f"{TITLES[variant]} (mean {run_['gap']:.3f} over the shaded epochs)"
+        gap_ax.plot(scored, gaps[scored], color=color, lw=1.2, label=label)
+        gap_ax.hlines(run_["gap"], tail_start, config["epochs"], colors=color, lw=3.5)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="lower right")
+    gap_ax.axvspan(tail_start, config["epochs"], color="0.9", lw=0)
+    gap_ax.axhline(0.0, color="0.5", lw=0.8)
+    gap_ax.set_xlabel("epoch")
+    gap_ax.set_ylabel("gap: train - test accuracy")
+    gap_ax.set_title("the gap of each network per epoch, on its own scale", fontsize=10)
+    gap_ax.legend(fontsize=8.5, loc="upper right")
     fig.suptitle(
         f"Overfitting with {config['n_train']} digits "
         f"(gap: mean train - test accuracy over the shaded last {config['tail']} epochs)"
@@ -172,7 +223,7 @@ def run(
     *, seed: int = 0, quick: bool = False, out_dir: Path, progress: bool = True
 ) -> ExperimentResult:
     """Train the deep network plain, with weight decay and with dropout; write
-    overfitting.{png,json,csv}.
+    overfitting.{png,json,csv} and return the claims (`_claims`) with their verdicts.
 
     numbers: "config", "seed", and for each of "none", "weight_decay", "dropout":
     "train_accuracy"[e] and "test_accuracy"[e] (after epoch e, e = 0 before training; NaN in
@@ -183,7 +234,7 @@ def run(
     seed, out = check_run_args(seed, quick, out_dir, progress)
     config = QUICK if quick else FULL
     split = digits_split(config.n_train, seed)
-    with ProgressBar(len(VARIANTS) * config.epochs, NAME, enabled=progress) as bar:
+    with Progress(len(VARIANTS) * config.epochs, NAME, unit="epochs", enabled=progress) as bar:
         runs = {v: _train_one(split, config, v, seed, bar) for v in VARIANTS}
     numbers: dict[str, Any] = {"config": asdict(config), "seed": seed, **runs}
     rows = [
@@ -196,7 +247,8 @@ def run(
         for variant, run_ in runs.items()
         for epoch in range(config.epochs + 1)
     ]
-    write_table(rows, out / f"{NAME}.csv")
-    data_path = write_numbers(numbers, out / f"{NAME}.json")
-    png = _plot(numbers, out / f"{NAME}.png")
-    return ExperimentResult(NAME, numbers, png, data_path)
+    claims = _claims(numbers)
+    files = write_outputs(
+        out, NAME, numbers=numbers, claims=claims, rows=rows, plot=lambda p: _plot(numbers, p)
+    )
+    return ExperimentResult(NAME, numbers, tuple(claims), files)
