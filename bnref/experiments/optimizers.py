@@ -44,6 +44,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter
 
 from bnref.experiments.common import (
     Claim,
@@ -352,6 +353,25 @@ _STYLES = (
 )
 
 
+def _rates(variants: Sequence[Variant]) -> str:
+    """The learning rates of `variants` in words, the decayed ones grouped by interval."""
+    plain = [v for v in variants if v.decay_interval is None]
+    parts = []
+    if plain:
+        same = len({v.learning_rate for v in plain}) == 1
+        each = (
+            [f"{plain[0].learning_rate:g}"]
+            if same
+            else [f"{v.name} {v.learning_rate:g}" for v in plain]
+        )
+        parts.append(f"learning rate {', '.join(each)}")
+    for interval in sorted({v.decay_interval for v in variants if v.decay_interval is not None}):
+        decayed = [v for v in variants if v.decay_interval == interval]
+        starts = ", ".join(f"{v.name} from {v.learning_rate:g}" for v in decayed)
+        parts.append(f"{starts}, after epoch i divided by 1 + floor(i / {interval})")
+    return "; ".join(parts)
+
+
 def _plot(  # noqa: PLR0917 -- private, called once with everything the figure shows
     setting: Setting,
     numbers: Mapping[str, Any],
@@ -366,16 +386,22 @@ def _plot(  # noqa: PLR0917 -- private, called once with everything the figure s
     axes = fig.subplots(2, cols)
     cost_ax = axes[0, 0]
     on = _coinciding(runs, names)
+    notes = []
     for name, style in zip(names, _STYLES, strict=False):
         label = f"{name}: {runs[name]['final_cost']:.3f}"
         if name in on:
             gap = np.max(np.abs(np.subtract(runs[name]["costs"], runs[on[name]]["costs"])))
-            label += f"\n(dashed, on {on[name]}'s curve: at most {gap:.1g} apart)"
+            label += f" (on {on[name]}'s)"
+            notes.append(f"{name} dashed on {on[name]}: at most {gap:.1g} apart")
         epochs = np.arange(1, len(runs[name]["costs"]) + 1)
         cost_ax.plot(epochs, runs[name]["costs"], label=label, **style)
+    cost_ax.set_yscale("log")  # the final costs of the decayed runs differ by a few %
+    cost_ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    cost_ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    cost_ax.tick_params(axis="y", which="minor", labelsize=7)
     cost_ax.set_xlabel("epoch")
-    cost_ax.set_ylabel("cost")
-    cost_ax.set_title("cost per epoch", fontsize=10)
+    cost_ax.set_ylabel("cost (log scale)")
+    cost_ax.set_title("\n".join(["cost per epoch", *notes]), fontsize=9.5)
     cost_ax.legend(fontsize=7.5, loc="best", title="final cost", title_fontsize=8)
     X, y = points
     for ax, name in zip(axes.flat[1:], names, strict=False):
@@ -390,14 +416,9 @@ def _plot(  # noqa: PLR0917 -- private, called once with everything the figure s
         ax.set_ylabel("x2")
     for ax in axes.flat[1 + len(names) :]:
         ax.set_visible(False)
-    rates = ", ".join(
-        f"{v.name} {v.learning_rate:g}"
-        + ("" if v.decay_interval is None else f" / (1 + floor(epoch/{v.decay_interval}))")
-        for v in setting.variants
-    )
     fig.suptitle(
         f"Optimizers on two moons, setting {setting.name!r}: {numbers['epochs']} epochs, "
-        f"mini-batches of {MINI_BATCH_SIZE}\nlearning rate {rates}",
+        f"mini-batches of {MINI_BATCH_SIZE}\n{_rates(setting.variants)}",
         fontsize=10.5,
     )
     return save_figure(fig, path)
