@@ -396,6 +396,8 @@ def _plot(  # noqa: PLR0917 -- private, called once with everything the figure s
         epochs = np.arange(1, len(runs[name]["costs"]) + 1)
         cost_ax.plot(epochs, runs[name]["costs"], label=label, **style)
     cost_ax.set_yscale("log")  # the final costs of the decayed runs differ by a few %
+    lowest = min(float(np.nanmin(runs[name]["costs"])) for name in names)
+    cost_ax.set_ylim(bottom=min(0.1, 0.9 * lowest))  # down to a labelled tick
     cost_ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     cost_ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     cost_ax.tick_params(axis="y", which="minor", labelsize=7)
