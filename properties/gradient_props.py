@@ -33,6 +33,43 @@ G3. The analytic gradient's own error, bounds B1-B4 of `properties.accuracy_prop
     dx |gamma| / (n s) (Bb + |x_hat| Bg + E (|dgamma| + Bg) + 3u (n|dy| + |dbeta| + |x_hat dgamma|)
     + R |n dy - dbeta - x_hat dgamma|), R = `tolerances.scale_error_bound` + 3u.
 
+Steps sized to the function. G1 holds for per-channel batch norm, whose forward varies on the
+scale s of the channel. The forward under test may vary faster: the "Deep Learning from Scratch"
+layer on 4-D input normalizes each (c, h, w) position over the batch alone, on the scale
+sqrt(var_position + eps), which can be 1e3 times smaller than s; its backward is the exact
+derivative of that forward, yet a step of c3 s leaves a truncation error far above G1. So when
+the check at the steps above fails, it is run again with the step of each channel sized to the
+function being differenced:
+
+S0. Does the channel vary faster than batch norm? Central differences at h = c3 s and 4 h:
+    for per-channel batch norm the truncation is <= G1(h) at h and <= 16 G1(h) (1 + 16 c3) /
+    (1 + 4 c3) < 17.02 G1(h) at 4 h (G1 grows as h**2), the rounding <= E_L / h and E_L / (4 h),
+    so |D(4 h) - D(h)| <= allowed := SAFETY (18 G1 + E_L / h + E_L / (4 h)) by G1-G2. A channel
+    where some element exceeds `allowed` does not vary like per-channel batch norm. (The coarser
+    second step, not a finer one, keeps the rounding of the probe small: a truncation
+    T(h) > E_L / h shows as 15 T(h) there.) In a channel within `allowed`, an element's
+    central difference at h errs by at most `allowed` plus the analytic bound: its bound.
+S1. A channel that varies faster is differenced at h = max(c3 sqrt(eps), 64 u |x_j|): any
+    normalization of a group of the channel's values with eps inside the square root varies on
+    a scale s_G = sqrt(var_G + eps) >= sqrt(eps), so c3 sqrt(eps) is the optimal step of
+    `reference.gradcheck` for the smallest scale the function can have; 64 u |x_j| keeps the
+    step resolvable at the input's own magnitude. G1 with s >= sqrt(eps) along the whole
+    segment and |x_hat| <= sqrt(m - 1) <= sqrt(n - 1) in a group of m <= n values (the largest
+    standardized deviation of m values) bounds its truncation: (1 + 4 c3) |gamma| (2 h)**3 /
+    (6 h eps**(3/2)) sum|dy| (12 + 24 sqrt(n - 1)).
+S2. Its rounding: x_hat of any group is within E_g = SAFETY (K u k + u k + sqrt(n - 1)
+    (K u k + (K u k)**2 / 2 + (K/2 + 6) u)) (plus underflow), k = max|x| / sqrt(eps) and
+    K = 2 n + 8 (`tolerances`, any backward-stable class), in G2 in place of E.
+S3. The analytic gradients of a normalization over groups G of m values: B1-B4 per group with
+    |x_hat| <= sqrt(n - 1), E_g, s_G >= sqrt(eps), each group's sums of |dy| <= S1 = sum|dy|
+    over the channel and 1/m <= 1: dx_j errs by <= |gamma| / sqrt(eps) (u S1 + X Bg + E_g
+    (X S1 + Bg) + (R + 6u) (|dy_j| + S1 + X**2 S1)) with X = sqrt(n - 1), Bg = S1 E_g + n u S1
+    (X + E_g), R the scale error of S2; dgamma by Bg, dbeta by n u S1.
+
+A per-channel batch norm passes S0 in every channel by G1-G2, so a wrong backward of a correct
+forward keeps the bounds above (at most 2.5 times looser); S1-S3 are honest for a function of
+unknown groups, and where max|x| / sqrt(eps) makes E_g reach the gradient they cannot fail.
+
 Each input passes when ||analytic - numeric||_2 <= ||bound||_2; the reported tolerance is that
 bound divided by ||analytic|| + ||numeric||, comparable with the relative error. In fast mode
 gradcheck bounds a projection by sum_i bound_i * step_i, the worst direction in the step box.
@@ -64,16 +101,24 @@ from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gra
 from properties.tolerances import (
     PRECISIONS,
     SAFETY,
+    STREAMING,
     U64,
     accuracy_class,
     channel_rows,
     exact_stats,
     expand,
     flush_budget,
+    roundings,
     scale_error_bound,
     x_hat_bound,
 )
-from reference.gradcheck import DEFAULT_RELATIVE_STEP, GradcheckReport, fast_check, full_check
+from reference.gradcheck import (
+    DEFAULT_RELATIVE_STEP,
+    GradcheckReport,
+    fast_check,
+    full_check,
+    numeric_gradients,
+)
 
 NAMES = ("dx", "dgamma", "dbeta")
 # The conditioning that finite differences can resolve. A forward's x_hat carries a common
@@ -201,10 +246,15 @@ def _analytic_bound(ch: _Channels, case: BatchCase, dy: Array) -> _AnalyticBound
 
 @dataclass(frozen=True)
 class _Plan:
-    """Steps and per-element error bounds (G1-G3) for x, gamma and beta."""
+    """Steps and per-element error bounds (G1-G3) for x, gamma and beta, and their parts:
+    `noise`, each element's term of E_L (G2: E_L is their exactly rounded sum), `trunc`, G1
+    per channel at the step of x, and `analytic`, G3."""
 
     steps: tuple[Array, Array, Array]
     bounds: tuple[Array, Array, Array]
+    noise: Array
+    trunc: Array
+    analytic: _AnalyticBound
 
 
 def _plan(case: BatchCase, dy: Array, accuracy: str) -> _Plan:
@@ -217,9 +267,8 @@ def _plan(case: BatchCase, dy: Array, accuracy: str) -> _Plan:
     # G2: the rounding of L, with the magnitudes reachable within the steps (x_hat moves by
     # <= 2 c3 when x moves by <= 2 h_x, centered).
     y_max = col(g_abs + h_g) * (xh + 2 * c3) + col(b_abs + h_b)
-    e_l = math.fsum(
-        (ady * (col(g_abs + h_g) * E + 2 * (SAFETY + 2) * U64 * y_max + 4 * col(ch.unit))).ravel()
-    )
+    noise = ady * (col(g_abs + h_g) * E + 2 * (SAFETY + 2) * U64 * y_max + 4 * col(ch.unit))
+    e_l = math.fsum(noise.ravel())
     # G1: truncation for x with H = 2 h; (1 + 4 c3) covers the change of s along the segment.
     H = 2 * h_x
     trunc = (1 + 4 * c3) * g_abs * H**3 / (6 * h_x * stats.scale**3)
@@ -231,13 +280,109 @@ def _plan(case: BatchCase, dy: Array, accuracy: str) -> _Plan:
     return _Plan(
         (np.broadcast_to(col(h_x), case.x.shape).copy(), h_g, h_b),
         (bound_x, bound_g, bound_b),
+        noise,
+        trunc,
+        analytic,
     )
 
 
-def _measurements(report: GradcheckReport) -> list[Measurement]:
+@dataclass(frozen=True)
+class _Generic:
+    """G1-G3 for a forward that normalizes over unknown groups of a channel (S1-S3 of the
+    module docstring): the step of x, each element's term of E_L, and the bounds of the
+    analytic gradients before SAFETY; x-shaped, or (C,) for dgamma and dbeta."""
+
+    step: Array
+    noise: Array
+    trunc: Array
+    dx: Array
+    dgamma: Array
+    dbeta: Array
+
+
+def _generic(ch: _Channels, case: BatchCase, dy: Array, h_g: Array, h_b: Array) -> _Generic:
+    """The bounds S1-S3 of the module docstring for every channel of `case`."""
+    stats, col, c3, u = ch.stats, ch.col, DEFAULT_RELATIVE_STEP, U64
+    n, ady, unit = stats.count, np.abs(dy), ch.unit
+    s_min = math.sqrt(case.eps)
+    k = roundings(n, STREAMING)  # covers the two-pass class too
+    kappa = stats.kappa * stats.scale / s_min  # max|x| / sqrt(eps)
+    top = math.sqrt(max(n - 1, 1))  # |x_hat| <= sqrt(m - 1) in a group of m <= n values
+    shift = k * u * kappa
+    rel = shift + shift**2 / 2 + (k / 2 + 4) * u  # scale error, sd/s <= 1
+    e = SAFETY * (shift + u * kappa + (n + 4) * unit / s_min + top * (rel + 2 * u))
+    e = e + unit * (1 + 1 / s_min)  # (C,): the x_hat bound of any group
+    step = np.maximum(c3 * s_min, 64 * u * np.abs(case.x))
+    g_abs, b_abs = np.abs(case.gamma), np.abs(case.beta)
+    y_max = col(g_abs + h_g) * (top + 2 * step / s_min) + col(b_abs + h_b)
+    noise = ady * (col((g_abs + h_g) * e) + 2 * (SAFETY + 2) * u * y_max + 4 * col(unit))
+    s1 = ch.sum(ady)
+    trunc = (1 + 4 * c3) * col(g_abs * ch.sum(ady * (12 + 24 * top)))
+    trunc = trunc * (2 * step) ** 3 / (6 * step * s_min**3)
+    b_g = s1 * e + n * u * s1 * (top + e)
+    t = ady + col(s1 + top**2 * s1)  # |T_j| / m
+    b_t = u * s1 + top * b_g + e * (top * s1 + b_g)  # BT_j / m, but for its |dy_j| term
+    dx = col(g_abs / s_min) * (col(b_t) + 3 * u * t + col(rel + 3 * u) * t) + 2 * col(unit)
+    return _Generic(step, noise, trunc, dx, b_g + 2 * n * unit, n * u * s1 + n * unit)
+
+
+def _function_sized(
+    impl: Implementation, gc: GradientCase, plan: _Plan, accuracy: str
+) -> list[Measurement]:
+    """The full check again with steps sized to the function (module docstring, S0-S3): a
+    channel where central differences at h and 4 h disagree by more than per-channel batch
+    norm allows is differenced at c3 sqrt(eps) with the bounds of any normalization."""
+    case, dy = gc.case, gc.dy
+    f, vjp = _functions(impl, case)
+    ch = _Channels(case, accuracy)
+    col = ch.col
+    h_x, h_g, h_b = plan.steps
+
+    def of_x(x: Array) -> Array:
+        return f(x, case.gamma, case.beta)
+
+    (fine,) = numeric_gradients(of_x, (case.x,), dy, step=(h_x,))
+    (coarse,) = numeric_gradients(of_x, (case.x,), dy, step=(4 * h_x,))
+    e_l = math.fsum(plan.noise.ravel())
+    allowed = SAFETY * (18 * col(plan.trunc) + e_l / h_x + e_l / (4 * h_x))  # S0
+    over = (np.abs(coarse - fine) > allowed).astype(np.float64)
+    faster = np.max(channel_rows(over, ch.stats), axis=1) > 0
+    generic = _generic(ch, case, dy, h_g, h_b)
+    wide = col(faster.astype(np.float64)) > 0  # broadcasts against x
+    noise = np.where(wide, generic.noise, plan.noise)
+    e_l = math.fsum(noise.ravel())
+    step_x = np.where(wide, generic.step, h_x)
+    # S1-S3 where the channel varies faster; elsewhere the S0 allowance at the step h
+    bound_x = np.where(
+        wide,
+        SAFETY * generic.dx + e_l / step_x + generic.trunc,
+        SAFETY * (plan.analytic.dx + 18 * col(plan.trunc) + e_l / h_x + e_l / (4 * h_x)),
+    )
+    analytic_g = np.where(faster, generic.dgamma, plan.analytic.dgamma)
+    analytic_b = np.where(faster, generic.dbeta, plan.analytic.dbeta)
+    report = full_check(
+        f,
+        vjp,
+        (case.x, case.gamma, case.beta),
+        upstream=dy,
+        names=NAMES,
+        step=(step_x, h_g, h_b),
+        tolerance=0.0,
+        atol=(
+            bound_x,
+            SAFETY * (analytic_g + e_l / h_g),
+            SAFETY * (analytic_b + e_l / h_b),
+        ),
+    )
+    channels = [int(c) for c in np.flatnonzero(faster)]
+    where = f"channels {channels} differenced at c3 sqrt(eps)" if channels else "no channel"
+    return _measurements(report, f"{report.mode}, steps sized to the function: {where}")
+
+
+def _measurements(report: GradcheckReport, mode: str | None = None) -> list[Measurement]:
     out = []
     for name in NAMES:
-        label = f"{name} relative error ({report.mode})"
+        label = f"{name} relative error ({mode or report.mode})"
         err, tol = report.relative_errors[name], report.tolerances[name]
         if name == report.worst_input and not report.passed:
             label += (
@@ -280,7 +425,9 @@ def check_gradients_full(impl: Implementation, gc: GradientCase) -> list[Measure
         tolerance=0.0,
         atol=plan.bounds,
     )
-    return _measurements(report)
+    if report.passed:
+        return _measurements(report)
+    return _function_sized(impl, gc, plan, accuracy_class(impl))
 
 
 def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measurement]:
@@ -301,7 +448,9 @@ def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measure
         tolerance=0.0,
         atol=plan.bounds,
     )
-    return _measurements(report)
+    if report.passed:
+        return _measurements(report)
+    return _function_sized(impl, gc, plan, accuracy_class(impl))
 
 
 def check_orthogonality(impl: Implementation, gc: GradientCase) -> list[Measurement]:

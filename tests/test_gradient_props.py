@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
 
 import reference
-from properties.adapter import Array, BackwardOutput, ReferenceImplementation
+from properties.adapter import Array, BackwardOutput, ForwardOutput, ReferenceImplementation
 from properties.framework import Property, run_property
 from properties.gradient_props import (
     KAPPA_MAX,
+    NAMES,
     PROPERTIES,
     GradientCase,
+    _functions,
+    _plan,
     backward_cases,
     gradient_cases,
 )
-from properties.tolerances import exact_stats
+from properties.profiles import failure_demo
+from properties.strategies import BatchCase
+from properties.tolerances import accuracy_class, exact_stats
+from reference.gradcheck import full_check
 
 BY_NAME = {p.name: p for p in PROPERTIES}
 GRADIENTS = (BY_NAME["gradients-full"], BY_NAME["gradients-fast"])
@@ -126,3 +134,122 @@ def test_gradient_cases_are_resolvable(gc: GradientCase) -> None:
 def test_backward_cases_are_float64(gc: GradientCase) -> None:
     assert gc.case.dtype == "float64"
     assert gc.dy.shape == gc.case.x.shape
+
+
+# --- steps sized to the function ------------------------------------------------------------
+
+
+def _per_position(x: Array, axis: int, eps: float) -> tuple[Array, Array, Array]:
+    """The "Deep Learning from Scratch" layer: every value position normalized over the examples
+    (the first non-channel axis) alone. Returns (x_hat, centered, std) per position."""
+    along = 0 if axis % x.ndim != 0 else 1
+    centered = x - np.mean(x, axis=along, keepdims=True)
+    std = np.sqrt(np.mean(centered**2, axis=along, keepdims=True) + eps)
+    return centered / std, centered, std
+
+
+class PerPositionLayer(ReferenceImplementation):
+    """Per-position statistics (a wrong forward for per-channel batch norm) with the exact
+    derivative of that forward as its backward: the gradient properties must pass it."""
+
+    @property
+    def name(self) -> str:
+        return "per-position layer"
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        x_hat, _, _ = _per_position(x, axis, eps)
+        y = _channel(gamma, x, axis) * x_hat + _channel(beta, x, axis)
+        stats = reference.batch_norm_forward(x, gamma, beta, eps=eps, axis=axis)
+        return ForwardOutput(y, stats.mean, stats.var)
+
+    def backward(
+        self, dy: Array, x: Array, gamma: Array, *, eps: float, axis: int
+    ) -> BackwardOutput:
+        along = 0 if axis % x.ndim != 0 else 1
+        x_hat, _, std = _per_position(x, axis, eps)
+        reduce = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+        g = _channel(gamma, x, axis) * dy  # dL/dx_hat
+        # dx = (g - mean(g) - x_hat mean(g x_hat)) / std, the means over a position's examples
+        mean_g = np.mean(g, axis=along, keepdims=True)
+        mean_gx = np.mean(g * x_hat, axis=along, keepdims=True)
+        dx = (g - mean_g - x_hat * mean_gx) / std
+        return BackwardOutput(dx, np.sum(dy * x_hat, axis=reduce), np.sum(dy, axis=reduce))
+
+
+class PerPositionWrongDgamma(PerPositionLayer):
+    """The per-position layer with dgamma = sum(dy): the derivative no longer matches."""
+
+    @property
+    def name(self) -> str:
+        return "per-position layer, dgamma without x_hat"
+
+    def backward(
+        self, dy: Array, x: Array, gamma: Array, *, eps: float, axis: int
+    ) -> BackwardOutput:
+        good = super().backward(dy, x, gamma, eps=eps, axis=axis)
+        return BackwardOutput(good.dx, good.dbeta.copy(), good.dbeta)
+
+
+# Channel 1 holds 1.0 at every position but one, 0.0 there: per position the spread is 0
+# (scale sqrt(eps) = 3.2e-3) or 0.5, against the channel's 0.28, so a step of c3 * 0.28 leaves
+# a truncation error above G1 (this case failed gradients-full with steps from the channel).
+_TIGHT = BatchCase(
+    x=np.array([[[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]], [[1.0, 1.0, 1.0], [0.0, 1.0, 1.0]]]),
+    gamma=np.array([0.0, 1.0]),
+    beta=np.array([0.0, 0.5]),
+    eps=1e-5,
+    axis=1,
+    dtype="float64",
+)
+
+
+def test_the_channel_step_is_too_coarse_for_a_per_position_layer() -> None:
+    """Without steps sized to the function the exact backward fails: the failure is the
+    step's, which is why the check is run again."""
+    gc = GradientCase(_TIGHT, np.random.default_rng(0).standard_normal(_TIGHT.x.shape), 0)
+    impl = PerPositionLayer()
+    plan = _plan(gc.case, gc.dy, accuracy_class(impl))
+    f, vjp = _functions(impl, gc.case)
+    report = full_check(
+        f,
+        vjp,
+        (gc.case.x, gc.case.gamma, gc.case.beta),
+        upstream=gc.dy,
+        names=NAMES,
+        step=plan.steps,
+        tolerance=0.0,
+        atol=plan.bounds,
+    )
+    assert not report.passed
+    assert report.worst_input == "dx"
+    measured = BY_NAME["gradients-full"].check(impl, gc)
+    assert all(m.passed for m in measured)
+    assert "steps sized to the function: channels [1] differenced at c3 sqrt(eps)" in (
+        measured[0].quantity
+    )
+
+
+@pytest.mark.parametrize("prop", GRADIENTS, ids=lambda p: p.name)
+def test_an_exact_backward_of_a_per_position_forward_passes(prop: Property) -> None:
+    result = run_property(prop, PerPositionLayer())
+    assert result.passed, result.failure
+
+
+@pytest.mark.parametrize("prop", GRADIENTS, ids=lambda p: p.name)
+def test_a_wrong_backward_of_a_per_position_forward_still_fails(prop: Property) -> None:
+    result = run_property(prop, PerPositionWrongDgamma(), failure_demo(150))
+    assert not result.passed
+    assert "dgamma relative error" in result.failure
+
+
+def test_a_correct_forward_keeps_its_bounds_when_its_backward_is_wrong() -> None:
+    """A per-channel batch norm passes the test for a faster-varying function in every
+    channel, so the check run again keeps the derived bounds: the wrong dgamma fails there
+    too, no channel differenced at sqrt(eps)."""
+    case = replace(_TIGHT, gamma=np.array([1.0, 1.0]))
+    gc = GradientCase(case, np.random.default_rng(1).standard_normal(case.x.shape), 0)
+    measured = BY_NAME["gradients-full"].check(UnnormalizedDgamma(), gc)
+    assert not all(m.passed for m in measured)
+    assert "steps sized to the function: no channel" in measured[0].quantity
