@@ -24,8 +24,8 @@ tolerance (for a failure: the minimal failing example's, "error" if the target r
 pass/fail (n/a where the target lacks the capability, e.g. ONNX has no backward, or the
 property is not stated at that dtype). A failure prints Hypothesis's minimal example and
 a Python snippet that replays it. The exit status is 1 if any property fails, 2 for a usage
-error. Other targets run the batch-norm properties only: the mini-batch, optimizer, sharded and
-ghost properties are claims about the reference itself.
+error. Other targets run the batch-norm properties only; the reference also runs the mini-batch
+properties on its own random_mini_batches, and `MOD:FN --minibatch` runs them on a user's.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from hypothesis import settings
 
 from bnref.targets import DTYPES, TARGETS, load_target
 from properties.adapter import Implementation
-from properties.framework import PropertyResult, run_property
+from properties.framework import Property, PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
 from reference.conventions import CONVENTIONS
 
@@ -134,6 +134,89 @@ def format_table(results: Sequence[PropertyResult]) -> str:
     return "\n".join(lines)
 
 
+def _minibatch_target(args: argparse.Namespace) -> tuple[Implementation, str]:
+    """`bnref check MOD:FN --minibatch`: the user's mini-batch function of the course's form as
+    a target, and the Python code that builds it. It runs in this process: the properties
+    compare its batches with X and Y in memory (no batch may share memory with them), which a
+    separate process cannot see."""
+    from bnref.targets.user_target import resolve_function  # noqa: PLC0415
+    from properties.minibatch_props import MiniBatchTarget  # noqa: PLC0415
+
+    if ":" not in args.target:
+        _usage(f"--minibatch needs a TARGET module:function, got {args.target!r}")
+    given = [f"--{k.replace('_', '-')}" for k in USER_OPTIONS if getattr(args, k) is not None]
+    if given:
+        _usage(f"{', '.join(given)} do not apply to a mini-batch function (--minibatch)")
+    if parse_dtypes(args.dtype) != ["float64"]:
+        _usage("--dtype: a mini-batch function moves values and computes none; it is checked once")
+    try:
+        function = resolve_function(args.target, "TARGET")
+    except (TypeError, ValueError) as exc:
+        _usage(str(exc))
+    name = f"user {args.target}"
+    code = (
+        "from bnref.targets.user_target import resolve_function\n"
+        "from properties.minibatch_props import MiniBatchTarget\n"
+        f"impl = MiniBatchTarget(resolve_function({args.target!r}), {name!r})"
+    )
+    return MiniBatchTarget(function, name), code
+
+
+def _minibatch_properties(names: Sequence[str] | None) -> list[Property]:
+    """The properties `--minibatch` runs: the mini-batch ones, or those of --property NAME
+    (a usage error for a batch-norm property: a mini-batch function has no batch norm)."""
+    from properties.registry import MINIBATCH_PROPERTIES, by_name  # noqa: PLC0415
+
+    try:
+        props = [by_name(n) for n in names] if names else list(MINIBATCH_PROPERTIES)
+    except ValueError as exc:
+        _usage(str(exc))
+    other = [p.name for p in props if p not in MINIBATCH_PROPERTIES]
+    if other:
+        known = ", ".join(p.name for p in MINIBATCH_PROPERTIES)
+        _usage(
+            f"--minibatch checks the mini-batch properties ({known}); "
+            f"{', '.join(other)} need a batch-norm TARGET"
+        )
+    return props
+
+
+def _target_of(
+    prop: Property, impl: Implementation, code: str, target: str
+) -> tuple[Implementation, str]:
+    """What `prop` runs on, and the code that builds it: for a mini-batch property when the
+    reference is checked, the reference's own `random_mini_batches` (in this process), else
+    `impl`."""
+    from properties.minibatch_props import reference_target  # noqa: PLC0415
+    from properties.registry import MINIBATCH_PROPERTIES  # noqa: PLC0415
+
+    if target == "reference" and prop in MINIBATCH_PROPERTIES:
+        code = "from properties.minibatch_props import reference_target\n"
+        return reference_target(), code + "impl = reference_target()"
+    return impl, code
+
+
+def list_properties() -> str:
+    """Every property `bnref check` knows, one line each: its name and what it claims."""
+    from properties.registry import BATCHNORM_PROPERTIES, MINIBATCH_PROPERTIES  # noqa: PLC0415
+
+    width = max(len(p.name) for p in (*BATCHNORM_PROPERTIES, *MINIBATCH_PROPERTIES))
+    groups = (
+        ("batch-norm properties (every target):", BATCHNORM_PROPERTIES),
+        (
+            "mini-batch properties (the reference's random_mini_batches, or MOD:FN --minibatch):",
+            MINIBATCH_PROPERTIES,
+        ),
+    )
+    lines: list[str] = []
+    for title, props in groups:
+        if lines:
+            lines.append("")
+        lines.append(title)
+        lines += [f"  {p.name.ljust(width)}  {' '.join(p.statement.split())}" for p in props]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnref check", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -164,6 +247,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eps", type=float, help="module:function target: its fixed eps")
     parser.add_argument("--momentum", type=float, help="module:function target: its fixed momentum")
+    parser.add_argument(
+        "--minibatch",
+        action="store_true",
+        help="TARGET module:function is a mini-batch function of the course's form; run the "
+        "mini-batch properties on it",
+    )
+    parser.add_argument(
+        "--list-properties",
+        action="store_true",
+        help="print every property with what it claims, and exit",
+    )
     return parser
 
 
@@ -176,19 +270,27 @@ def check(argv: Sequence[str]) -> int:
     )
 
     args = _parser().parse_args(argv)
+    if args.list_properties:
+        print(list_properties())
+        return 0
     profile = load_profile(args.profile or profile_name())
     dtypes = parse_dtypes(args.dtype)
-    impls = [_implementation(args, dtype) for dtype in dtypes]
-    default = ALL_PROPERTIES if args.target == "reference" else BATCHNORM_PROPERTIES
-    try:
-        props = [by_name(n) for n in args.property] if args.property else list(default)
-    except ValueError as exc:
-        _usage(str(exc))
+    if args.minibatch:
+        impls = [_minibatch_target(args)]
+        props = _minibatch_properties(args.property)
+    else:
+        impls = [_implementation(args, dtype) for dtype in dtypes]
+        default = ALL_PROPERTIES if args.target == "reference" else BATCHNORM_PROPERTIES
+        try:
+            props = [by_name(n) for n in args.property] if args.property else list(default)
+        except ValueError as exc:
+            _usage(str(exc))
     results = []
     for impl, code in impls:
         print(f"bnref check {impl.name} (dtype {impl.dtype}, profile {profile})", flush=True)
         for prop in props:
-            result = run_property(prop, impl, settings(), impl_code=code)
+            target, target_code = _target_of(prop, impl, code, args.target)
+            result = run_property(prop, target, settings(), impl_code=target_code)
             results.append(result)
             print(f"  {prop.name}: {_status(result)} ({result.examples} examples)", flush=True)
     print()

@@ -289,7 +289,7 @@ def _write_generated(app: Sphinx) -> None:
     del app
     from bnref.experiments.cli import EXPERIMENTS  # noqa: PLC0415 -- imported once sys.path is set
 
-    for group in ("BATCHNORM_PROPERTIES", "REFERENCE_PROPERTIES"):
+    for group in ("BATCHNORM_PROPERTIES", "MINIBATCH_PROPERTIES"):
         table = _properties_table(group)
         _write_if_changed(GENERATED / f"{group.lower().replace('_', '-')}.md", table)
     page = (DOCS / "experiments.md").read_text(encoding="utf-8")

@@ -43,12 +43,10 @@ BATCHNORM_PROPERTIES: tuple[Property, ...] = tuple(
         *accuracy_props.PROPERTIES,
     )
 )
-# Claims about the reference's own machinery (mini-batches, optimizers, layers): they ignore
-# the target, so `bnref check` runs them only on the reference, never in another's name.
-REFERENCE_PROPERTIES: tuple[Property, ...] = (
-    *minibatch_props.PROPERTIES,
-)
-ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + REFERENCE_PROPERTIES
+# Claims about a mini-batch function: they run against the reference's `random_mini_batches`
+# when the reference is checked, and against a user's with `bnref check MOD:FN --minibatch`.
+MINIBATCH_PROPERTIES: tuple[Property, ...] = minibatch_props.PROPERTIES
+ALL_PROPERTIES: tuple[Property, ...] = BATCHNORM_PROPERTIES + MINIBATCH_PROPERTIES
 
 
 def by_name(name: str) -> Property:

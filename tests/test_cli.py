@@ -242,3 +242,79 @@ def test_failure_report_prints_the_failing_numbers_and_hypothesis_block_once(
     assert result["passed"] is False
     assert result["worst"]["error"] > result["worst"]["tolerance"] > 0
     assert result["worst"]["quantity"] in result["failure"]
+
+
+# --- mini-batch functions and the list of properties ---------------------------------------
+
+
+def test_the_reference_runs_the_mini_batch_properties_on_its_own_function(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["check", "--property", "minibatch-cover", "--property", "minibatch-drop-last"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("2 passed, 0 failed")
+
+
+def test_check_a_users_mini_batch_function(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A course-form function passes what it takes (no drop_last: n/a); a mistake fails by
+    the property's name, with a snippet that replays it."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    assert main(["check", "user_minibatch_example:random_mini_batches", "--minibatch"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("5 passed, 0 failed, 1 not applicable")
+    assert (
+        "minibatch-drop-last [float64]: not applicable: user "
+        "user_minibatch_example:random_mini_batches takes no drop_last"
+    ) in out
+    argv = ["check", "user_minibatch_example:random_mini_batches_misaligned", "--minibatch"]
+    assert main([*argv, "--property", "minibatch-pairing"]) == 1
+    out = capsys.readouterr().out
+    assert "minibatch-pairing [float64] FAILED" in out
+    assert (
+        "property 'minibatch-pairing' failed for user "
+        "user_minibatch_example:random_mini_batches_misaligned"
+    ) in out
+    assert "impl = MiniBatchTarget(resolve_function(" in out
+    assert out.rstrip().endswith("0 passed, 1 failed")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--minibatch needs a TARGET module:function, got 'reference'"),
+        (
+            ["user_minibatch_example:random_mini_batches", "--eps", "1e-3"],
+            "--eps do not apply to a mini-batch function (--minibatch)",
+        ),
+        (
+            ["user_minibatch_example:random_mini_batches", "--dtype", "float32"],
+            "--dtype: a mini-batch function moves values and computes none",
+        ),
+        (
+            ["user_minibatch_example:random_mini_batches", "--property", "zero-mean-unit-var"],
+            "zero-mean-unit-var need a batch-norm TARGET",
+        ),
+        (["no_such_module_here:f"], "TARGET 'no_such_module_here:f': cannot import module"),
+    ],
+)
+def test_minibatch_usage_errors(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    assert message in _usage_error(["check", "--minibatch", *argv], capsys)
+
+
+def test_list_properties_gives_each_property_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--list-properties"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for prop in ALL_PROPERTIES:
+        (line,) = [line for line in lines if line.split()[:1] == [prop.name]]
+        assert line.split(maxsplit=1)[1] == " ".join(prop.statement.split())
+    assert "batch-norm properties (every target):" in lines
+    assert any(line.startswith("mini-batch properties") for line in lines)

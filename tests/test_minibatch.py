@@ -1,4 +1,6 @@
-"""Mini-batches: the course's function reproduced bit for bit, the layouts, every rejection.
+"""Mini-batches: the course's function reproduced bit for bit, the layouts, every rejection, and
+the mini-batch properties: the reference and correct course-form functions pass, broken ones
+fail by name.
 
 The course notes' `random_mini_batches` is kept below verbatim (as source text, run with exec, so
 neither the formatter nor the linter touches a character of it). It seeds the global RNG; every
@@ -15,18 +17,22 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from hypothesis import given
+import user_minibatch_example
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from properties.adapter import ReferenceImplementation
-from properties.framework import Property, PropertyFailure
+from properties.framework import Property, PropertyFailure, Unsupported, run_property
 from properties.minibatch_props import (
     PROPERTIES,
     MiniBatchCase,
-    Partition,
-    minibatch_properties,
+    MiniBatchFunction,
+    MiniBatchTarget,
+    reference_target,
 )
+from properties.profiles import failure_demo
+from properties.registry import by_name
 from reference.minibatch import MiniBatch, mini_batch_indices, random_mini_batches
 
 # The course notes (shared/seeds/000_dd8828162062c767.txt), "Mini-Batch Code", unchanged.
@@ -438,17 +444,102 @@ def test_read_only_inputs_are_accepted() -> None:
     assert len(random_mini_batches(X, Y, 4, 0, drop_last=True)) == 2
 
 
-# --- (6) property 10 -------------------------------------------------------------------------
+# --- (6) the mini-batch properties ----------------------------------------------------------
+
+REFERENCE = reference_target()
 
 
 @pytest.mark.parametrize("prop", PROPERTIES, ids=lambda p: p.name)
-def test_property(prop: Property) -> None:
-    prop.as_test(ReferenceImplementation())()
+def test_the_reference_satisfies(prop: Property) -> None:
+    prop.as_test(REFERENCE)()
 
 
-# Each property must be able to fail: a broken mini-batch function is caught by the claim it
-# breaks, on a fixed case (m = 10, s = 3: three full batches and one of 1).
-_CASE = MiniBatchCase(m=10, size=3, seed=0, axis=1, x_example=(2,), y_example=(1,), drop_last=False)
+def _course_notes(X: Any, Y: Any, mini_batch_size: int = 64, seed: int = 0) -> Any:
+    return course(X, Y, mini_batch_size, seed)  # the global generator restored after each call
+
+
+# Functions of the course's form, (X, Y, mini_batch_size, seed) with X (n_x, m) and Y (1, m):
+# the reference called so, the course notes' own function, and correct code of another shape.
+COURSE_FORM = {
+    "reference": MiniBatchTarget(random_mini_batches, "reference as the course's"),
+    "course notes": MiniBatchTarget(_course_notes, "the course notes' function"),
+    "course solution": MiniBatchTarget(
+        user_minibatch_example.random_mini_batches, "user_minibatch_example:random_mini_batches"
+    ),
+    "own generator": MiniBatchTarget(
+        user_minibatch_example.random_mini_batches_generator, "a Generator and slices"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", COURSE_FORM)
+@pytest.mark.parametrize("prop", PROPERTIES, ids=lambda p: p.name)
+def test_course_form_functions_satisfy(prop: Property, name: str) -> None:
+    """Correct functions of the course's form pass every property they take; the drop-last
+    property is not applicable to them (the course's function has no drop_last)."""
+    result = run_property(prop, COURSE_FORM[name], settings())
+    assert result.passed, result.failure
+    if prop.name == "minibatch-drop-last":
+        assert result.not_applicable.endswith("takes no drop_last: it always keeps the last batch")
+    else:
+        assert not result.not_applicable
+        assert result.examples > 0
+
+
+def test_course_form_cases_are_the_course_layout() -> None:
+    """A course-form target is given X (n_x, m) and Y (1, m) only, without drop_last."""
+    seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def spy(X: Any, Y: Any, mini_batch_size: int, seed: int) -> Any:
+        seen.append((X.shape, Y.shape))
+        return random_mini_batches(X, Y, mini_batch_size, seed)
+
+    target = MiniBatchTarget(spy, "spy")
+    result = run_property(by_name("minibatch-sizes"), target, failure_demo(50))
+    assert result.passed
+    assert seen
+    assert all(len(x) == 2 and y == (1, x[1]) for x, y in seen)
+
+
+@pytest.mark.parametrize(
+    ("function", "caught_by"),
+    [
+        (user_minibatch_example.random_mini_batches_drops_last, {"cover", "sizes"}),
+        (user_minibatch_example.random_mini_batches_with_replacement, {"cover"}),
+        (user_minibatch_example.random_mini_batches_misaligned, {"pairing"}),
+    ],
+    ids=["drops the last batch", "duplicates examples", "misaligns X and Y"],
+)
+def test_course_form_mistakes_fail_by_name(function: Any, caught_by: set[str]) -> None:
+    target = MiniBatchTarget(function, f"user_minibatch_example:{function.__name__}")
+    results = [run_property(prop, target, failure_demo(100)) for prop in PROPERTIES]
+    failed = {r.name.removeprefix("minibatch-") for r in results if not r.passed}
+    assert failed == caught_by
+    for r in results:
+        if not r.passed:
+            assert f"property {r.name!r} failed for {target.name}" in r.failure
+
+
+def test_a_batch_norm_target_is_not_a_mini_batch_function() -> None:
+    result = run_property(by_name("minibatch-cover"), ReferenceImplementation(), settings())
+    assert result.passed
+    assert result.not_applicable.startswith("reference is a batch-norm implementation")
+
+
+def test_a_mini_batch_function_has_no_batch_norm() -> None:
+    result = run_property(by_name("zero-mean-unit-var"), REFERENCE, settings())
+    assert result.not_applicable == (
+        "reference random_mini_batches is a mini-batch function: it has no batch-norm forward"
+    )
+    with pytest.raises(Unsupported, match=r"^spy is a mini-batch function: it has no batch-norm"):
+        _ = MiniBatchTarget(random_mini_batches, "spy").convention
+    with pytest.raises(ValueError, match=r"^form must be 'course' or 'reference', got 'keras'$"):
+        MiniBatchTarget(random_mini_batches, "x", form="keras")  # type: ignore[arg-type]
+
+
+# Each property must be able to fail: a broken mini-batch function of the reference's form is
+# caught by the claim it breaks, on a fixed case (m = 10, s = 3: three full batches and one of 1).
+_CASE = MiniBatchCase(m=10, size=3, seed=0, features=2, layout=None, drop_last=False)
 
 
 def _loses_last(
@@ -514,7 +605,7 @@ def _reshuffles_when_dropping(
 
 
 @pytest.mark.parametrize(
-    ("partition", "caught_by"),
+    ("function", "caught_by"),
     [
         (_loses_last, {"minibatch-cover", "minibatch-sizes"}),
         (_unpaired, {"minibatch-pairing"}),
@@ -527,17 +618,19 @@ def _reshuffles_when_dropping(
         (_reshuffles_when_dropping, {"minibatch-drop-last"}),
     ],
 )
-def test_properties_catch_broken_partitions(partition: Partition, caught_by: set[str]) -> None:
-    impl = ReferenceImplementation()
+def test_properties_catch_broken_functions(
+    function: MiniBatchFunction, caught_by: set[str]
+) -> None:
+    target = MiniBatchTarget(function, function.__name__, form="reference")
     failed: set[str] = set()
-    for prop in minibatch_properties(partition):
+    for prop in PROPERTIES:
         try:
-            prop.judge(impl, _CASE)
+            prop.judge(target, _CASE)
         except PropertyFailure:
             failed.add(prop.name)
     assert failed == caught_by
     for prop in PROPERTIES:  # and the reference passes the same case
-        prop.judge(impl, _CASE)
+        prop.judge(REFERENCE, _CASE)
 
 
 def test_partitions_carry_non_finite_values_as_they_are() -> None:
