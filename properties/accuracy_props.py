@@ -65,6 +65,8 @@ in that dtype; the rounding of the exact value to float64 keeps U64.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,13 +74,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from properties.adapter import Array, Implementation
+from properties.batchnorm_props import channel_moments, moment_bounds
 from properties.checks import compare
-from properties.framework import Measurement, Property
+from properties.framework import Measurement, Property, PropertyResult
 from properties.highprec import HighPrecForward, highprec_backward, highprec_forward
 from properties.strategies import EPS_VALUES, BatchCase, CodeRepr, layouts, upstream_gradients
 from properties.tolerances import (
+    ACCURACY_CLASS,
     PRECISIONS,
     SAFETY,
+    STREAMING,
     TWO_PASS,
     U64,
     Precision,
@@ -270,6 +275,208 @@ def small_backward_cases(draw: st.DrawFn) -> BackwardCase:
     return BackwardCase(case, draw(upstream_gradients(case.x.shape)))
 
 
+# --- which accuracy class a target's statistics fall in ---------------------------------------
+
+# Variance of the battery's channels relative to eps: far above it, so var(x_hat) ~ 1.
+_BATTERY_EPS = 1e-5
+_BATTERY_COUNTS = (2, 16, 128, 512)
+_BATTERY_KAPPAS = tuple(10.0**k for k in range(1, 9))  # up to the strategies' 1e8
+# A class is told apart only while its bound says something: K u kappa <= 1e-2.
+_RESOLVABLE = 1e-2
+
+
+@dataclass(frozen=True)
+class VarianceClass:
+    """The accuracy class a target's statistics fall in, measured on a fixed battery.
+
+    `units` is the worst error of var(x_hat) (relative to its exact value var/(var+eps)) in
+    units of u kappa among the channels of large kappa (within a factor 100 of the largest
+    measured), `count` and `kappa` the channel it was seen on, `two_pass` and
+    `streaming` what each class allows there in the same units. `name` is "two-pass" (within
+    the reference's own bounds everywhere), "streaming" (within the bound of any
+    backward-stable algorithm), "one-pass: FAIL" (beyond it, growing like u kappa**2 as
+    E[x^2] - E[x]^2 does), "beyond streaming: FAIL" (beyond it otherwise) or "not measured"
+    (with `reason`).
+    """
+
+    name: str
+    dtype: str
+    units: float = math.nan
+    count: int = 0
+    kappa: float = math.nan
+    two_pass: float = math.nan
+    streaming: float = math.nan
+    channels: int = 0
+    reason: str = ""
+
+    def line(self) -> str:
+        """One line for the report."""
+        head = f"accuracy class [{self.dtype}]: {self.name}"
+        if self.reason:
+            return f"{head} ({self.reason})"
+        return (
+            f"{head} -- worst var(x_hat) error {self.units:.3g} u*kappa at large kappa (n = "
+            f"{self.count}, kappa = {self.kappa:.1e}, where two-pass allows "
+            f"{self.two_pass:.3g} and streaming {self.streaming:.3g} u*kappa), "
+            f"{self.channels} channels measured"
+        )
+
+
+def _battery(count: int, p: Precision) -> tuple[Array, list[float]]:
+    """x of shape (count, C): one channel per resolvable kappa and sign, each a fixed pattern of
+    mean 0 and std 1 (to within rounding) moved to kappa, rounded to p's dtype."""
+    k = roundings(count, STREAMING)
+    kappas = [kap for kap in _BATTERY_KAPPAS if k * p.u * kap <= _RESOLVABLE]
+    pattern = np.cos(np.arange(count) * 2.399963229728653)  # the golden angle: no repeats
+    pattern = (pattern - pattern.mean()) / pattern.std()
+    columns = [sign * kap + pattern for kap in kappas for sign in (1.0, -1.0)]
+    if not columns:
+        return np.zeros((count, 0)), []
+    x = np.stack(columns, axis=1).astype(p.dtype).astype(np.float64)
+    return x, kappas
+
+
+def classify_variance(impl: Implementation) -> VarianceClass:
+    """Which accuracy class `impl`'s statistics fall in (`VarianceClass`).
+
+    Battery: n = 2, 16, 128, 512 values per channel, |mean|/std = 10 ... 1e8 of either sign
+    (only where K u kappa <= 1e-2, K = 2 n + 8, so that the classes' bounds still say
+    something in the dtype), std 1, eps = 1e-5, gamma = 1, beta = 0, the inputs rounded to the
+    dtype. Per channel, var(y') is summed exactly and compared with var/(var+eps) within the
+    variance bounds of `batchnorm_props.check_moments` for each class. One-pass is recognized
+    where the error exceeds the streaming bound yet stays within SAFETY (n + 2) u kappa**2 of
+    the two-pass bound in every channel whose u kappa**2 n is below 0.1 (where the one-pass
+    error has not yet swamped the variance).
+    """
+    p = precision(impl.dtype)
+    eps = max(_BATTERY_EPS, p.min_eps)
+    rows: list[tuple[float, int, float, float, float, float]] = []
+    for count in _BATTERY_COUNTS:
+        x, _ = _battery(count, p)
+        if x.shape[1] == 0:
+            continue
+        c = x.shape[1]
+        try:
+            y = np.asarray(impl.forward(x, np.ones(c), np.zeros(c), eps=eps, axis=1).y)
+        except Exception as exc:  # the target's failure is the finding, reported
+            return VarianceClass(
+                "not measured", impl.dtype, reason=f"forward raised {type(exc).__name__}: {exc}"
+            )
+        stats = exact_stats(x, 1, eps)
+        _, var_y = channel_moments(y, stats)
+        ones, zeros = np.ones(c), np.zeros(c)
+        strict = moment_bounds(stats, ones, zeros, eps, p=p, accuracy=TWO_PASS)
+        loose = moment_bounds(stats, ones, zeros, eps, p=p, accuracy=STREAMING)
+        u_kappa = p.u * stats.kappa
+        err = np.abs(var_y - strict.want_var)
+        err = np.where(np.isnan(err), np.inf, err)
+        for j in range(c):
+            rows.append(
+                (
+                    float(err[j]),
+                    count,
+                    float(stats.kappa[j]),
+                    float(u_kappa[j]),
+                    float(strict.var[j]),
+                    float(loose.var[j]),
+                )
+            )
+    if not rows:
+        return VarianceClass(
+            "not measured",
+            impl.dtype,
+            reason=f"no |mean|/std >= 10 keeps K u kappa <= {_RESOLVABLE} in {impl.dtype}",
+        )
+    # The worst in units of u kappa where kappa is large (within 100 of the largest measured
+    # for that n): there the class's kappa-dependent term dominates its n u term.
+    top = {n: max(r[2] for r in rows if r[1] == n) for n in {r[1] for r in rows}}
+    large = [r for r in rows if r[2] >= top[r[1]] / 100]
+    worst = max(large, key=lambda r: r[0] / r[3])
+    error, count, kappa, unit, two_pass, streaming = worst
+    if all(r[0] <= r[4] for r in rows):
+        name = TWO_PASS
+    elif all(r[0] <= r[5] for r in rows):
+        name = STREAMING
+    else:
+        unsaturated = [r for r in rows if r[3] * r[2] * r[1] < 0.1]  # u kappa**2 n < 0.1
+        one_pass = all(
+            r[0] <= r[4] + SAFETY * (r[1] + 2) * r[3] * r[2] for r in unsaturated
+        ) and any(r[0] > r[5] for r in unsaturated)
+        name = "one-pass: FAIL" if one_pass else "beyond streaming: FAIL"
+    return VarianceClass(
+        name,
+        impl.dtype,
+        error / unit,
+        count,
+        kappa,
+        two_pass / unit,
+        streaming / unit,
+        len(rows),
+    )
+
+
+# Subnormal probe: x = [-a, a] with a = 2 tiny, eps = 1, gamma = 1/8: x_hat = a exactly
+# (a**2 + 1 rounds to 1) and y = +-tiny/4, a subnormal of the dtype; flushed, it is 0.
+def flushes_subnormals(impl: Implementation) -> bool | None:
+    """Whether `impl` returns 0 for a subnormal y (True), the subnormal itself (False), or
+    something else or an error (None)."""
+    p = precision(impl.dtype)
+    a = 2 * p.tiny
+    x = np.array([[-a], [a]])
+    try:
+        y = np.asarray(impl.forward(x, np.array([0.125]), np.zeros(1), eps=1.0, axis=1).y)
+    except Exception:  # a target that cannot run the probe says nothing
+        return None
+    want = np.array([[-p.tiny / 4], [p.tiny / 4]])
+    if y.shape != x.shape:
+        return None
+    if np.all(y == 0):
+        return True
+    return False if np.array_equal(y, want) else None
+
+
+def flush_note(impl: Implementation) -> str:
+    """The report's note when `impl` flushes subnormals to zero ("" otherwise)."""
+    if flushes_subnormals(impl) is not True:
+        return ""
+    tiny = precision(impl.dtype).tiny
+    return (
+        f"note [{impl.dtype}]: {impl.name} flushes subnormal results to zero; wherever an "
+        f"input, result or intermediate was subnormal the bounds allowed the absolute floor "
+        f"of the smallest normal number, {tiny:.3g} (properties.tolerances.flush_budget), "
+        "and results there passed by that floor"
+    )
+
+
+def accuracy_report(
+    impls: Sequence[Implementation], props: Sequence[Property], results: Sequence[PropertyResult]
+) -> list[str]:
+    """The report's lines on accuracy, per implementation (one per dtype): its accuracy class
+    (`classify_variance`) when a selected property depends on it, the flush-to-zero note when
+    it flushes subnormals, and, for an implementation held to two-pass (`--strict`) where no
+    property that depends on the class ran, that --strict changed nothing."""
+    depends = {p.name for p in props if ACCURACY_CLASS in p.tags}
+    lines: list[str] = []
+    for impl in impls:
+        ran = [
+            r.name
+            for r in results
+            if r.dtype == impl.dtype and r.name in depends and not r.not_applicable
+        ]
+        if depends:
+            lines.append(classify_variance(impl).line())
+        note = flush_note(impl)
+        if note:
+            lines.append(note)
+        if accuracy_class(impl) == TWO_PASS and not ran:
+            lines.append(
+                f"--strict [{impl.dtype}] changes nothing here: no property that ran compares "
+                "statistics-dependent values (var, x_hat, y, the moments of y, or what is "
+                "computed from them), the only bounds --strict tightens"
+            )
+    return lines
+
+
 PROPERTIES: tuple[Property, ...] = (
     Property(
         "forward-accuracy",
@@ -277,7 +484,7 @@ PROPERTIES: tuple[Property, ...] = (
         "bound, up to |mean|/std = 1e8",
         small_cases(),
         check_forward,
-        frozenset({"float64", "high-precision"}),
+        frozenset({"float64", "high-precision", ACCURACY_CLASS}),
     ),
     Property(
         "backward-accuracy",
@@ -285,6 +492,6 @@ PROPERTIES: tuple[Property, ...] = (
         "bound, up to |mean|/std = 1e8",
         small_backward_cases(),
         check_backward,
-        frozenset({"float64", "high-precision"}),
+        frozenset({"float64", "high-precision", ACCURACY_CLASS}),
     ),
 )

@@ -99,6 +99,7 @@ from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gradients
 from properties.tolerances import (
+    ACCURACY_CLASS,
     PRECISIONS,
     SAFETY,
     STREAMING,
@@ -503,7 +504,7 @@ PROPERTIES: tuple[Property, ...] = (
         "L = sum(dy * y) within the derived bound",
         gradient_cases(),
         check_gradients_full,
-        frozenset({"float64", "gradient"}),
+        frozenset({"float64", "gradient", ACCURACY_CLASS}),
     ),
     Property(
         "gradients-fast",
@@ -511,7 +512,7 @@ PROPERTIES: tuple[Property, ...] = (
         "the derived bound (a failure is located by the full check)",
         gradient_cases(),
         check_gradients_fast,
-        frozenset({"float64", "gradient"}),
+        frozenset({"float64", "gradient", ACCURACY_CLASS}),
     ),
     Property(
         "dx-orthogonality",
@@ -519,6 +520,6 @@ PROPERTIES: tuple[Property, ...] = (
         "(0 as eps -> 0): dx is orthogonal to the constants and, up to eps, to x_hat",
         backward_cases(),
         check_orthogonality,
-        frozenset({"float64", "gradient"}),
+        frozenset({"float64", "gradient", ACCURACY_CLASS}),
     ),
 )

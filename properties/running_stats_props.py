@@ -62,6 +62,7 @@ from properties.strategies import (
     upstream_gradients,
 )
 from properties.tolerances import (
+    ACCURACY_CLASS,
     SAFETY,
     TWO_PASS,
     U64,
@@ -609,7 +610,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         strategy=batch_cases(),
         check=check_inference_equals_training,
-        tags=frozenset({"running-stats", "inference"}),
+        tags=frozenset({"running-stats", "inference", ACCURACY_CLASS}),
     ),
     Property(
         name="inference-formula",
@@ -650,7 +651,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         strategy=running_stats_cases(),
         check=check_running_stats_formula,
-        tags=frozenset({"running-stats"}),
+        tags=frozenset({"running-stats", ACCURACY_CLASS}),
     ),
     Property(
         name="cumulative-average",
@@ -660,6 +661,6 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         strategy=cumulative_cases(),
         check=check_cumulative_average,
-        tags=frozenset({"running-stats", "cumulative-average"}),
+        tags=frozenset({"running-stats", "cumulative-average", ACCURACY_CLASS}),
     ),
 )

@@ -109,6 +109,9 @@ ETA = 2.0**-1074  # the smallest subnormal float64
 TWO_PASS = "two-pass"  # the reference's corrected two-pass accuracy: `bnref check --strict`
 STREAMING = "streaming"  # any backward-stable statistics (Welford, pairwise, Chan): the default
 ACCURACY_CLASSES = (TWO_PASS, STREAMING)
+# The tag of the properties whose bounds depend on the accuracy class (they compare the
+# statistics, x_hat, y, the moments of y or what is computed from them): --strict changes them.
+ACCURACY_CLASS = "accuracy-class"
 
 
 @dataclass(frozen=True)
