@@ -217,10 +217,57 @@ def list_properties() -> str:
     return "\n".join(lines)
 
 
+# What `bnref check --help` says beside the options: whole sentences, the targets, the
+# signatures of a user's functions and the exit status (printed as written, not rewrapped).
+CHECK_DESCRIPTION = """\
+Run bnref's properties against TARGET and print a table: for each property the
+examples run, the worst error seen beside its derived tolerance, and pass, FAIL,
+or n/a where the target lacks what the property needs. A failure prints
+Hypothesis's minimal example and Python code that replays it."""
+CHECK_SIGNATURES = """\
+targets:
+  reference       the reference (default): the batch-norm and mini-batch properties
+  fast            bnref.fast, the blocked threaded engine
+  torch           PyTorch (pip install 'bnref[torch]')
+  onnx            the ONNX reference evaluator (pip install 'bnref[onnx]')
+  onnxruntime     ONNX Runtime (pip install 'bnref[onnx]')
+  MOD:FN          your batch-norm forward; with --minibatch, your mini-batch function
+
+your functions (positional arguments, the channel axis where --convention puts it):
+  forward         TARGET MOD:FN
+                  f(x, gamma, beta, eps) -> y  or  -> (y, mean, var)
+                  training mode: the batch's mean and biased variance
+  backward        --backward MOD:FN
+                  g(dy, x, gamma, eps) -> (dx, dgamma, dbeta), the gradients of sum(dy * y)
+  inference       --inference MOD:FN
+                  h(x, gamma, beta, running_mean, running_var, eps) -> y
+  running stats   --running-stats MOD:FN
+                  r(running_mean, running_var, batch_mean, batch_var, n, momentum)
+                    -> (new_mean, new_var)
+                  batch_var biased, n values per channel, momentum as --convention means it
+  mini-batches    TARGET MOD:FN --minibatch
+                  random_mini_batches(X, Y, mini_batch_size=64, seed=0)
+                    -> [(mini_batch_X, mini_batch_Y), ...]
+                  X (n_x, m), Y (1, m); run in this process
+
+bnref check --list-properties prints every property with what it claims.
+
+exit status: 0 when every property passed or is not applicable; 1 when a property
+failed; 2 for a usage error."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bnref check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="bnref check",
+        description=CHECK_DESCRIPTION,
+        epilog=CHECK_SIGNATURES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
-        "target", nargs="?", default="reference", help=f"one of {TARGETS} or module:function"
+        "target",
+        nargs="?",
+        default="reference",
+        help=f"{', '.join(TARGETS)} or MOD:FN (default reference; see targets below)",
     )
     parser.add_argument(
         "--dtype",
@@ -228,8 +275,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DTYPE",
         help=f"precision the target computes in, one of {DTYPES}; repeat or comma-separate",
     )
-    parser.add_argument("--profile", choices=PROFILES, default=None, help="Hypothesis profile")
-    parser.add_argument("--property", action="append", default=None, metavar="NAME")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="Hypothesis profile: dev (40 examples a property, the default), ci (150, the same "
+        "every run), thorough (1000)",
+    )
+    parser.add_argument(
+        "--property",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this property (repeatable; --list-properties names them all)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument(
         "--convention",

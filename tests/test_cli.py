@@ -318,3 +318,32 @@ def test_list_properties_gives_each_property_one_line(capsys: pytest.CaptureFixt
         assert line.split(maxsplit=1)[1] == " ".join(prop.statement.split())
     assert "batch-norm properties (every target):" in lines
     assert any(line.startswith("mini-batch properties") for line in lines)
+
+
+def test_check_help_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bnref check --help`: whole sentences, every target, the signature of each function a
+    user can give, and the exit status."""
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    description = out.split("\n\n")[1]
+    assert description.startswith("Run bnref's properties against TARGET")
+    assert description.endswith("Python code that replays it.")
+    for text in (
+        "f(x, gamma, beta, eps) -> y  or  -> (y, mean, var)",
+        "g(dy, x, gamma, eps) -> (dx, dgamma, dbeta)",
+        "h(x, gamma, beta, running_mean, running_var, eps) -> y",
+        "r(running_mean, running_var, batch_mean, batch_var, n, momentum)",
+        "-> (new_mean, new_var)",
+        "random_mini_batches(X, Y, mini_batch_size=64, seed=0)",
+        "-> [(mini_batch_X, mini_batch_Y), ...]",
+        "--list-properties",
+    ):
+        assert text in out
+    for target in ("reference", "fast", "torch", "onnx", "onnxruntime", "MOD:FN"):
+        assert f"\n  {target} " in out
+    status = out.split("exit status:")[1]
+    for code in ("0 when", "1 when", "2 for"):
+        assert code in " ".join(status.split())
+    assert out.rstrip().endswith(".")
