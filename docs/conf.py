@@ -8,7 +8,7 @@ block, so an example that stops matching the code fails the build.
 Two kinds of page content are generated when a build starts (`_write_generated`), both into the
 git-ignored `_generated/`:
 
-- `_generated/batchnorm-properties.md` and `_generated/reference-properties.md`, the tables of
+- `_generated/batchnorm-properties.md` and `_generated/minibatch-properties.md`, the tables of
   the properties `bnref check` runs, from `properties.registry`, so that the lists on the front
   page cannot go stale;
 - `_generated/experiments/NAME.md` for each experiment in `bnref.experiments.cli.EXPERIMENTS`: its
