@@ -12,8 +12,9 @@ git-ignored `_generated/`:
   the properties `bnref check` runs, from `properties.registry`, so that the lists on the front
   page cannot go stale;
 - `_generated/experiments/NAME.md` for each experiment in `bnref.experiments.cli.EXPERIMENTS`: its
-  figures and numbers, read from `_generated/experiments/NAME/`, which `generate_figures.py`
-  fills beforehand by running `bnref experiment NAME --quick`. A missing figure, or an
+  figures, the claim lines its run printed, links to its data and its numbers, read from the
+  committed `figures/NAME/` (full runs made by `nox -s figures`, `generate_figures.py --full`,
+  with the command and commit in `figures/NAME/provenance.json`). A missing figure, or an
   experiment that experiments.md does not include, is a warning, hence a failed build.
 """
 
@@ -98,6 +99,7 @@ doctest_default_flags = (
 )
 
 GENERATED = DOCS / "_generated"
+FIGURES = DOCS / "figures"  # the full runs' files, committed (generate_figures.py --full)
 logger = logging.getLogger(__name__)
 
 
@@ -242,38 +244,71 @@ def _scalar_numbers(numbers: Any, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+def _download(path: Path) -> str:
+    return f"{{download}}`{path.name} </{path.relative_to(DOCS).as_posix()}>`"
+
+
+def _made(record: dict[str, Any], provenance: dict[str, Any]) -> str:
+    """Which run made a figure: its time, commit (and changed files), date and versions."""
+    changed = provenance["changed_files"]
+    return (
+        f"a full run of {round(record['seconds'])} s at commit `{provenance['commit'][:12]}`"
+        + (f" with changes to {', '.join(f'`{f}`' for f in changed)}" if changed else "")
+        + f", {provenance['date'][:10]}, Python {provenance['python']}, NumPy "
+        f"{provenance['numpy']}"
+    )
+
+
+def _run_section(folder: Path, record: dict[str, Any], provenance: dict[str, Any]) -> list[str]:
+    """Markdown for one recorded run: its figure, the claim lines it printed, its data."""
+    files = [folder / name for name in record["files"]]
+    lines: list[str] = []
+    for png in (f for f in files if f.suffix == ".png"):
+        if not png.is_file():
+            logger.warning("%s is missing; run `nox -s figures`", png)
+            continue
+        lines += [
+            f"```{{figure}} /{png.relative_to(DOCS).as_posix()}",
+            f":alt: the figure that {record['command']} wrote",
+            "",
+            f"`{png.name}`, written by `{record['command']}` ({_made(record, provenance)}).",
+            "```",
+        ]
+    if record["claims"]:
+        lines += ["", "What the run printed, one line per claim of the course:", ""]
+        lines += [f"- {_markdown_text(claim)}" for claim in record["claims"]]
+    data = [f for f in files if f.suffix in {".json", ".csv"} and f.is_file()]
+    if data:
+        lines += ["", f"Data: {', '.join(_download(f) for f in data)}."]
+    for js in (f for f in data if f.suffix == ".json"):
+        numbers = json.loads(js.read_text(encoding="utf-8"))
+        scalars = _scalar_numbers({k: v for k, v in numbers.items() if k != "claims"})
+        if scalars:
+            lines += ["", f"The numbers of `{js.name}`:", "", "| number | value |", "|---|---|"]
+            lines += [f"| `{key}` | {_markdown_text(value)} |" for key, value in scalars]
+    return lines
+
+
 def _experiment_section(name: str) -> str:
-    """Markdown for experiment `name`: its figures, its scalar numbers, links to its data."""
-    folder = GENERATED / "experiments" / name
-    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    if not pngs:
+    """Markdown for experiment `name`: each committed full run's figure, claims and data, and
+    which command at which commit made them (figures/NAME/provenance.json)."""
+    folder = FIGURES / name
+    provenance_path = folder / "provenance.json"
+    if not provenance_path.is_file():
         logger.warning(
-            "experiment %r has no figure in %s; run `python docs/generate_figures.py` "
-            "before building the docs (nox -s docs does)",
+            "experiment %r has no figures in %s; run `nox -s figures` (generate_figures.py "
+            "--full) and commit docs/figures",
             name,
             folder,
         )
-        return f"*No figure: `bnref experiment {name}` was not run before this build.*\n"
-    lines = []
-    for png in pngs:
-        lines += [
-            f"```{{figure}} /{png.relative_to(DOCS).as_posix()}",
-            f":alt: the figure that bnref experiment {name} wrote",
-            "",
-            f"`{png.name}`, written by `bnref experiment {name} --quick` for this build.",
-            "```",
-        ]
-    data = sorted(folder.glob("*.json")) + sorted(folder.glob("*.csv"))
-    if data:
-        links = ", ".join(
-            f"{{download}}`{p.name} </{p.relative_to(DOCS).as_posix()}>`" for p in data
-        )
-        lines += ["", f"Data: {links}."]
-    for js in sorted(folder.glob("*.json")):
-        scalars = _scalar_numbers(json.loads(js.read_text(encoding="utf-8")))
-        if scalars:
-            lines += ["", "| number | value |", "|---|---|"]
-            lines += [f"| `{key}` | {_markdown_text(value)} |" for key, value in scalars]
+        return f"*No figure: `nox -s figures` has not been run for `{name}`.*\n"
+    provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
+    lines: list[str] = []
+    for record in provenance["runs"]:
+        if lines:
+            lines.append("")
+        lines += _run_section(folder, record, provenance)
+    lines += ["", f"Provenance of these files: {_download(provenance_path)}."]
     return "\n".join(lines) + "\n"
 
 
