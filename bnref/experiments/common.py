@@ -139,7 +139,8 @@ def write_numbers(numbers: Mapping[str, Any], path: Path) -> Path:
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Write `rows` (dicts with the same keys, in order) as CSV to `path`; return `path`."""
+    """Write `rows` (dicts with the same keys, in order) as CSV to `path`, lines ending in
+    "\\n"; return `path`."""
     if not rows:
         raise ValueError("rows must hold at least one row, got an empty sequence")
     fields = list(rows[0])
@@ -147,7 +148,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         if list(row) != fields:
             raise ValueError(f"rows[{i}] must have the keys {fields}, got {list(row)}")
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: to_jsonable(v) for k, v in row.items()})
