@@ -2,7 +2,7 @@
 `bnref experiment NAME` runs one of the course's experiments (see `bnref.experiments.cli`).
 
     bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
-                [--property NAME ...] [--json PATH]
+                [--property NAME ...] [--json PATH] [--timeout SECONDS]
                 [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
                 [--running-stats MOD:FN] [--eps EPS] [--momentum M]
 
@@ -23,9 +23,18 @@ The table lists each property and dtype, the examples run, the worst error seen 
 tolerance (for a failure: the minimal failing example's, "error" if the target raised), and
 pass/fail (n/a where the target lacks the capability, e.g. ONNX has no backward, or the
 property is not stated at that dtype). A failure prints Hypothesis's minimal example and
-a Python snippet that replays it. The exit status is 1 if any property fails, 2 for a usage
-error. Other targets run the batch-norm properties only; the reference also runs the mini-batch
-properties on its own random_mini_batches, and `MOD:FN --minibatch` runs them on a user's.
+a Python snippet that replays it. Other targets run the batch-norm properties only; the
+reference also runs the mini-batch properties on its own random_mini_batches, and
+`MOD:FN --minibatch` runs them on a user's (in this process).
+
+The target runs in a worker process of its own (`bnref.isolation`): an exit, a crash or a signal
+in it, or a call longer than --timeout SECONDS (default 60; 0: no limit), fails the property being
+checked, with the example that caused it, and the audit goes on. The exit status means one thing
+each (EXIT_STATUS below): 0 every applicable property ran to completion and passed; 1 a
+property failed (an exit, crash or timeout of the target included); 2 a usage error (a bad option
+or BNREF_PROFILE, a target that does not import, a --json path that cannot be written), found
+before the run starts; 130 interrupted (Ctrl-C), after printing the partial table. --json writes
+strict JSON (RFC 8259; schema in docs/audit.md, `JSON_SCHEMA_VERSION`).
 """
 
 from __future__ import annotations
@@ -34,19 +43,39 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import NoReturn
+from typing import IO, Any, NoReturn
 
 from hypothesis import settings
 
-from bnref.targets import DTYPES, TARGETS, load_target
+from bnref.isolation import (
+    DEFAULT_TIMEOUT,
+    IsolatedTarget,
+    TargetLoadError,
+    TargetSpec,
+    TargetWorker,
+)
+from bnref.targets import DTYPES, TARGETS
 from properties.adapter import Implementation
 from properties.framework import Property, PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
 from reference.conventions import CONVENTIONS
 
 USER_OPTIONS = ("backward", "inference", "running_stats", "eps", "momentum")
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STATUS = (
+    "exit status: 0 when every applicable property ran to completion and passed; 1 when a "
+    "property failed (the target's exit, crash or timeout included); 2 for a usage error (a bad "
+    "option or BNREF_PROFILE, a target that does not import, a --json path that cannot be "
+    "written), found before the run starts; 130 when interrupted (Ctrl-C), after the partial "
+    "table."
+)
+# The --json report's layout (docs/audit.md): a reader checks "schema" and this version, which
+# changes whenever a field is renamed, removed or changes meaning.
+JSON_SCHEMA = "bnref-check-report"
+JSON_SCHEMA_VERSION = 1
 
 
 def _usage(message: str) -> NoReturn:
@@ -68,22 +97,16 @@ def parse_dtypes(values: Sequence[str] | None) -> list[str]:
     return out
 
 
-def _implementation(args: argparse.Namespace, dtype: str) -> tuple[Implementation, str]:
-    """The implementation to check in `dtype`, and the Python code that builds it."""
+def _target_code(args: argparse.Namespace, dtype: str) -> str:
+    """The Python code that builds the target at `dtype` in a snippet, after checking the
+    target's options (a usage error if they do not fit the target)."""
     target = args.target
-    impl: Implementation
     if ":" in target:
-        from bnref.targets.user_target import load_user_target  # noqa: PLC0415
-
         options = {k: getattr(args, k) for k in USER_OPTIONS}
         kwargs = {"convention": args.convention, "dtype": dtype, **options}
-        try:
-            impl = load_user_target(target, **kwargs)
-        except (TypeError, ValueError) as exc:
-            _usage(str(exc))
         call = ", ".join([repr(target), *(f"{k}={v!r}" for k, v in kwargs.items())])
         code = "from bnref.targets.user_target import load_user_target\n"
-        return impl, code + f"impl = load_user_target({call})"
+        return code + f"impl = load_user_target({call})"
     given = [f"--{k.replace('_', '-')}" for k in USER_OPTIONS if getattr(args, k) is not None]
     if given:
         _usage(f"{', '.join(given)} need a TARGET module:function, got {target!r}")
@@ -95,12 +118,35 @@ def _implementation(args: argparse.Namespace, dtype: str) -> tuple[Implementatio
             "computes in float64 only (the reference is the oracle the others are judged by); "
             f"check torch, onnx, onnxruntime or module:function at {dtype}"
         )
+    return f"from bnref.targets import load_target\nimpl = load_target({target!r}, {dtype!r})"
+
+
+def _profile(name: str | None) -> str:
+    """Load the Hypothesis profile --profile NAME, else the environment's; a usage error for a
+    BNREF_PROFILE that names none."""
     try:
-        impl = load_target(target, dtype)
-    except ImportError as exc:
-        _usage(str(exc))
-    code = f"from bnref.targets import load_target\nimpl = load_target({target!r}, {dtype!r})"
-    return impl, code
+        return load_profile(name or profile_name())
+    except ValueError:
+        _usage(f"BNREF_PROFILE must be one of {', '.join(PROFILES)}; got {profile_name()!r}")
+
+
+def _timeout(seconds: float) -> float | None:
+    """--timeout as the worker takes it: None for 0 (no limit); a usage error unless finite and
+    >= 0."""
+    if not (math.isfinite(seconds) and seconds >= 0):
+        _usage(f"--timeout must be a number of seconds >= 0 (0: no limit); got {seconds!r}")
+    return seconds or None
+
+
+def _open_report(path: str | None) -> IO[str] | None:
+    """The --json file, opened for writing now, before the run: a path that cannot be written
+    is a usage error, not a report lost at the end."""
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")  # written and closed by `check`
+    except OSError as exc:
+        _usage(f"--json {path!r} cannot be written: {exc.strerror or exc}")
 
 
 def _fmt(value: float) -> str:
@@ -127,7 +173,7 @@ def format_table(results: Sequence[PropertyResult]) -> str:
     status. A failed property shows its failing example's numbers, not the passing ones'."""
     header = ("property", "dtype", "examples", "worst error", "tolerance", "ratio", "status")
     rows = [(r.name, r.dtype, str(r.examples), *_measured(r), _status(r)) for r in results]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
@@ -248,19 +294,16 @@ your functions (positional arguments, the channel axis where --convention puts i
   mini-batches    TARGET MOD:FN --minibatch
                   random_mini_batches(X, Y, mini_batch_size=64, seed=0)
                     -> [(mini_batch_X, mini_batch_Y), ...]
-                  X (n_x, m), Y (1, m); run in this process
+                  X (n_x, m), Y (1, m); run in this process (no --timeout)
 
-bnref check --list-properties prints every property with what it claims.
-
-exit status: 0 when every property passed or is not applicable; 1 when a property
-failed; 2 for a usage error."""
+bnref check --list-properties prints every property with what it claims."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bnref check",
         description=CHECK_DESCRIPTION,
-        epilog=CHECK_SIGNATURES,
+        epilog=CHECK_SIGNATURES + "\n\n" + textwrap.fill(EXIT_STATUS, width=79),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -289,7 +332,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only this property (repeatable; --list-properties names them all)",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results as strict JSON (RFC 8259)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="the longest a call of the target may take before it is stopped and the property "
+        f"fails (default {DEFAULT_TIMEOUT:g}; 0: no limit)",
+    )
     parser.add_argument(
         "--convention",
         choices=sorted(CONVENTIONS),
@@ -321,37 +374,88 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check(argv: Sequence[str]) -> int:
-    """Run `bnref check`; return the exit status."""
-    from properties.registry import (  # noqa: PLC0415 -- heavy import
-        ALL_PROPERTIES,
-        BATCHNORM_PROPERTIES,
-        by_name,
-    )
-
+    """Run `bnref check`; return the exit status (EXIT_STATUS). Every usage error is found
+    before the first property runs: the options, the profile, the property names, the target
+    (loaded in its worker) and the --json path."""
     args = _parser().parse_args(argv)
     if args.list_properties:
         print(list_properties())
-        return 0
-    profile = load_profile(args.profile or profile_name())
-    dtypes = parse_dtypes(args.dtype)
+        return EXIT_PASSED
     if args.minibatch:
-        impls = [_minibatch_target(args)]
-        props = _minibatch_properties(args.property)
-    else:
-        impls = [_implementation(args, dtype) for dtype in dtypes]
+        return _check_minibatch(args)
+    profile = _profile(args.profile)
+    timeout = _timeout(args.timeout)
+    dtypes = parse_dtypes(args.dtype)
+    codes = [_target_code(args, dtype) for dtype in dtypes]
+    user = ":" in args.target
+    options = {k: getattr(args, k) for k in ("convention", *USER_OPTIONS)} if user else {}
+    worker = TargetWorker(TargetSpec(args.target, tuple(dtypes), options), timeout)
+    worker.launch()  # the worker imports the target while the audit imports its properties
+    try:
+        from properties.registry import (  # noqa: PLC0415 -- heavy import
+            ALL_PROPERTIES,
+            BATCHNORM_PROPERTIES,
+            by_name,
+        )
+
         default = ALL_PROPERTIES if args.target == "reference" else BATCHNORM_PROPERTIES
         try:
             props = [by_name(n) for n in args.property] if args.property else list(default)
         except ValueError as exc:
             _usage(str(exc))
-    results = []
-    for impl, code in impls:
-        print(f"bnref check {impl.name} (dtype {impl.dtype}, profile {profile})", flush=True)
-        for prop in props:
-            target, target_code = _target_of(prop, impl, code, args.target)
-            result = run_property(prop, target, settings(), impl_code=target_code)
-            results.append(result)
-            print(f"  {prop.name}: {_status(result)} ({result.examples} examples)", flush=True)
+        try:
+            worker.start()
+        except TargetLoadError as exc:
+            _usage(str(exc))
+        report = _open_report(args.json)
+        impls: list[Implementation] = [IsolatedTarget(worker, dtype) for dtype in dtypes]
+        try:
+            pairs = list(zip(impls, codes, strict=True))
+            return _run(args, profile, pairs, props, timeout=timeout, report=report)
+        finally:
+            if report is not None:
+                report.close()
+    finally:
+        worker.close()
+
+
+def _check_minibatch(args: argparse.Namespace) -> int:
+    """`bnref check MOD:FN --minibatch`: the mini-batch properties on the user's function."""
+    profile = _profile(args.profile)
+    pair = _minibatch_target(args)
+    props = _minibatch_properties(args.property)
+    report = _open_report(args.json)
+    try:
+        return _run(args, profile, [pair], props, timeout=None, report=report)
+    finally:
+        if report is not None:
+            report.close()
+
+
+def _run(
+    args: argparse.Namespace,
+    profile: str,
+    impls: Sequence[tuple[Implementation, str]],
+    props: list[Property],
+    *,
+    timeout: float | None,
+    report: IO[str] | None,
+) -> int:
+    """Run `props` on each implementation, print the table and the failures, write the JSON
+    report; return the exit status. Ctrl-C stops the run: what finished is reported."""
+    results: list[PropertyResult] = []
+    interrupted = False
+    try:
+        for impl, code in impls:
+            print(f"bnref check {impl.name} (dtype {impl.dtype}, profile {profile})", flush=True)
+            for prop in props:
+                target, target_code = _target_of(prop, impl, code, args.target)
+                result = run_property(prop, target, settings(), impl_code=target_code)
+                results.append(result)
+                print(f"  {prop.name}: {_status(result)} ({result.examples} examples)", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted (Ctrl-C): the table shows the properties that finished", flush=True)
     print()
     print(format_table(results))
     failures = [r for r in results if not r.passed]
@@ -362,25 +466,56 @@ def check(argv: Sequence[str]) -> int:
         print(f"\n{r.name} [{r.dtype}] FAILED:\n{r.failure}")
         if r.reproduction:
             print(f"\nReproduce it (paste into Python):\n{r.reproduction}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "target": args.target,
-                    "implementations": {impl.dtype: impl.name for impl, _ in impls},
-                    "dtypes": dtypes,
-                    "profile": profile,
-                    "results": [asdict(r) for r in results],
-                },
-                fh,
-                indent=2,
-                default=float,
-            )
+    status = EXIT_INTERRUPTED if interrupted else EXIT_FAILED if failures else EXIT_PASSED
     skipped = sum(1 for r in results if r.not_applicable)
     passed = len(results) - len(failures) - skipped
+    if report is not None:
+        summary = {"passed": passed, "failed": len(failures), "not_applicable": skipped}
+        document = {
+            "schema": JSON_SCHEMA,
+            "schema_version": JSON_SCHEMA_VERSION,
+            "complete": not interrupted,
+            "exit_status": status,
+            "target": args.target,
+            "implementations": {impl.dtype: impl.name for impl, _ in impls},
+            "dtypes": [impl.dtype for impl, _ in impls],
+            "profile": profile,
+            "timeout": timeout,
+            "summary": summary,
+            "results": [_json_result(r) for r in results],
+        }
+        json.dump(document, report, indent=2, allow_nan=False)
+        report.write("\n")
     tail = f", {skipped} not applicable" if skipped else ""
-    print(f"\n{passed} passed, {len(failures)} failed{tail}")
-    return 1 if failures else 0
+    stop = " (interrupted)" if interrupted else ""
+    print(f"\n{passed} passed, {len(failures)} failed{tail}{stop}")
+    return status
+
+
+def _json_number(value: float) -> float | None:
+    """`value` as a JSON number: None (null) when it is not finite, which RFC 8259 cannot
+    write (section 6); its text goes beside it."""
+    return value if math.isfinite(value) else None
+
+
+def _json_result(r: PropertyResult) -> dict[str, Any]:
+    """One result for the JSON report: PropertyResult's fields, its status ("pass", "fail",
+    "n/a"), and for the worst measurement each number with its text beside it
+    (error / error_text, tolerance / tolerance_text, ratio / ratio_text): null and "inf" for
+    an infinite error, 3.1e-08 and "3.1e-08" for a finite one."""
+    out = asdict(r)
+    out["status"] = {"pass": "pass", "FAIL": "fail", "n/a": "n/a"}[_status(r)]
+    if r.worst is not None:
+        worst: dict[str, Any] = {"quantity": r.worst.quantity}
+        for key, value in (
+            ("error", r.worst.error),
+            ("tolerance", r.worst.tolerance),
+            ("ratio", r.worst.ratio),
+        ):
+            worst[key] = _json_number(value)
+            worst[f"{key}_text"] = repr(float(value))
+        out["worst"] = worst
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

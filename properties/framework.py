@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyFailure
 
 from properties.adapter import Implementation
 from properties.strategies import cast_case, to_code
@@ -74,6 +76,26 @@ class Unsupported(Exception):  # noqa: N818 -- a capability the target lacks, no
     """
 
 
+class TargetStopped(Exception):  # noqa: N818 -- how a call ended, not an error of bnref's
+    """A call into the implementation did not finish: the process running it ended (an exit, a
+    crash, a signal) or the call ran past its time limit. The message says which, and in which
+    method.
+
+    `run_property` fails the property on that example at once, without shrinking it: each
+    further try would restart the implementation or wait out the limit.
+    """
+
+
+# The NumPy error state bnref's own work (case generation, checks) runs under: NumPy's
+# defaults, whatever the implementation under test did to the process's state.
+BNREF_ERRSTATE: dict[str, Any] = {
+    "divide": "warn",
+    "over": "warn",
+    "under": "ignore",
+    "invalid": "warn",
+}
+
+
 Check = Callable[[Implementation, Any], Sequence[Measurement]]
 
 
@@ -114,10 +136,20 @@ class Property:
         """Run the check on one case; raise `PropertyFailure` naming the worst excess.
 
         The failure carries a copy of `case` taken before the check ran: an implementation that
-        writes into its inputs must not change the example its report replays.
+        writes into its inputs must not change the example its report replays. An exception
+        raised by the implementation (or the check) carries that copy too (`case_of`).
         """
         original = copy.deepcopy(case)
-        measurements = list(self.check(impl, case))
+        try:
+            measurements = list(self.check(impl, case))
+        except Unsupported:
+            raise
+        except Exception as exc:
+            if isinstance(exc, PropertyFailure):
+                exc.case = original if exc.case is None else exc.case
+            elif case_of(exc) is None:
+                exc.bnref_case = original  # type: ignore[attr-defined]  # read by case_of
+            raise
         if not measurements:
             raise PropertyFailure(f"property {self.name!r} measured nothing", None, original)
         # A NaN error ranks worst: it fails, and its ratio (NaN) compares with nothing.
@@ -179,7 +211,19 @@ def run_property(
     failure text is Hypothesis's own report with the minimal falsifying example, and
     `reproduction` is that example as a self-contained Python snippet (`reproduction_code`);
     `impl_code` is the code that builds `impl` in it (default: its class called without
-    arguments).
+    arguments). Beyond a broken bound:
+
+    * an exception raised by `impl` fails the property, with a snippet that raises it again;
+    * a failure that does not recur when Hypothesis replays the same example is reported as
+      nondeterminism, with a snippet that runs the example twice;
+    * `TargetStopped` (the implementation's process ended, or a call timed out) fails the
+      property at once on the example that caused it, unshrunk;
+    * if `impl` has a `stand_in` (an implementation with the same capabilities around correct
+      functions, `bnref.targets.user_target.UserTarget.stand_in`), the check runs on it first:
+      if it is not applicable there, it is not applicable to `impl`, whatever `impl` does.
+
+    Case generation and checks run under NumPy's default error state (`BNREF_ERRSTATE`), not
+    whatever state the process was left in.
     """
     seen: list[Measurement] = []
     reason = prop.not_applicable(impl)
@@ -187,16 +231,26 @@ def run_property(
         return PropertyResult(prop.name, 0, None, True, not_applicable=reason, dtype=impl.dtype)
 
     lacks: list[Unsupported] = []
+    stopped: list[TargetStopped] = []
+    stand_in: Implementation | None = getattr(impl, "stand_in", None)
     failed = 0  # examples that failed (a broken bound or an exception)
 
     def run(case: Any) -> None:
-        nonlocal failed
-        if lacks:  # not applicable: the remaining examples are not run (nor shrunk)
+        nonlocal failed, stand_in
+        if lacks or stopped:  # not applicable, or stopped: the remaining examples are not run
             return
+        if stand_in is not None:  # once: is the property applicable to these capabilities?
+            probe, stand_in = stand_in, None
+            lacking = _lacks(prop, probe, case)
+            if lacking is not None:
+                lacks.append(lacking)
+                return
         try:
             seen.append(prop.judge(impl, case))
         except Unsupported as exc:
             lacks.append(exc)
+        except TargetStopped as exc:  # ends the run: neither shrunk nor replayed, since each
+            stopped.append(exc)  # try would restart the target or wait out the time limit
         except Exception:
             failed += 1
             raise
@@ -205,29 +259,107 @@ def run_property(
     run = given(case=strategy)(_named(run, f"{prop.name}_{impl.name}"))
     test = settings(run) if settings is not None else run
     try:
-        test()
+        with np.errstate(**BNREF_ERRSTATE):
+            test()
     except Unsupported as exc:
         return PropertyResult(
             prop.name, len(seen), None, True, not_applicable=str(exc), dtype=impl.dtype
         )
     except Exception as exc:  # any failure of the implementation is a finding, reported
-        # Hypothesis re-raises the failure of its final replay of the minimal example, so the
-        # numbers and the snippet are those of the example it prints.
-        failure = _worst_failure(exc)
-        worst = failure.worst if failure is not None else None
-        code = ""
-        if failure is not None and failure.case is not None:
-            code = reproduction_code(prop.name, failure.case, impl, impl_code)
-        examples = len(seen) + failed
-        return PropertyResult(
-            prop.name, examples, worst, False, _describe(exc), dtype=impl.dtype, reproduction=code
-        )
+        return _failed(prop, impl, exc, len(seen) + failed, impl_code)
+    if stopped:
+        return _stopped(prop, impl, stopped[0], len(seen) + failed + 1, impl_code)
     if lacks:
         return PropertyResult(
             prop.name, len(seen), None, True, not_applicable=str(lacks[0]), dtype=impl.dtype
         )
     worst = max(seen, key=lambda m: m.ratio, default=None)
     return PropertyResult(prop.name, len(seen), worst, True, dtype=impl.dtype)
+
+
+def _lacks(prop: Property, stand_in: Implementation, case: Any) -> Unsupported | None:
+    """The Unsupported that `prop`'s check raises on `stand_in` for `case`, or None.
+
+    Anything else the check raises or returns is not the question asked here."""
+    try:
+        prop.check(stand_in, copy.deepcopy(case))
+    except Unsupported as exc:
+        return exc
+    except Exception:  # only Unsupported answers the question
+        return None
+    return None
+
+
+def _failed(
+    prop: Property,
+    impl: Implementation,
+    exc: Exception,
+    examples: int,
+    impl_code: str | None,
+) -> PropertyResult:
+    """The result of a run that Hypothesis ended with `exc`.
+
+    Hypothesis re-raises the failure of its final replay of the minimal example, so the numbers
+    and the snippet are those of the example it prints. A FlakyFailure (the example failed,
+    then passed on its replay) is reported as nondeterminism.
+    """
+    measured = _worst_failure(exc)
+    worst = measured.worst if measured is not None else None
+    flaky = isinstance(exc, FlakyFailure)
+    replayed = _replayed(exc)
+    code = ""
+    if replayed is not None:
+        raises = type(replayed).__name__
+        code = reproduction_code(
+            prop.name, case_of(replayed), impl, impl_code, raises=raises, twice=flaky
+        )
+    text = _describe(exc)
+    if flaky:
+        text = (
+            "the same input gave different results on two calls: this example failed, then "
+            "passed when Hypothesis ran it again (the result depends on hidden state, the order "
+            f"of calls or chance):\n\n{text}"
+        )
+    return PropertyResult(
+        prop.name, examples, worst, False, text, dtype=impl.dtype, reproduction=code
+    )
+
+
+def _stopped(
+    prop: Property, impl: Implementation, exc: TargetStopped, examples: int, impl_code: str | None
+) -> PropertyResult:
+    """The failure of a run that `exc` stopped: its message and the example, as it was run."""
+    case = case_of(exc)
+    text = str(exc)
+    code = ""
+    if case is not None:
+        text += (
+            "\nThe example it was given (as generated: not shrunk, since each try would restart "
+            f"the target or wait out the time limit):\n{case!r}"
+        )
+        code = reproduction_code(prop.name, case, impl, impl_code, raises="TargetStopped")
+    return PropertyResult(
+        prop.name, examples, None, False, text, dtype=impl.dtype, reproduction=code
+    )
+
+
+def case_of(exc: BaseException) -> Any:
+    """The example `exc` was raised on (a copy taken before the check), or None if unknown."""
+    if isinstance(exc, PropertyFailure):
+        return exc.case
+    return getattr(exc, "bnref_case", None)
+
+
+def _replayed(exc: BaseException) -> BaseException | None:
+    """The failure in `exc` that a snippet should replay: the one with the largest excess among
+    broken bounds, else the first exception that knows its example; None if none does."""
+    measured = _worst_failure(exc)
+    if measured is not None and measured.case is not None:
+        return measured
+    if isinstance(exc, BaseExceptionGroup):
+        found = (_replayed(sub) for sub in exc.exceptions)
+        return next((f for f in found if f is not None), None)
+    return exc if case_of(exc) is not None else None
 
 
 def _worst_failure(exc: BaseException) -> PropertyFailure | None:
@@ -248,13 +380,21 @@ def _excess(m: Measurement | None) -> tuple[bool, float]:
 
 
 def reproduction_code(
-    prop_name: str, case: Any, impl: Implementation, impl_code: str | None = None
+    prop_name: str,
+    case: Any,
+    impl: Implementation,
+    impl_code: str | None = None,
+    *,
+    raises: str = "PropertyFailure",
+    twice: bool = False,
 ) -> str:
     """A snippet to paste into Python that replays `case` on `impl` for property `prop_name`.
 
     Each top-level field of the case becomes a variable (x, gamma, beta, eps, axis, ...), a
     batch case also shows the forward call, and the last line re-runs the check, which raises
-    the same PropertyFailure with the same numbers.
+    the same PropertyFailure with the same numbers (or `raises`, the exception the audit saw).
+    With `twice` (a failure that did not recur), the check runs twice and prints each outcome,
+    and a batch case's forward is called twice and its outputs compared.
     """
     imports: set[str] = {"import numpy as np", "from properties.registry import by_name"}
     lines = []
@@ -270,11 +410,28 @@ def reproduction_code(
             f"from {kind.__module__} import {kind.__qualname__}\nimpl = {kind.__qualname__}()"
         )
     lines += impl_code.splitlines()
-    if {"x", "gamma", "beta", "eps", "axis"} <= {f.name for f in dataclasses.fields(case)}:
-        # copies: a target that writes into its inputs would otherwise change `case`
-        forward = "impl.forward(x.copy(), gamma.copy(), beta.copy(), eps=eps, axis=axis)"
-        lines.append(f"y, mean, var = {forward}")
-    lines.append(f"by_name({prop_name!r}).judge(impl, case)  # raises PropertyFailure")
+    batch = {"x", "gamma", "beta", "eps", "axis"} <= {f.name for f in dataclasses.fields(case)}
+    # copies: a target that writes into its inputs would otherwise change `case`
+    forward = "impl.forward(x.copy(), gamma.copy(), beta.copy(), eps=eps, axis=axis)"
+    if twice:
+        if batch:
+            lines += [
+                f"first, second = {forward}, {forward}",
+                "same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, second))",
+                'print("forward gave the same output on both calls:", same)',
+            ]
+        lines += [
+            "for call in (1, 2):  # the same example, checked twice",
+            "    try:",
+            f"        by_name({prop_name!r}).judge(impl, case)",
+            '        print(f"check {call}: passed")',
+            "    except Exception as exc:",
+            '        print(f"check {call}: {type(exc).__name__}: {exc}")',
+        ]
+    else:
+        if batch:
+            lines.append(f"y, mean, var = {forward}")
+        lines.append(f"by_name({prop_name!r}).judge(impl, case)  # raises {raises}")
     header = [f"# Reproduce {prop_name} on {impl.name} (bnref installed or on sys.path):"]
     ordered = sorted(imports, key=lambda line: (not line.startswith("import "), line))
     return "\n".join([*header, *ordered, "", *lines])
@@ -294,10 +451,27 @@ def _describe(exc: BaseException) -> str:
     Hypothesis raises an ExceptionGroup when it finds several distinct failures; each one is
     described, so the message names every broken quantity.
     """
+    if isinstance(exc, FlakyFailure):  # one failure that did not recur: it, and its example
+        parts = [_describe(sub) for sub in exc.exceptions]
+        return "\n\n".join([*parts, *_notes(exc)])
     if isinstance(exc, BaseExceptionGroup):
         parts = [_describe(sub) for sub in exc.exceptions]
         return f"{len(parts)} distinct failures:\n\n" + "\n\n".join(parts)
-    # Since Python 3.11 format_exception_only appends the exception's __notes__ (where Hypothesis
-    # puts the falsifying example and the reproduce_failure line): they are not added again.
-    # https://docs.python.org/3/library/traceback.html#traceback.format_exception_only
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    # The exception's __notes__ (where Hypothesis puts the falsifying example) follow its
+    # message, as format_exception_only prints them since Python 3.11, less those `_notes` drops.
+    # https://docs.python.org/3/library/traceback.html#traceback.TracebackException.__notes__
+    formatted = traceback.TracebackException(type(exc), exc, None)
+    formatted.__notes__ = _notes(exc)
+    return "".join(formatted.format_exception_only()).strip()
+
+
+def _notes(exc: BaseException) -> list[str]:
+    """The notes of `exc` a bnref user can act on: without Hypothesis's advice to decorate
+    bnref's internal test function with @reproduce_failure(...) (the snippet replays the
+    example instead), and without tracebacks of bnref's internals."""
+    notes = getattr(exc, "__notes__", None) or []
+    return [
+        n
+        for n in notes
+        if isinstance(n, str) and "@reproduce_failure(" not in n and "Traceback (most" not in n
+    ]

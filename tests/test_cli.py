@@ -225,15 +225,16 @@ def test_failure_report_prints_the_failing_numbers_and_hypothesis_block_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """`bnref check` on a buggy function: the FAIL row and the JSON carry the failing
-    measurement (ratio > 1), and Hypothesis's falsifying example and reproduce_failure line
-    (print_blob in every profile) appear once, not twice."""
+    measurement (ratio > 1), and Hypothesis's falsifying example appears once, not twice; its
+    reproduce_failure line (print_blob in every profile) does not: it would decorate bnref's
+    internal test function, so the paste-able snippet stands in for it."""
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     report = tmp_path / "report.json"
     argv = ["check", "user_impl_example:forward_eps_outside", "--convention", "keras"]
     assert main([*argv, "--property", "identity-params", "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert out.count("Failing test case:") == 1
-    assert out.count("@reproduce_failure(") == 1
+    assert out.count("@reproduce_failure(") == 0
     assert out.count("Reproduce it (paste into Python):") == 1
     row = _row(out.split("\n\n")[1], "identity-params")
     assert row["status"] == "FAIL"
@@ -344,6 +345,6 @@ def test_check_help_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
     for target in ("reference", "fast", "torch", "onnx", "onnxruntime", "MOD:FN"):
         assert f"\n  {target} " in out
     status = out.split("exit status:")[1]
-    for code in ("0 when", "1 when", "2 for"):
+    for code in ("0 when", "1 when", "2 for", "130 when"):
         assert code in " ".join(status.split())
     assert out.rstrip().endswith(".")

@@ -1,5 +1,6 @@
-"""The judging machinery: `compare`'s ratio at the edges of the float range, and the case
-classes printing as the Python that rebuilds them."""
+"""The judging machinery: `compare`'s ratio at the edges of the float range, the case
+classes printing as the Python that rebuilds them, and `run_property` on implementations that
+raise, stop, hide state or change NumPy's error state."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import math
 import warnings
 
 import numpy as np
+import pytest
+from hypothesis import settings
 from hypothesis.vendor.pretty import pretty
 
+from bnref.targets.user_target import UserTarget
+from properties.adapter import Array, ForwardOutput, ReferenceImplementation
 from properties.batchnorm_props import PermutedCase, ShiftScaleCase
 from properties.checks import compare
-from properties.framework import Measurement
+from properties.framework import Measurement, TargetStopped, run_property
+from properties.profiles import failure_demo
+from properties.registry import by_name
 from properties.strategies import BatchCase, to_code
 
 SMALLEST_SUBNORMAL = 5e-324  # 2**-1074
@@ -96,3 +103,134 @@ def test_to_code_rebuilds_dicts_of_arrays() -> None:
     rebuilt = eval(code, {"np": np})
     assert np.array_equal(rebuilt["W"], [[1.0, -0.5]])
     assert np.isnan(rebuilt["b"]).all()
+
+
+# --- run_property on implementations that raise, stop, hide state or touch NumPy's state --
+
+
+NO_SHRINK = failure_demo(30)
+
+
+class _Raising(ReferenceImplementation):
+    """forward raises, as a user's code might."""
+
+    @property
+    def name(self) -> str:
+        return "raising"
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        raise FloatingPointError("overflow in the variance")
+
+
+def test_an_exception_comes_with_a_snippet_that_raises_it_again() -> None:
+    result = run_property(by_name("identity-params"), _Raising(), NO_SHRINK)
+    assert not result.passed
+    assert "FloatingPointError: overflow in the variance" in result.failure
+    code = result.reproduction
+    assert code.rstrip().endswith("# raises FloatingPointError")
+    assert "@reproduce_failure" not in result.failure
+    with pytest.raises(FloatingPointError, match=r"^overflow in the variance$"):
+        exec(code, {})  # the snippet bnref prints, run as a user would
+
+
+class _FirstCallDiffers(ReferenceImplementation):
+    """Hidden state: the first call on an input returns a wrong y, later calls the right one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[bytes] = set()
+
+    @property
+    def name(self) -> str:
+        return "first-call-differs"
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        out = super().forward(x, gamma, beta, eps=eps, axis=axis)
+        key = x.tobytes() + gamma.tobytes() + beta.tobytes()
+        if key in self.seen:
+            return out
+        self.seen.add(key)
+        return ForwardOutput(2 * out.y + 1, out.mean, out.var)
+
+
+def test_nondeterminism_is_reported_as_such_with_a_two_call_snippet() -> None:
+    result = run_property(by_name("zero-mean-unit-var"), _FirstCallDiffers(), failure_demo(20))
+    assert not result.passed
+    assert result.failure.startswith("the same input gave different results on two calls")
+    assert "failed for first-call-differs" in result.failure  # the failure, as first seen
+    assert "1 distinct failures" not in result.failure
+    assert "for call in (1, 2):" in result.reproduction
+    assert "forward gave the same output on both calls" in result.reproduction
+
+
+class _StopsOnThirdCall(ReferenceImplementation):
+    """A worker that ends on the third call (as `bnref.isolation` reports an exit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return "stops"
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        self.calls += 1
+        if self.calls == 3:
+            raise TargetStopped("target stops exited with status 0 while computing forward")
+        return super().forward(x, gamma, beta, eps=eps, axis=axis)
+
+
+def test_a_stopped_target_fails_at_once_on_the_example_it_was_given() -> None:
+    """TargetStopped ends the run: no shrinking, no replay (each would restart the target or
+    wait out the time limit); the report has the message, the example and a snippet."""
+    impl = _StopsOnThirdCall()
+    result = run_property(by_name("zero-mean-unit-var"), impl, settings(max_examples=40))
+    assert not result.passed
+    assert impl.calls == 3
+    assert result.examples == 3
+    assert result.worst is None
+    assert result.failure.startswith("target stops exited with status 0 while computing forward")
+    assert "The example it was given (as generated: not shrunk" in result.failure
+    assert "BatchCase(x=np.array(" in result.failure
+    assert result.reproduction.rstrip().endswith("# raises TargetStopped")
+
+
+def _raising_forward(*args: object) -> Array:
+    raise FloatingPointError(f"overflow in forward of {len(args)} arguments")
+
+
+@pytest.mark.parametrize(
+    ("name", "lacks"),
+    [
+        ("gradients-full", "lacks backward"),
+        ("gradients-fast", "lacks backward"),
+        ("inference-equals-training", "lacks inference"),
+        ("running-stats-formula", "lacks update_running_stats"),
+    ],
+)
+def test_functions_not_given_are_not_applicable_whatever_forward_does(
+    name: str, lacks: str
+) -> None:
+    """The stand-in answers: the property needs a function the target lacks."""
+    impl = UserTarget(_raising_forward, convention="keras")
+    result = run_property(by_name(name), impl, NO_SHRINK)
+    assert result.passed
+    assert lacks in result.not_applicable
+    assert result.examples == 0
+
+
+def test_bnref_checks_keep_their_own_numpy_error_state() -> None:
+    """A process left with np.seterr(all="raise") (by a target's import, say): case generation
+    and checks still run under NumPy's defaults."""
+    with np.errstate(all="raise"):
+        for name in ("zero-mean-unit-var", "scale-invariance", "gradients-fast"):
+            result = run_property(by_name(name), ReferenceImplementation(), NO_SHRINK)
+            assert result.passed, result.failure
+        assert np.geterr()["under"] == "raise"  # the caller's state is the caller's again

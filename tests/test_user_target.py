@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +132,12 @@ def test_bad_options_name_the_option() -> None:
 
 def test_wrong_output_shape_is_reported() -> None:
     impl = load_user_target(f"{MOD}:forward_first_example", convention="keras")
-    with pytest.raises(ValueError, match="y must have shape"):
+    with pytest.raises(
+        ValueError,
+        match=r"^forward user_impl_example:forward_first_example returned an array of shape "
+        r"\(3,\) and dtype float64; expected y, an array of shape \(2, 3\), or a tuple "
+        r"\(y, mean, var\)$",
+    ):
         impl.forward(np.ones((2, 3)), np.ones(3), np.zeros(3), eps=1e-5, axis=1)
 
 
@@ -283,7 +291,188 @@ def test_bad_eps_momentum_and_hook_output_are_rejected() -> None:
             np.ones((2, 1)), np.zeros(1), np.ones(1), momentum=0.1, num_batches_tracked=1, axis=1
         )
     impl._running = lambda *args: args[0]
-    with pytest.raises(ValueError, match=r"must return \(new_mean, new_var\)"):
+    message = (
+        r"^update_running_stats user_impl_example:forward returned an array of shape \(1,\) "
+        r"and dtype float64; expected a tuple \(new_mean, new_var\) of arrays of shape \(1,\)$"
+    )
+    with pytest.raises(TypeError, match=message):
         impl.update_running_stats(
             np.ones((2, 1)), np.zeros(1), np.ones(1), momentum=0.1, num_batches_tracked=1, axis=1
         )
+
+
+# --- what the user's functions return, and what they do to NumPy's state ------------------
+
+
+def _x() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    return np.arange(6.0).reshape(3, 2), np.ones(2), np.zeros(2)
+
+
+def _honest(x: Any, gamma: Any, beta: Any, eps: float) -> Any:
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        (
+            lambda y: y + 1e-3j,
+            r"returned an array of shape \(3, 2\) and dtype complex128; expected y, an array of "
+            r"shape \(3, 2\), or a tuple \(y, mean, var\) of real numbers$",
+        ),
+        (
+            lambda _: None,
+            r"returned None; expected y, an array of shape \(3, 2\), or a tuple \(y, mean, var\)$",
+        ),
+        (
+            lambda y: y.tolist(),  # a list of 3 rows, read as (y, mean, var): y is a list
+            r"returned y as a list of 2 items \(a float, a float\); expected an array of shape "
+            r"\(3, 2\)$",
+        ),
+        (
+            lambda y: y[:2].tolist(),
+            r"returned a list of 2 items \(a list of 2 items \(a float, a float\), a list of 2 "
+            r"items \(a float, a float\)\); expected y, an array of shape \(3, 2\), or a tuple",
+        ),
+        (lambda y: (y, y[0]), r"returned a tuple of 2 items \(an array of shape \(3, 2\) and"),
+        (lambda y: (y, y[0], y[0], y[0], y[0]), r"returned a tuple of 5 items \(.*, \.\.\.\);"),
+        (lambda _: 0.5, r"returned a float; expected y"),
+        (
+            lambda y: (y, [0.0, 1.0], y[0]),
+            r"returned mean as a list of 2 items \(a float, a float\); expected an array of "
+            r"shape \(2,\)$",
+        ),
+        (
+            lambda y: (y, y[0], y),
+            r"returned var as an array of shape \(3, 2\) and dtype float64; expected an array "
+            r"of shape \(2,\)$",
+        ),
+    ],
+)
+def test_a_forward_returning_the_wrong_form_is_named(returned: Any, message: str) -> None:
+    """Complex values, None, a list, a tuple of the wrong length, a scalar, a list or an array
+    of the wrong shape among (y, mean, var): the error names the function (as given), what it
+    returned and the form expected."""
+
+    def forward(x: Any, gamma: Any, beta: Any, eps: float) -> Any:
+        return returned(_honest(x, gamma, beta, eps))
+
+    impl = UserTarget(forward, convention="keras")
+    error = ValueError if message.startswith("returned var") else TypeError  # a wrong shape
+    label = f"{__name__}:test_a_forward_returning_the_wrong_form_is_named.<locals>.forward"
+    with pytest.raises(error, match=f"^forward {re.escape(label)} {message}"):
+        impl.forward(*_x(), eps=1e-5, axis=1)
+
+
+def test_backward_inference_and_running_stats_returns_are_named() -> None:
+    x, gamma, beta = _x()
+
+    def backward(*args: Any) -> Any:
+        return [args[0], args[2]]  # [dy, gamma]
+
+    def inference(*args: Any) -> Any:
+        return args[0].tolist()
+
+    def running(*args: Any) -> Any:
+        return args[0], args[1], 1.0
+
+    impl = UserTarget(
+        _honest, "keras", backward=backward, inference=inference, running_stats=running
+    )
+    with pytest.raises(
+        TypeError,
+        match=r"^backward .*\.backward returned a list of 2 items \(an array of shape \(3, 2\) "
+        r"and dtype float64, an array of shape \(2,\) and dtype float64\); expected a tuple "
+        r"\(dx, dgamma, dbeta\) of arrays of shapes \(3, 2\), \(2,\), \(2,\)$",
+    ):
+        impl.backward(np.ones((3, 2)), x, gamma, eps=1e-5, axis=1)
+    with pytest.raises(TypeError, match=r"^inference .*\.inference returned a list of 3 items"):
+        impl.inference(x, gamma, beta, np.zeros(2), np.ones(2), eps=1e-5, axis=1)
+    with pytest.raises(
+        TypeError,
+        match=r"^update_running_stats .*\.running returned a tuple of 3 items \(.*\); expected "
+        r"a tuple \(new_mean, new_var\) of arrays of shape \(2,\)$",
+    ):
+        impl.update_running_stats(
+            x, np.zeros(2), np.ones(2), momentum=0.1, num_batches_tracked=1, axis=1
+        )
+
+
+def _write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> None:
+    (tmp_path / f"{name}.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_an_exit_or_base_exception_at_import_is_a_value_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sys.exit or a BaseException raised while importing the user's module is the spec's
+    fault (ValueError naming it), never an exit of bnref."""
+    _write_module(tmp_path, monkeypatch, "exits_at_import", "import sys\nsys.exit(0)\n")
+    _write_module(tmp_path, monkeypatch, "stops_at_import", "raise GeneratorExit('stop')\n")
+    with pytest.raises(
+        ValueError,
+        match=r"^TARGET 'exits_at_import:f': importing module 'exits_at_import' raised "
+        r"SystemExit: 0$",
+    ):
+        load_user_target("exits_at_import:f")
+    with pytest.raises(ValueError, match=r"raised GeneratorExit: stop$"):
+        load_user_target("stops_at_import:f")
+
+
+ERRSTATE_MODULE = """
+import numpy as np
+
+np.seterr(all="raise")
+SEEN = []
+
+
+def forward(x, gamma, beta, eps):
+    SEEN.append(np.geterr()["under"])
+    np.seterr(under="warn")  # what the user leaves is theirs, for their next call
+    axes = tuple(range(x.ndim - 1))
+    with np.errstate(all="ignore"):  # its own arithmetic under its own choice
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        return gamma * (x - mean) / np.sqrt(var + eps) + beta
+"""
+
+
+def test_the_users_numpy_error_state_stays_the_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """np.seterr at the user's import and in their calls holds for their functions, and never
+    for bnref's code around them."""
+    _write_module(tmp_path, monkeypatch, "errstate_user", ERRSTATE_MODULE)
+    before = np.geterr()
+    impl = load_user_target("errstate_user:forward", convention="keras")
+    assert np.geterr() == before  # the import's np.seterr(all="raise") was confined
+    seen = importlib.import_module("errstate_user").SEEN
+    impl.forward(*_x(), eps=1e-5, axis=1)
+    impl.forward(*_x(), eps=1e-5, axis=1)
+    assert seen == ["raise", "warn"]  # the user's state, as the user left it
+    assert np.geterr() == before
+    result = run_property(by_name("zero-mean-unit-var"), impl, FIXED)
+    assert result.passed, result.failure
+
+
+def test_the_stand_in_lacks_exactly_what_the_target_lacks() -> None:
+    """A target's stand-in: the reference's functions in the same adapter, with the same name,
+    layout, fixed eps and missing functions."""
+    impl = load_user_target(f"{MOD}:forward_eps_1e3", convention="keras", eps=1e-3)
+    stand_in = impl.stand_in
+    assert (stand_in.name, stand_in.convention, stand_in.dtype) == (impl.name, "keras", "float64")
+    assert stand_in.fixed_case_values == {"eps": 1e-3}
+    x, gamma, beta = _x()
+    out = stand_in.forward(x, gamma, beta, eps=1e-3, axis=1)
+    np.testing.assert_allclose(out.y, _honest(x, gamma, beta, 1e-3), rtol=1e-14)
+    calls: list[Callable[[UserTarget], object]] = [
+        lambda t: t.backward(np.ones((3, 2)), x, gamma, eps=1e-3, axis=1),
+        lambda t: t.forward(x, gamma, beta, eps=1e-5, axis=1),
+    ]
+    for call in calls:
+        with pytest.raises(TargetLacks) as theirs:
+            call(stand_in)
+        with pytest.raises(TargetLacks) as ours:
+            call(impl)
+        assert str(theirs.value) == str(ours.value)

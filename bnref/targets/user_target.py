@@ -26,7 +26,14 @@ are passed, never copies, so a function that writes into its arguments is caught
 no-mutation property; in a lower dtype the copies it receives are compared after the call and
 anything written into them is written back into the caller's arrays, so it is caught too.
 A capability not given (no backward, no inference, no running statistics) raises
-`TargetLacks`, so its properties show n/a.
+`TargetLacks`, so its properties show n/a; `stand_in` is the same adapter around the
+reference's functions, so a property is n/a exactly when it would be for correct functions,
+whatever the user's forward does.
+
+A result that is not of the expected form (None, a list, a tuple of the wrong length, complex
+values, the wrong shape) is refused with a TypeError or ValueError naming the function, what it
+returned and the form expected. The user's functions run under their own NumPy error state
+(`np.seterr` at import or in a call stays theirs), bnref's code under the caller's.
 """
 
 from __future__ import annotations
@@ -46,6 +53,11 @@ from reference.conventions import get_convention
 UserFunction = Callable[..., Any]
 
 
+def _raised(exc: BaseException) -> str:
+    """What was raised, for a message: "SystemExit: 0", "ValueError: bad value"."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def resolve_function(spec: str, option: str = "TARGET") -> UserFunction:
     """The callable named by `spec` = "package.module:attribute[.attribute...]".
 
@@ -59,10 +71,22 @@ def resolve_function(spec: str, option: str = "TARGET") -> UserFunction:
         raise ValueError(f"{option} must have the form 'module:function', got {spec!r}")
     try:
         obj: object = importlib.import_module(module_name)
-    except Exception as exc:  # an import that fails for any reason is the user's spec at fault
+    except ModuleNotFoundError as exc:
+        missing = exc.name is not None and (module_name + ".").startswith(exc.name + ".")
+        if not missing:  # the module was found; something it imports was not
+            raise ValueError(
+                f"{option} {spec!r}: importing module {module_name!r} raised {_raised(exc)}"
+            ) from exc
         raise ValueError(
             f"{option} {spec!r}: cannot import module {module_name!r} "
             f"({type(exc).__name__}: {exc}); is its directory on sys.path / PYTHONPATH?"
+        ) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # an import that fails for any reason (an exception,
+        # sys.exit, a BaseException) is the user's spec at fault, never bnref's exit
+        raise ValueError(
+            f"{option} {spec!r}: importing module {module_name!r} raised {_raised(exc)}"
         ) from exc
     owner = module_name
     for part in attr_path.split("."):
@@ -76,52 +100,114 @@ def resolve_function(spec: str, option: str = "TARGET") -> UserFunction:
     return obj
 
 
-def _as_output(value: object, shape: tuple[int, ...], what: str) -> Array:
-    """`value` as a new float64 array of `shape`; ValueError naming `what` otherwise."""
-    arr = np.array(value, dtype=np.float64, copy=True)
+def _function(function: str | UserFunction, option: str) -> UserFunction:
+    """`function` itself if it is callable, else the function its spec names."""
+    return function if callable(function) else resolve_function(function, option)
+
+
+def describe_value(value: object) -> str:
+    """What a function returned, in words: "None", "an array of shape (4, 3) and dtype
+    complex128", "a tuple of 2 items (an array of shape (4, 3) ..., a float)"."""
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, tuple | list):
+        items = ", ".join(describe_value(v) for v in value[:4])
+        items += ", ..." if len(value) > 4 else ""
+        return f"a {type(value).__name__} of {len(value)} items ({items})"
+    return f"a {type(value).__name__}"
+
+
+def _as_output(value: object, shape: tuple[int, ...], what: str, expected: str) -> Array:
+    """`value` as a new float64 array of `shape`.
+
+    `value` must be an array (a NumPy array, or an object NumPy reads as one through
+    `__array__`, such as a framework's tensor) of real numbers. Anything else (None, a list, a
+    scalar, complex values) is a TypeError, another shape a ValueError; both say `what` returned
+    (e.g. "forward mod:fn returned y as ..."), and `expected`, the form the caller wanted.
+    """
+    if not hasattr(value, "__array__") or isinstance(value, np.generic):
+        raise TypeError(f"{what} {describe_value(value)}; expected {expected}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":  # complex, bool, object, strings: not real numbers
+        raise TypeError(f"{what} {describe_value(arr)}; expected {expected} of real numbers")
     if arr.shape != shape:
-        raise ValueError(f"{what} must have shape {shape}, got {arr.shape}")
-    return arr
+        raise ValueError(f"{what} {describe_value(arr)}; expected {expected}")
+    return np.array(arr, dtype=np.float64, copy=True)
+
+
+def _parts(value: object, count: int, what: str, expected: str) -> tuple[object, ...]:
+    """`value`, a tuple or list of `count` items; TypeError naming `what` otherwise."""
+    if not (isinstance(value, tuple | list) and len(value) == count):
+        raise TypeError(f"{what} {describe_value(value)}; expected {expected}")
+    return tuple(value)
+
+
+def _label(function: str | UserFunction) -> str:
+    """How messages name a user's function: its `module:function` spec, as given."""
+    if isinstance(function, str):
+        return function
+    return f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', function)}"
 
 
 class UserTarget:
     """The user's functions, with the channel axis at `axis` (default: the convention's).
 
-    If forward returns y alone, the mean and biased variance in `ForwardOutput` are the
+    Each function is a `module:function` spec (imported here) or the callable itself. If
+    forward returns y alone, the mean and biased variance in `ForwardOutput` are the
     REFERENCE's statistics of x, not the user's: the properties that read them (forward-accuracy)
     then check only the user's y. Return ``(y, mean, var)`` to have the statistics checked too.
     """
 
     def __init__(
         self,
-        forward: str,
+        forward: str | UserFunction,
         convention: str = "pytorch",
         axis: int | None = None,
-        backward: str | None = None,
-        inference: str | None = None,
+        backward: str | UserFunction | None = None,
+        inference: str | UserFunction | None = None,
         *,
-        running_stats: str | None = None,
+        running_stats: str | UserFunction | None = None,
         dtype: str = "float64",
         eps: float | None = None,
         momentum: float | None = None,
+        name: str | None = None,
     ) -> None:
-        self._spec = forward
-        self._forward = resolve_function(forward, "TARGET")
+        self._spec = _label(forward)
+        self._labels = {
+            "forward": self._spec,
+            "backward": None if backward is None else _label(backward),
+            "inference": None if inference is None else _label(inference),
+            "update_running_stats": None if running_stats is None else _label(running_stats),
+        }
+        # Importing the user's modules may set NumPy's error state (np.seterr): that state is
+        # the user's, kept for their calls (`_call`); the caller's is put back.
+        state, callback = np.geterr(), np.geterrcall()
+        try:
+            self._forward = _function(forward, "TARGET")
+            self._backward = None if backward is None else _function(backward, "--backward")
+            self._inference = None if inference is None else _function(inference, "--inference")
+            self._running = (
+                None if running_stats is None else _function(running_stats, "--running-stats")
+            )
+        finally:
+            self._errstate, self._errcall = np.geterr(), np.geterrcall()
+            np.seterr(**state)
+            np.seterrcall(callback)
         self._convention = get_convention(convention).name
         self._axis = get_convention(convention).axis if axis is None else axis
         if isinstance(self._axis, bool) or not isinstance(self._axis, int):
             raise TypeError(f"axis must be an int, got {type(self._axis).__name__}")
-        self._backward = None if backward is None else resolve_function(backward, "--backward")
-        self._inference = None if inference is None else resolve_function(inference, "--inference")
-        self._running = (
-            None if running_stats is None else resolve_function(running_stats, "--running-stats")
-        )
         self._dtype = check_dtype(dtype)
         self._eps = None if eps is None else check_positive_scalar(eps, "eps")
         self._momentum = None if momentum is None else check_unit_interval(momentum, "momentum")
+        self._name = name
 
     @property
     def name(self) -> str:
+        if self._name is not None:
+            return self._name
         return f"user {self._spec}" + ("" if self._dtype == "float64" else f" {self._dtype}")
 
     @property
@@ -142,6 +228,25 @@ class UserTarget:
             fixed.update(momentum=self._momentum, cumulative=False)
         return fixed
 
+    @property
+    def stand_in(self) -> UserTarget:
+        """This adapter around the reference's functions, with the same capabilities.
+
+        Same name, layout, dtype, fixed eps and momentum, and the same functions missing: it
+        raises `TargetLacks` exactly where this target does, since those refusals are the
+        adapter's and never depend on what the user's functions compute. `run_property` asks
+        it which properties are not applicable before calling the user's code.
+        """
+        return reference_stand_in(
+            self._convention,
+            self._axis,
+            dtype=self._dtype,
+            eps=self._eps,
+            momentum=self._momentum,
+            given=frozenset(k for k, v in self._labels.items() if v is not None),
+            name=self.name,
+        )
+
     def _check_eps(self, eps: float, method: str) -> None:
         if self._eps is not None and eps != self._eps:
             raise TargetLacks(
@@ -155,31 +260,52 @@ class UserTarget:
         except ValueError as exc:
             raise TargetLacks(self.name, method, f"its axis {self._axis} for ndim {ndim}") from exc
 
+    def _returned(self, method: str) -> str:
+        """The start of a message about what the user's function for `method` returned."""
+        return f"{method} {self._labels[method]} returned"
+
     def _call(self, fn: UserFunction, method: str, names: str, *args: Array) -> Any:
         """fn(*args) with the arrays in the user's dtype, and any write into them made visible.
 
         float64: the arrays themselves (views) are passed. Otherwise copies in `dtype`; after the
         call, a copy that changed is written back (rounded back to float64) into the caller's
-        array, so the no-mutation property sees what the function did.
+        array, so the no-mutation property sees what the function did. fn runs under the user's
+        NumPy error state, and what it sets there is kept for its next call, not left to bnref.
         """
         if self._dtype == "float64":
-            return fn(*args)
+            return self._under_users_errstate(fn, *args)
         labels = names.split(",")
         copies = [
             to_dtype(a, self._dtype, label.strip(), target=self.name, method=method)
             for a, label in zip(args, labels, strict=True)
         ]
         pristine = [c.copy() for c in copies]
-        out = fn(*copies)
+        out = self._under_users_errstate(fn, *copies)
         for arg, copy, before in zip(args, copies, pristine, strict=True):
             if not np.array_equal(copy, before, equal_nan=True):
                 arg[...] = copy  # the caller's array (a view of its data) shows the write
         return out
 
+    def _under_users_errstate(self, fn: UserFunction, *args: Any) -> Any:
+        """fn(*args) under the user's NumPy error state; the state it leaves is the user's.
+
+        Leaving the `np.errstate` block puts the caller's state back, callback included.
+        """
+        with np.errstate(**self._errstate):
+            np.seterrcall(self._errcall)
+            try:
+                return fn(*args)
+            finally:
+                self._errstate, self._errcall = np.geterr(), np.geterrcall()
+
     def forward(
         self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
     ) -> ForwardOutput:
-        """y = gamma (x - mean) / sqrt(var + eps) + beta, as the user's function computes it."""
+        """y = gamma (x - mean) / sqrt(var + eps) + beta, as the user's function computes it.
+
+        The function returns y (an array of x's shape in the user's layout) or the tuple
+        (y, mean, var); anything else is a TypeError or ValueError saying what it returned.
+        """
         self._check_eps(eps, "forward")
         ax, ux = normalize_axis(axis, x.ndim), self._user_axis(x.ndim, "forward")
         xs = np.moveaxis(x, ax, ux)
@@ -192,12 +318,15 @@ class UserTarget:
             beta,
         )
         c = (x.shape[ax],)
-        if isinstance(out, tuple) and len(out) == 3:
-            y = _as_output(out[0], xs.shape, f"{self._spec} y")
-            mean = _as_output(out[1], c, f"{self._spec} mean")
-            var = _as_output(out[2], c, f"{self._spec} var")
+        form = f"y, an array of shape {xs.shape}, or a tuple (y, mean, var)"
+        returned = self._returned("forward")
+        if isinstance(out, tuple | list):
+            y_out, mean_out, var_out = _parts(out, 3, returned, form)
+            y = _as_output(y_out, xs.shape, f"{returned} y as", f"an array of shape {xs.shape}")
+            mean = _as_output(mean_out, c, f"{returned} mean as", f"an array of shape {c}")
+            var = _as_output(var_out, c, f"{returned} var as", f"an array of shape {c}")
         else:
-            y = _as_output(out, xs.shape, f"{self._spec} y")
+            y = _as_output(out, xs.shape, returned, form)
             ones, zeros = np.ones(c), np.zeros(c)
             stats = reference.batch_norm_forward(x, ones, zeros, eps=eps, axis=ax)
             mean, var = stats.mean, stats.var
@@ -221,14 +350,15 @@ class UserTarget:
             xs,
             gamma,
         )
-        if not (isinstance(out, tuple | list) and len(out) == 3):
-            raise ValueError(f"backward must return (dx, dgamma, dbeta), got {type(out).__name__}")
         c = (x.shape[ax],)
-        dx = _as_output(out[0], xs.shape, "backward dx")
+        returned = self._returned("backward")
+        form = f"a tuple (dx, dgamma, dbeta) of arrays of shapes {xs.shape}, {c}, {c}"
+        dx_out, dgamma_out, dbeta_out = _parts(out, 3, returned, form)
+        dx = _as_output(dx_out, xs.shape, f"{returned} dx as", f"an array of shape {xs.shape}")
         return BackwardOutput(
             np.moveaxis(dx, ux, ax),
-            _as_output(out[1], c, "backward dgamma"),
-            _as_output(out[2], c, "backward dbeta"),
+            _as_output(dgamma_out, c, f"{returned} dgamma as", f"an array of shape {c}"),
+            _as_output(dbeta_out, c, f"{returned} dbeta as", f"an array of shape {c}"),
         )
 
     def inference(
@@ -259,7 +389,9 @@ class UserTarget:
             running_mean,
             running_var,
         )
-        return np.moveaxis(_as_output(out, xs.shape, "inference y"), ux, ax)
+        form = f"y, an array of shape {xs.shape}"
+        y = _as_output(out, xs.shape, self._returned("inference"), form)
+        return np.moveaxis(y, ux, ax)
 
     def _factor(self, momentum: float | None, num_batches_tracked: int | None) -> float:
         """The momentum r receives: the given one, or 1/num_batches_tracked for None."""
@@ -313,13 +445,12 @@ class UserTarget:
             stats.mean.copy(),
             stats.var.copy(),
         )
-        if not (isinstance(out, tuple | list) and len(out) == 2):
-            raise ValueError(
-                f"running statistics must return (new_mean, new_var), got {type(out).__name__}"
-            )
+        returned = self._returned(method)
+        form = f"a tuple (new_mean, new_var) of arrays of shape {(c,)}"
+        new_mean, new_var = _parts(out, 2, returned, form)
         return RunningStats(
-            _as_output(out[0], (c,), "running-stats new_mean"),
-            _as_output(out[1], (c,), "running-stats new_var"),
+            _as_output(new_mean, (c,), f"{returned} new_mean as", f"an array of shape {(c,)}"),
+            _as_output(new_var, (c,), f"{returned} new_var as", f"an array of shape {(c,)}"),
         )
 
 
@@ -344,4 +475,62 @@ def load_user_target(
         dtype=dtype,
         eps=eps,
         momentum=momentum,
+    )
+
+
+def reference_stand_in(
+    convention: str,
+    axis: int,
+    *,
+    dtype: str,
+    eps: float | None,
+    momentum: float | None,
+    given: frozenset[str],
+    name: str,
+) -> UserTarget:
+    """A `UserTarget` around the reference's batch-norm functions, in the layout `axis`, with
+    only the methods named in `given` ("forward", "backward", "inference",
+    "update_running_stats"): the capabilities of a user's target, without the user's code.
+
+    Its functions read their arguments as float64 and do not check finiteness: only where it
+    refuses (`TargetLacks`) matters, and that must not hinge on the values of a case.
+    """
+
+    def forward(x: Array, gamma: Array, beta: Array, eps: float) -> Array:
+        f = np.float64
+        out = reference.batch_norm_forward(
+            x.astype(f), gamma.astype(f), beta.astype(f), eps=eps, axis=axis, check_finite=False
+        )
+        return out.y
+
+    def backward(dy: Array, x: Array, gamma: Array, eps: float) -> tuple[Array, Array, Array]:
+        f = np.float64
+        g = reference.batch_norm_backward(
+            dy.astype(f), x.astype(f), gamma.astype(f), eps=eps, axis=axis, check_finite=False
+        )
+        return g.dx, g.dgamma, g.dbeta
+
+    def inference(  # noqa: PLR0917 -- the user's signature, positional
+        x: Array, gamma: Array, beta: Array, rm: Array, rv: Array, eps: float
+    ) -> Array:
+        args = [a.astype(np.float64) for a in (x, gamma, beta, rm, rv)]
+        return reference.batch_norm_inference(*args, eps=eps, axis=axis, check_finite=False)
+
+    def running(  # noqa: PLR0917 -- the user's signature, positional
+        rm: Array, rv: Array, bm: Array, bv: Array, n: int, m: float
+    ) -> tuple[Array, Array]:
+        new = reference.update_running_stats(rm, rv, bm, bv, n, convention=convention, momentum=m)
+        return new.mean, new.var
+
+    return UserTarget(
+        forward,
+        convention,
+        axis,
+        backward if "backward" in given else None,
+        inference if "inference" in given else None,
+        running_stats=running if "update_running_stats" in given else None,
+        dtype=dtype,
+        eps=eps,
+        momentum=momentum,
+        name=name,
     )
