@@ -1,5 +1,8 @@
 """The `bnref` command: `bnref check` runs every property against an implementation;
-`bnref experiment NAME` runs one of the course's experiments (see `bnref.experiments.cli`).
+`bnref experiment NAME` runs one of the course's experiments (see `bnref.experiments.cli`);
+`bnref identify TARGET [--json PATH]` measures which batch norm a target computes (its axis,
+eps, variances, momentum, variance algorithm, compute precision and named convention; see
+`bnref identify --help` and `bnref.identify`).
 
     bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
                 [--property NAME ...] [--json PATH] [--timeout SECONDS]
@@ -536,8 +539,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return experiment(args[1:])
+    if args[0] == "identify":
+        from bnref.identify import main as identify  # noqa: PLC0415 -- only when asked
+
+        return identify(args[1:])
     print(
-        f"bnref: unknown command {args[0]!r}; the commands are: check, experiment",
+        f"bnref: unknown command {args[0]!r}; the commands are: check, experiment, identify",
         file=sys.stderr,
     )
     return 2
