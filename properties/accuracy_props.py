@@ -416,23 +416,26 @@ def classify_variance(impl: Implementation) -> VarianceClass:
 
 
 # Subnormal probe: x = [-a, a] with a = 2 tiny, eps = 1, gamma = 1/8: x_hat = a exactly
-# (a**2 + 1 rounds to 1) and y = +-tiny/4, a subnormal of the dtype; flushed, it is 0.
+# (a**2 + 1 rounds to 1) and y = +-tiny/4, a subnormal of the dtype; flushed, it is 0. The same
+# with gamma = 2**8 / 8 gives a normal y = +-2**8 tiny/4: a forward that gets that one right
+# and returns 0 for the first flushes subnormals (a wrong forward gets the control wrong too).
 def flushes_subnormals(impl: Implementation) -> bool | None:
     """Whether `impl` returns 0 for a subnormal y (True), the subnormal itself (False), or
-    something else or an error (None)."""
+    neither (None: a wrong control value, another shape or an error)."""
     p = precision(impl.dtype)
     a = 2 * p.tiny
     x = np.array([[-a], [a]])
     try:
         y = np.asarray(impl.forward(x, np.array([0.125]), np.zeros(1), eps=1.0, axis=1).y)
+        control = np.asarray(impl.forward(x, np.array([32.0]), np.zeros(1), eps=1.0, axis=1).y)
     except Exception:  # a target that cannot run the probe says nothing
         return None
     want = np.array([[-p.tiny / 4], [p.tiny / 4]])
-    if y.shape != x.shape:
+    if not np.array_equal(control, want * 2.0**8):
         return None
-    if np.all(y == 0):
-        return True
-    return False if np.array_equal(y, want) else None
+    if np.array_equal(y, want):
+        return False
+    return True if y.shape == x.shape and np.all(y == 0) else None
 
 
 def flush_note(impl: Implementation) -> str:

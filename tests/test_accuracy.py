@@ -11,13 +11,32 @@ from typing import Any
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import find
+from hypothesis import find, given
 
 from properties.accuracy_props import PROPERTIES, BackwardCase, small_cases
-from properties.adapter import Array, BackwardOutput, ForwardOutput, ReferenceImplementation
+from properties.adapter import (
+    Array,
+    BackwardOutput,
+    ForwardOutput,
+    ReferenceImplementation,
+    StrictAccuracy,
+)
 from properties.framework import Property, PropertyFailure, run_property
 from properties.highprec import highprec_backward, highprec_forward
-from properties.strategies import BatchCase
+from properties.strategies import BatchCase, batch_cases
+from properties.tolerances import (
+    SMALLEST_NORMAL,
+    STREAMING,
+    TWO_PASS,
+    accuracy_class,
+    check_accuracy,
+    exact_stats,
+    flush_budget,
+    flush_floor,
+    flush_floor_y,
+    roundings,
+    x_hat_bound,
+)
 from reference.batchnorm_graph import batch_norm_backward_graph
 
 FORWARD, BACKWARD = PROPERTIES
@@ -204,3 +223,61 @@ def test_highprec_forward_rejects(
 def test_highprec_backward_rejects_dy_shape() -> None:
     with pytest.raises(ValueError, match="dy"):
         highprec_backward(np.ones((2, 2)), np.ones((3, 2)), np.ones(2), eps=1e-5, axis=1)
+
+
+# --- the accuracy classes and the flush-to-zero floor of properties.tolerances -----------------
+
+
+@given(case=batch_cases())
+def test_the_streaming_bound_contains_the_two_pass_bound(case: BatchCase) -> None:
+    """Term by term K >= n + 1: whatever passes two-pass passes streaming."""
+    stats = exact_stats(case.x, case.axis, case.eps)
+    for u in (U, 2.0**-24):
+        strict = x_hat_bound(stats, case.x.ndim, u, accuracy=TWO_PASS, tiny=2.0**-1022)
+        loose = x_hat_bound(stats, case.x.ndim, u, accuracy=STREAMING, tiny=2.0**-1022)
+        assert np.all(loose >= strict)
+    assert roundings(stats.count, STREAMING) == 2 * stats.count + 8
+    assert roundings(stats.count) == stats.count + 1
+
+
+def test_accuracy_names_the_class() -> None:
+    with pytest.raises(ValueError, match=r"^accuracy must be one of \('two-pass', 'streaming'\)"):
+        roundings(4, "one-pass")
+    assert check_accuracy(STREAMING) == STREAMING
+    assert accuracy_class(ReferenceImplementation()) == STREAMING
+    assert accuracy_class(StrictAccuracy(ReferenceImplementation())) == TWO_PASS
+
+
+def test_the_smallest_normal_numbers() -> None:
+    assert {
+        "float64": float(np.finfo(np.float64).smallest_normal),
+        "float32": float(np.finfo(np.float32).smallest_normal),
+        "float16": float(np.finfo(np.float16).smallest_normal),
+    } == SMALLEST_NORMAL
+
+
+def test_the_flush_budget_by_hand() -> None:
+    """Channel 0 holds a subnormal input (read as 0 by a flushing platform); channel 1 is of
+    ordinary magnitude with values of one sign and nothing subnormal anywhere."""
+    tiny = 2.0**-1022
+    x = np.array([[tiny / 2, 1.0], [2.0, 2.0], [4.0, 3.0]])
+    stats = exact_stats(x, 1, 1e-5)
+    budget = flush_budget(stats, tiny)
+    assert budget.touched.tolist() == [True, False]
+    dev = float(np.max(np.abs(x[:, 0] - np.mean(x[:, 0]))))
+    # the input: 2 tiny in the shift, 4 D tiny in the variance; values of both signs? no;
+    # one below tiny / u: the partial sums cannot cancel (one sign), so no 2 tiny for sums
+    assert budget.shift.tolist() == [2 * tiny, 0.0]
+    assert budget.var[0] == pytest.approx(4 * dev * tiny, rel=1e-15)
+    assert budget.var[1] == 0.0
+    assert np.all(flush_floor(stats, 2, tiny)[:, 1] == 0)
+    assert np.all(flush_floor(stats, 2, tiny)[:, 0] > 0)
+    assert not flush_budget(stats, 0.0).touched.any()  # no floor asked for
+    assert np.all(flush_floor(stats, 2, 0.0) == 0)
+
+
+def test_the_flush_floor_of_a_subnormal_y() -> None:
+    tiny = 2.0**-1022
+    terms = np.array([[tiny / 4, 1.0, 0.0], [tiny / 4, 3 * tiny, 5 * tiny]])
+    assert flush_floor_y(terms, tiny).tolist() == [2 * tiny, tiny, 0.0]  # margin 4 tiny
+    assert flush_floor_y(terms, 0.0).tolist() == [0.0, 0.0, 0.0]
