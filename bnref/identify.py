@@ -1110,7 +1110,8 @@ def _usage(message: str) -> NoReturn:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from bnref.targets import DTYPES, TARGETS  # noqa: PLC0415 -- keeps `import bnref` light
+    from bnref.isolation import DEFAULT_TIMEOUT  # noqa: PLC0415 -- keeps `import bnref` light
+    from bnref.targets import DTYPES, TARGETS  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="bnref identify",
@@ -1121,12 +1122,22 @@ def _parser() -> argparse.ArgumentParser:
         "axis, eps and momentum arguments; identify passes the defaults of the convention the "
         "target declares (a user target's --eps/--momentum when fixed), measures what the target "
         "does with them, and passes other values to see whether it follows them or has its own "
-        "(a target that ignores the eps it is given reveals its own). Exit status: 0 when the "
+        "(a target that ignores the eps it is given reveals its own). The target runs in a worker "
+        "process of its own: an exit, a crash or a call longer than --timeout fails the probe it "
+        "happened in. Exit status: 0 when the "
         "outputs fit a batch norm (whether or not a named convention matches), 1 when they fit "
         "none, 2 for a usage error.",
     )
     parser.add_argument("target", help=f"one of {', '.join(TARGETS)}, or module:function")
     parser.add_argument("--json", metavar="PATH", help="also write the report as strict JSON")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"the longest a call of the target may take (default {DEFAULT_TIMEOUT:g}; 0: no "
+        "limit); a call stopped so fails its probe",
+    )
     parser.add_argument(
         "--dtype", choices=DTYPES, default="float64", help="the dtype the target is given"
     )
@@ -1149,19 +1160,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load(args: argparse.Namespace) -> Implementation:
-    """The target named on the command line; a usage error (exit 2) when it cannot be built."""
-    from bnref.targets import TARGETS, load_target  # noqa: PLC0415 -- optional frameworks
+def target_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of the target's worker (`bnref.isolation.TargetSpec`), after the checks that
+    need no import: a usage error (exit 2) for an unknown name, user options without a user
+    target, the reference or `fast` below float64."""
+    from bnref.targets import TARGETS  # noqa: PLC0415 -- keeps `import bnref` light
 
     target = args.target
     if ":" in target:
-        from bnref.targets.user_target import load_user_target  # noqa: PLC0415
-
-        options = {k: getattr(args, k) for k in USER_OPTIONS}
-        try:
-            return load_user_target(target, convention=args.convention, dtype=args.dtype, **options)
-        except (TypeError, ValueError) as exc:
-            _usage(str(exc))
+        return {"convention": args.convention, **{k: getattr(args, k) for k in USER_OPTIONS}}
     given = [f"--{k.replace('_', '-')}" for k in USER_OPTIONS if getattr(args, k) is not None]
     if given:
         _usage(f"{', '.join(given)} need a TARGET module:function, got {target!r}")
@@ -1169,10 +1176,7 @@ def load(args: argparse.Namespace) -> Implementation:
         _usage(f"TARGET must be one of {', '.join(TARGETS)} or module:function; got {target!r}")
     if target in ("reference", "fast") and args.dtype != "float64":
         _usage(f"--dtype {args.dtype}: {target} computes in float64 only")
-    try:
-        return load_target(target, args.dtype)
-    except ImportError as exc:
-        _usage(str(exc))
+    return {}
 
 
 def _value(value: object) -> str:
@@ -1224,9 +1228,18 @@ def format_report(fp: Fingerprint) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`bnref identify`; return the exit status (0 fitted, 1 fits no batch norm, 2 usage)."""
+    """`bnref identify`; return the exit status (0 fitted, 1 fits no batch norm, 2 usage).
+
+    The target runs in a worker process of its own (`bnref.isolation`, as for `bnref check`):
+    an exit, a crash or a call longer than --timeout fails the probe it happened in, and the
+    fingerprint says so instead of ending the command.
+    """
+    from bnref.isolation import TargetLoadError, open_target  # noqa: PLC0415
+
     args = _parser().parse_args(argv)
-    impl = load(args)
+    if not (math.isfinite(args.timeout) and args.timeout >= 0):
+        _usage(f"--timeout must be a number of seconds >= 0 (0: no limit); got {args.timeout!r}")
+    options = target_options(args)
     report = None
     if args.json:
         try:
@@ -1234,7 +1247,16 @@ def main(argv: Sequence[str]) -> int:
         except OSError as exc:
             _usage(f"--json {args.json!r} cannot be written: {exc.strerror or exc}")
     try:
-        fp = identify(impl)
+        try:
+            worker, (impl,) = open_target(
+                args.target, [args.dtype], options, timeout=args.timeout or None
+            )
+        except TargetLoadError as exc:
+            _usage(str(exc))
+        try:
+            fp = identify(impl)
+        finally:
+            worker.close()
         print(format_report(fp))
         if report is not None:
             json.dump(fp.as_json(), report, indent=2, allow_nan=False)

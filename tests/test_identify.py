@@ -8,6 +8,10 @@ loaded as `bnref identify` loads a `module:function` target.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,7 @@ from bnref.identify import (
     main,
     momentum_direction,
 )
-from bnref.targets import load_target
+from bnref.targets import TARGETS, load_target
 from bnref.targets.user_target import load_user_target
 from properties.adapter import (
     Array,
@@ -457,9 +461,10 @@ def test_unknown_target_is_a_usage_error_listing_the_known_ones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     err = _usage(["pytroch"], capsys)
-    assert err == (
-        "bnref identify: TARGET must be one of reference, fast, torch, onnx, onnxruntime or "
-        "module:function; got 'pytroch'\n"
+    known = ", ".join(TARGETS)
+    assert known.startswith("reference, fast, torch, onnx, onnxruntime")
+    assert (
+        err == f"bnref identify: TARGET must be one of {known} or module:function; got 'pytroch'\n"
     )
 
 
@@ -538,3 +543,35 @@ def test_identify_command_on_torch(capsys: pytest.CaptureFixture[str]) -> None:
         "  differences             none\n",
     ):
         assert line in out
+
+
+def exits(x: F, gamma: F, beta: F, eps: float) -> F:  # noqa: ARG001
+    """Ends its process."""
+    os._exit(0)
+
+
+def hangs(x: F, gamma: F, beta: F, eps: float) -> F:  # noqa: ARG001
+    """Never returns (in time)."""
+    time.sleep(60)
+    return x
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [("exits", "exited with status 0"), ("hangs", "did not return from forward within 0.5 s")],
+)
+def test_a_target_that_exits_or_hangs_fits_nothing_and_says_how(name: str, how: str) -> None:
+    # the command in a process of its own, with a limit of its own: it must never hang the suite
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    argv = [sys.executable, "-m", "bnref.cli", "identify", f"test_identify:{name}"]
+    run = subprocess.run(
+        [*argv, "--timeout", "0.5"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "could not fit any convention: the target raised on every probe" in run.stdout
+    assert how in run.stdout
