@@ -58,8 +58,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def docs(session: nox.Session) -> None:
-    """The site: each experiment's --quick figure, the HTML with warnings as errors, then every
-    code example on it run and checked (sphinx doctest)."""
+    """The site: the committed full-run figures checked in place (`nox -s figures` makes them),
+    the HTML with warnings as errors and no remote loads, then every code example on it run and
+    checked (sphinx doctest)."""
     session.install("-e", ".[docs]")
     session.run("python", "docs/generate_figures.py")
     build = ["sphinx-build", "-W", "--keep-going", "-d", "docs/_build/doctrees"]
