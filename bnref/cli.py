@@ -30,9 +30,10 @@ a Python snippet that replays it. Other targets run the batch-norm properties on
 reference also runs the mini-batch properties on its own random_mini_batches, and
 `MOD:FN --minibatch` runs them on a user's (in this process).
 
-The target runs in a worker process of its own (`bnref.isolation`): an exit, a crash or a signal
-in it, or a call longer than --timeout SECONDS (default 60; 0: no limit), fails the property being
-checked, with the example that caused it, and the audit goes on. The exit status means one thing
+The target runs in a worker process of its own (`bnref.isolation`; the reference, which every
+check calls in this process anyway, runs here): an exit, a crash or a signal in it, or a call
+longer than --timeout SECONDS (default 60; 0: no limit), fails the property being checked, with
+the example that caused it, and the audit goes on. The exit status means one thing
 each (EXIT_STATUS below): 0 every applicable property ran to completion and passed; 1 a
 property failed (an exit, crash or timeout of the target included); 2 a usage error (a bad option
 or BNREF_PROFILE, a target that does not import, a --json path that cannot be written), found
@@ -60,7 +61,7 @@ from bnref.isolation import (
     TargetSpec,
     TargetWorker,
 )
-from bnref.targets import DTYPES, TARGETS
+from bnref.targets import DTYPES, TARGETS, load_target
 from properties.adapter import Implementation
 from properties.framework import Property, PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
@@ -392,8 +393,10 @@ def check(argv: Sequence[str]) -> int:
     codes = [_target_code(args, dtype) for dtype in dtypes]
     user = ":" in args.target
     options = {k: getattr(args, k) for k in ("convention", *USER_OPTIONS)} if user else {}
-    worker = TargetWorker(TargetSpec(args.target, tuple(dtypes), options), timeout)
-    worker.launch()  # the worker imports the target while the audit imports its properties
+    worker = None
+    if args.target != "reference":  # the oracle stays here: every check calls it here anyway
+        worker = TargetWorker(TargetSpec(args.target, tuple(dtypes), options), timeout)
+        worker.launch()  # the worker imports the target while the audit imports its properties
     try:
         from properties.registry import (  # noqa: PLC0415 -- heavy import
             ALL_PROPERTIES,
@@ -406,12 +409,17 @@ def check(argv: Sequence[str]) -> int:
             props = [by_name(n) for n in args.property] if args.property else list(default)
         except ValueError as exc:
             _usage(str(exc))
-        try:
-            worker.start()
-        except TargetLoadError as exc:
-            _usage(str(exc))
+        if worker is not None:
+            try:
+                worker.start()
+            except TargetLoadError as exc:
+                _usage(str(exc))
         report = _open_report(args.json)
-        impls: list[Implementation] = [IsolatedTarget(worker, dtype) for dtype in dtypes]
+        impls: list[Implementation] = (
+            [load_target("reference")]
+            if worker is None
+            else [IsolatedTarget(worker, dtype) for dtype in dtypes]
+        )
         try:
             pairs = list(zip(impls, codes, strict=True))
             return _run(args, profile, pairs, props, timeout=timeout, report=report)
@@ -419,7 +427,8 @@ def check(argv: Sequence[str]) -> int:
             if report is not None:
                 report.close()
     finally:
-        worker.close()
+        if worker is not None:
+            worker.close()
 
 
 def _check_minibatch(args: argparse.Namespace) -> int:

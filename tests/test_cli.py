@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from bnref.cli import format_table, main, parse_dtypes
+from bnref.isolation import TargetWorker
 from properties.adapter import Array, ForwardOutput, ReferenceImplementation
 from properties.framework import run_property
 from properties.registry import ALL_PROPERTIES, by_name
@@ -348,3 +349,23 @@ def test_check_help_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
     for code in ("0 when", "1 when", "2 for", "130 when"):
         assert code in " ".join(status.split())
     assert out.rstrip().endswith(".")
+
+
+def test_the_reference_runs_in_this_process_and_other_targets_in_a_worker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The oracle is called in-process by every check anyway: no worker for it. `fast` (a
+    target under audit, with threads of its own) gets one."""
+    started: list[str] = []
+    launch = TargetWorker.launch
+
+    def spy(worker: TargetWorker) -> None:
+        started.append(worker.spec.target)
+        launch(worker)
+
+    monkeypatch.setattr(TargetWorker, "launch", spy)
+    assert main(["check", "--property", "identity-params"]) == 0
+    assert started == []
+    assert main(["check", "fast", "--property", "identity-params"]) == 0
+    assert started == ["fast"]
+    assert capsys.readouterr().out.rstrip().endswith("1 passed, 0 failed")
