@@ -1219,7 +1219,7 @@ def format_report(fp: Fingerprint) -> str:
         rows.append(("also consistent with", ", ".join(fp.consistent_with[1:])))
     width = max(len(name) for name, _ in rows)
     lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
-    lines.append(f"  {'differences'.ljust(width)}  {'none' if not fp.differences else ''}")
+    lines.append(f"  {'differences'.ljust(width)}  none" if not fp.differences else "  differences")
     lines += [f"    - {d}" for d in fp.differences]
     if fp.notes:
         lines.append("  notes")
