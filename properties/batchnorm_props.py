@@ -31,6 +31,7 @@ from properties.tolerances import (
     ExactStats,
     Precision,
     accuracy_class,
+    affine_error_bound,
     channel_rows,
     exact_stats,
     expand,
@@ -100,7 +101,9 @@ def moment_bounds(
     rounding = p.u * (g * max_xhat + max_y)
     tol_mean = g * x_err + SAFETY * (rounding + flush_y)
     tol_mean = tol_mean + U64 * np.abs(beta) + underflow_bound(stats, g, p.eta)
-    r = g * (np.sqrt(rho) * rel + p.u * mean_shift_bound(stats, p.u, accuracy)) + rounding + flush
+    affine = affine_error_bound(stats, p.u, accuracy)  # per element, not a common shift
+    r = g * (np.sqrt(rho) * rel + p.u * mean_shift_bound(stats, p.u, accuracy) + affine)
+    r = r + rounding + flush
     want_var = g**2 * rho
     # the checker's own fsum variance: 4 U64 var(y) + (2 U64 max|y|)**2
     tol_var = SAFETY * (2 * np.sqrt(want_var) * r + r**2) + 4 * U64 * want_var
@@ -117,7 +120,8 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
     """Properties 1 and 3: channel mean of y is beta, its variance gamma**2 * var/(var+eps).
 
     Variance bound: y' = y + common shift + r with rms(r) <= R, so
-    |var(y') - var(y)| <= 2 sqrt(var(y)) R + R**2, R = |gamma| (sqrt(rho) rel + u shift)
+    |var(y') - var(y)| <= 2 sqrt(var(y)) R + R**2, R = |gamma| (sqrt(rho) rel + u shift
+    + the per-element error of a folded affine step, `tolerances.affine_error_bound`)
     + u (|gamma| max|x_hat| + max|y|) for the rounding of gamma*x_hat + beta, plus the flush
     of x_hat, gamma x_hat and y where subnormal; the checker's own fsum variance adds
     4u var(y) + (2u max|y|)**2.

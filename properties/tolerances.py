@@ -50,9 +50,14 @@ times on its way:
     at most S) gives the same form. 2 gamma_K M sd covers both with a factor >= 2.
 3s. inv_std: relative error <= dv / (2 s**2) + 2u
     <= K u kappa sd/s + (K u kappa)**2 / 2 + (K/2 + 4) u.
-4s. x_hat as in 4, with the shift K u kappa.
+4s. x_hat as in 4, with the shift K u kappa; and the affine step may be folded, as ONNX
+    Runtime and fused kernels do: k = gamma / sqrt(v + eps), y = x k + (beta - m k). Its
+    product x k rounds by u |x_i| k, i.e. x_hat_i by u |x_i| / s <= u kappa per element, not as
+    a common shift: the exact result for x_i perturbed by u relative, backward stable like the
+    statistics. The class allows 2 u kappa per element for it (`affine_error_bound`).
 
-So  |x_hat'_i - x_hat_i| <= K u kappa + |x_hat_i| (K u kappa sd/s + (K u kappa)**2/2 + (K/2 + 5) u).
+So  |x_hat'_i - x_hat_i| <= K u kappa + 2 u kappa + |x_hat_i| (K u kappa sd/s + (K u kappa)**2/2
++ (K/2 + 5) u), the first term a common shift, the second per element.
 
 The streaming bound contains the two-pass one term by term (K >= n + 1), so a two-pass
 implementation passes both, a streaming one passes only this one (its variance errs by ~u kappa,
@@ -297,6 +302,17 @@ class FlushBudget:
     touched: NDArray[np.bool_]  # an input, partial sum, deviation, square, var or x_hat
 
 
+def affine_error_bound(stats: ExactStats, u: float = U64, accuracy: str = TWO_PASS) -> Array:
+    """Per channel, what the affine step may add to each x_hat beyond a common shift and a
+    common scale (step 4s): 0 for TWO_PASS, whose x_hat = (x - m') inv_std rounds relative to
+    |x_hat|; 2 u kappa for STREAMING, which admits the folded y = x k + (beta - m k), off by
+    u |x_i| k per element (|x_i| / s <= kappa)."""
+    if check_accuracy(accuracy) == TWO_PASS:
+        return np.zeros_like(stats.kappa)
+    out: Array = 2 * u * stats.kappa
+    return out
+
+
 def flush_budget(stats: ExactStats, tiny: float, u: float = U64) -> FlushBudget:
     """The flush-to-zero floor of each channel's statistics; `tiny` is the dtype's smallest
     normal number, 0 for no floor (all zeros).
@@ -377,14 +393,16 @@ def x_hat_bound(
     smallest subnormal eta and accuracy class `accuracy` (float64 two-pass by default), shaped
     like x; `tiny` > 0 (the dtype's smallest normal number) adds the flush-to-zero floor.
 
-    Includes the checker's own x_hat rounding (2u|x_hat| + u kappa) and the underflow of the
-    n + 4 operations that form x - mean, amplified by 1/s.
+    Includes the checker's own x_hat rounding (2u|x_hat| + u kappa), the underflow of the
+    n + 4 operations that form x - mean, amplified by 1/s, and for STREAMING the per-element
+    error of a folded affine step (`affine_error_bound`).
     """
     underflow = (stats.count + 4) * eta / stats.scale
     shift = expand(stats, mean_shift_bound(stats, u, accuracy) + u * stats.kappa + underflow, ndim)
     rel = expand(stats, scale_error_bound(stats, u, accuracy) + 2 * u, ndim)
+    affine = expand(stats, affine_error_bound(stats, u, accuracy), ndim)
     flush = flush_floor(stats, ndim, tiny, u)
-    return SAFETY * (shift + np.abs(stats.x_hat) * rel + flush)
+    return SAFETY * (shift + affine + np.abs(stats.x_hat) * rel + flush)
 
 
 def underflow_bound(stats: ExactStats, weight: Array | float = 1.0, eta: float = ETA) -> Array:
