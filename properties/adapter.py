@@ -8,7 +8,8 @@ or a user's functions.
 
 Optional capabilities are further methods an adapter may have: `frozen_backward` (the gradients
 of inference mode, `FrozenBackward`), found with `frozen_backward_of`; a target without one is
-reported not applicable for the properties that need it. `StrictAccuracy` wraps any
+reported not applicable for the properties that need it. The reference adapter derives its own
+from its inference function. `StrictAccuracy` wraps any
 implementation to hold it to the reference's two-pass accuracy (`bnref check --strict`).
 """
 
