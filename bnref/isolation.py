@@ -354,24 +354,13 @@ class TargetWorker:
             i for i, a in enumerate(args) if isinstance(a, np.ndarray) and not a.flags.writeable
         ]
         try:
-            _send(self._conn, (dtype, method, list(args), kwargs, readonly))
-        except OSError:  # the worker is gone: its end of the socket is closed
-            how = _how_it_ended(self._stop(grace=5.0))
-            raise TargetDied(f"target {name} {how} before computing {method}") from None
-        status = self._wait(self.timeout)
-        if status == "timeout":
-            self._stop(grace=0.0)
-            raise TargetTimedOut(
-                f"target {name} did not return from {method} within {self.timeout or 0:g} s "
-                "(--timeout); its process was stopped"
-            )
-        reply = None
-        if status == "message":
-            with contextlib.suppress(EOFError, OSError):
-                reply = _receive(self._conn)
-        if reply is None:
-            how = _how_it_ended(self._stop(grace=5.0))
-            raise TargetDied(f"target {name} {how} while computing {method}")
+            reply = self._exchange(name, method, (dtype, method, list(args), kwargs, readonly))
+        except BaseException:
+            # Interrupted (Ctrl-C) between request and reply: the worker may still be busy with
+            # this call, and its late reply would answer the next one. It is stopped instead.
+            if self._process is not None:
+                self._stop(grace=0.0)
+            raise
         kind, *payload, writes = reply
         for i, written in writes.items():
             args[i][...] = written  # the caller's array shows what the target wrote into it
@@ -384,6 +373,28 @@ class TargetWorker:
         if where:
             raised.add_note(f"raised by target {name} in {method}, at {where}")
         raise raised
+
+    def _exchange(self, name: str, method: str, request: tuple[Any, ...]) -> Any:
+        """Send `request` and return the worker's reply; TargetDied if the worker ends first,
+        TargetTimedOut (the worker stopped) if no reply comes within the timeout."""
+        assert self._conn is not None
+        try:
+            _send(self._conn, request)
+        except OSError:  # the worker is gone: its end of the socket is closed
+            how = _how_it_ended(self._stop(grace=5.0))
+            raise TargetDied(f"target {name} {how} before computing {method}") from None
+        status = self._wait(self.timeout)
+        if status == "timeout":
+            self._stop(grace=0.0)
+            raise TargetTimedOut(
+                f"target {name} did not return from {method} within {self.timeout or 0:g} s "
+                "(--timeout); its process was stopped"
+            )
+        if status == "message":
+            with contextlib.suppress(EOFError, OSError):
+                return _receive(self._conn)
+        how = _how_it_ended(self._stop(grace=5.0))
+        raise TargetDied(f"target {name} {how} while computing {method}")
 
     def _stop(self, grace: float = 0.0) -> int | None:
         """Stop the worker and return its return code: wait up to `grace` seconds for it to

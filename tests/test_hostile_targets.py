@@ -21,9 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import pytest
 
+from bnref.isolation import TargetWorker, open_target
+
 TESTS = Path(__file__).parent
+KERAS = {"convention": "keras"}
 LIMIT = 120  # seconds: no case may take longer, whatever the target does
 
 HOSTILE = '''
@@ -520,3 +524,59 @@ def test_an_unwritable_json_path_is_a_usage_error_before_the_run(
     path = tmp_path if where == "directory" else tmp_path / where
     run = hostile(modules, "honest", "--property", "identity-params", "--json", str(path))
     _usage_error(run, f"--json {str(path)!r} cannot be written: ")
+
+
+# --- the worker, called from this process -------------------------------------------------
+
+
+@pytest.fixture
+def on_path(modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(modules))  # the worker takes this process's sys.path
+
+
+def _case() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    return np.arange(12.0).reshape(4, 3) ** 1.5, np.ones(3), np.zeros(3)
+
+
+@pytest.mark.usefixtures("on_path")
+def test_one_worker_serves_every_call_and_writes_come_back() -> None:
+    """Many calls, one worker; a write into an argument reaches the caller's array (so the
+    no-mutation property sees it), and a read-only argument stays read-only in the worker."""
+    worker, (impl,) = open_target("user_impl_example:forward_in_place", ["float64"], KERAS)
+    try:
+        x, gamma, beta = _case()
+        want = x - x.mean(axis=0)  # what forward_in_place leaves in x
+        impl.forward(x, gamma, beta, eps=1e-5, axis=1)
+        np.testing.assert_array_equal(x, want)
+        frozen = _case()[0]
+        frozen.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            impl.forward(frozen, gamma, beta, eps=1e-5, axis=1)
+        for _ in range(50):
+            impl.forward(*_case(), eps=1e-5, axis=1)
+        assert worker.starts == 1
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("on_path")
+def test_an_interrupted_call_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between request and reply: the worker is stopped, so its late reply can never
+    answer the next call, which gets a new worker and the right result."""
+    worker, (impl,) = open_target("hostile:honest", ["float64"], KERAS)
+    try:
+        wait = TargetWorker._wait
+
+        def interrupted(*_: object) -> str:
+            monkeypatch.setattr(TargetWorker, "_wait", wait)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(TargetWorker, "_wait", interrupted)
+        x, gamma, beta = _case()
+        with pytest.raises(KeyboardInterrupt):
+            impl.forward(x, gamma, beta, eps=1e-5, axis=1)
+        y = impl.forward(x, 2 * gamma, beta, eps=1e-5, axis=1).y  # not the first call's y
+        np.testing.assert_allclose(y, 2 * (x - x.mean(axis=0)) / x.std(axis=0), rtol=1e-6)
+        assert worker.starts == 2
+    finally:
+        worker.close()
