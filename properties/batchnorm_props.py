@@ -134,10 +134,12 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
     mean_y, var_y = channel_moments(y, stats)
     bounds = moment_bounds(stats, case.gamma, case.beta, case.eps, p=p, accuracy=acc)
     want_var, tol_var = bounds.want_var, bounds.var
-    # |sd' - sd| <= min(sqrt(|dvar|), |dvar| / (sd' + sd)) for sd', sd >= 0.
+    # |sd' - sd| <= min(sqrt(|dvar|), |dvar| / (sd' + sd)) for sd', sd >= 0; the checker's two
+    # square roots round by U64/2 relative each (within U64 (sd' + sd) together).
     sd_y, want_sd = np.sqrt(var_y), np.sqrt(want_var)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan; fmin keeps the sqrt
         tol_sd = np.fmin(np.sqrt(tol_var), tol_var / (sd_y + want_sd))
+    tol_sd = tol_sd + U64 * (sd_y + want_sd)
     return [
         compare("channel mean of y vs beta", mean_y, case.beta, bounds.mean),
         compare("channel variance of y vs gamma^2 var/(var+eps)", var_y, want_var, tol_var),
