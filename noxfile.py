@@ -86,18 +86,49 @@ def check(session: nox.Session) -> None:
     session.run("bnref", "check", *session.posargs)
 
 
+# `bnref check` targets other than bnref's own (bnref.targets.TARGETS without reference, fast).
+ORACLE_TARGETS = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "jax",
+    "flax",
+    "flax-slow",
+    "keras-numpy",
+    "keras-jax",
+    "keras-torch",
+    "keras-tensorflow",
+    "tensorflow",
+)
+
+
 @nox.session(venv_backend="venv", default=False)
 def oracle(session: nox.Session) -> None:
-    """PyTorch, the ONNX reference evaluator and ONNX Runtime, checked by the properties and
-    compared with the reference in float64, float32 and float16.
+    """Every framework target that installs: PyTorch, the ONNX reference evaluator, ONNX
+    Runtime, JAX, Flax, Keras 3 on each backend and TensorFlow; their adapters' tests
+    (`pytest -m oracle`: the differential comparison with the reference in float64, float32,
+    float16 and bfloat16, and the plumbing of each adapter), then `bnref check TARGET` in
+    float64 and float32 for each, one process per target (Keras fixes its backend per process).
+    Findings are reported in the tables and oracle-TARGET.json, not failed (exit 0 or 1).
 
     The venv backend, so pip installs: on these machines `pip install torch==2.13.0` takes the
-    CPU wheel that lies on disk, where uv would download a CUDA build of several GB.
+    CPU wheel that lies on disk, where uv would download a CUDA build of several GB. TensorFlow
+    is a large wheel of its own and not built for every platform: where it does not install,
+    its two targets are left out with the reason in the log (their tests say so too).
     """
     session.install("torch==2.13.0")
-    session.install("-e", ".[test,onnx]")
+    session.install("-e", ".[test,onnx,flax,keras,bfloat16]")
+    targets = list(ORACLE_TARGETS)
+    try:
+        session.install("-e", ".[tensorflow]")
+    except nox.command.CommandFailed:
+        session.warn(
+            "TensorFlow did not install on this platform: the tensorflow and keras-tensorflow "
+            "targets are left out"
+        )
+        targets = [t for t in targets if "tensorflow" not in t]
     session.run("pytest", "-m", "oracle", "-o", "log_cli=true", *session.posargs)
-    for target in ("torch", "onnx", "onnxruntime"):
+    for target in targets:
         session.run(
             "bnref",
             "check",
@@ -108,6 +139,8 @@ def oracle(session: nox.Session) -> None:
             f"oracle-{target}.json",
             success_codes=[0, 1],
         )
+    bfloat16 = ["--dtype", "bfloat16", "--json", "oracle-torch-bfloat16.json"]
+    session.run("bnref", "check", "torch", *bfloat16, success_codes=[0, 1])
 
 
 @nox.session(venv_backend="venv", default=False)

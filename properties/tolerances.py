@@ -2,7 +2,8 @@
 
 Every tolerance in the batch-norm properties comes from the bounds derived here, so that they
 are stated once. Notation, per channel with n values, unit roundoff u of the dtype the
-implementation computes in (`PRECISIONS`: 2**-53 float64, 2**-24 float32, 2**-11 float16)::
+implementation computes in (`PRECISIONS`: 2**-53 float64, 2**-24 float32, 2**-11 float16,
+2**-8 bfloat16)::
 
     m = mean(x),  v = mean((x - m)**2),  sd = sqrt(v),  s = sqrt(v + eps),  x_hat = (x - m) / s
     M = max|x|,   kappa = M / s       how large the data are relative to the normalizing scale;
@@ -146,6 +147,10 @@ PRECISIONS: dict[str, Precision] = {
     "float32": Precision("float32", 2.0**-24, 2.0**-149, math.inf, 0.0, 2.0**-126),
     # IEEE binary16: 11-bit significand, emin = -14, smallest subnormal 2**-24, max 65504.
     "float16": Precision("float16", 2.0**-11, 2.0**-24, 4.0, 1e-3, 2.0**-14),
+    # bfloat16: 8-bit significand (u = 2**-8), float32's exponent range (emin = -126, smallest
+    # subnormal 2**-133), so no overflow guard and eps 1e-8 is a normal number. NumPy knows it
+    # through ml_dtypes (`precision` loads it).
+    "bfloat16": Precision("bfloat16", 2.0**-8, 2.0**-133, math.inf, 0.0, 2.0**-126),
 }
 UNIT_ROUNDOFF = {name: p.u for name, p in PRECISIONS.items()}
 SMALLEST_SUBNORMAL = {name: p.eta for name, p in PRECISIONS.items()}
@@ -156,6 +161,10 @@ def precision(dtype: str) -> Precision:
     """The `Precision` of `dtype` (one of PRECISIONS); ValueError naming dtype otherwise."""
     if dtype not in PRECISIONS:
         raise ValueError(f"dtype must be one of {tuple(PRECISIONS)}, got {dtype!r}")
+    if dtype == "bfloat16":
+        # Importing ml_dtypes registers the name "bfloat16" with NumPy, which the strategies
+        # round inputs to (`properties.strategies.cast_case`).
+        import ml_dtypes  # noqa: F401, PLC0415 -- an optional dependency, for bfloat16 only
     return PRECISIONS[dtype]
 
 

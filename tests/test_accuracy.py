@@ -253,6 +253,7 @@ def test_the_smallest_normal_numbers() -> None:
         "float64": float(np.finfo(np.float64).smallest_normal),
         "float32": float(np.finfo(np.float32).smallest_normal),
         "float16": float(np.finfo(np.float16).smallest_normal),
+        "bfloat16": 2.0**-126,  # float32's exponent range
     } == SMALLEST_NORMAL
 
 

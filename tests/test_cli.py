@@ -61,7 +61,7 @@ def test_parse_dtypes_repeated_or_listed(capsys: pytest.CaptureFixture[str]) -> 
     assert parse_dtypes(["float16,float32", "float32"]) == ["float16", "float32"]
     with pytest.raises(SystemExit):
         parse_dtypes(["float128"])
-    assert "--dtype must be one of float64, float32, float16; got 'float128'" in (
+    assert "--dtype must be one of float64, float32, float16, bfloat16; got 'float128'" in (
         capsys.readouterr().err
     )
 

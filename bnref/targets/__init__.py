@@ -1,14 +1,21 @@
 """Other batch-norm implementations behind the `Implementation` protocol, for `bnref check`.
 
 `load_target(name, dtype)` builds the implementation the properties run on: the reference, bnref's
-own fast engine (`fast`, `bnref.fast`), PyTorch (`torch`), the ONNX reference evaluator (`onnx`) or
-ONNX Runtime (`onnxruntime`). An adapter converts the float64 inputs to `dtype`, moves the channel
-axis to position 1 (the only layout PyTorch and ONNX accept), runs, moves it back and returns
-float64 arrays. The frameworks are imported only when their adapter is loaded, so bnref itself never
-needs them; a missing one raises an ImportError that says what to install.
+own fast engine (`fast`, `bnref.fast`), PyTorch (`torch`), the ONNX reference evaluator (`onnx`),
+ONNX Runtime (`onnxruntime`), a jax.numpy textbook batch norm (`jax`), Flax's
+`nn.BatchNorm` (`flax`; `flax-slow` with `use_fast_variance=False`), Keras 3's
+`BatchNormalization` on one backend (`keras-numpy`, `keras-jax`, `keras-torch`,
+`keras-tensorflow`) and TensorFlow's fused kernel (`tensorflow`). An adapter converts the float64
+inputs to `dtype`, moves the channel axis where its framework wants it (position 1 for PyTorch
+and ONNX, last for the channels-last ones, `bnref.targets.channels_last`), runs, moves it back
+and returns float64 arrays. The frameworks are imported only when their adapter is loaded, so
+bnref itself never needs them; a missing one raises an ImportError that names the extra to
+install (`EXTRAS`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,8 +24,50 @@ from properties.adapter import Array, Implementation, ReferenceImplementation
 from properties.framework import Unsupported
 from reference._validation import normalize_axis
 
-TARGETS = ("reference", "fast", "torch", "onnx", "onnxruntime")
-DTYPES = ("float64", "float32", "float16")
+TARGETS = (
+    "reference",
+    "fast",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "jax",
+    "flax",
+    "flax-slow",
+    "keras-numpy",
+    "keras-jax",
+    "keras-torch",
+    "keras-tensorflow",
+    "tensorflow",
+)
+# The pip extra each framework target needs: `pip install 'bnref[EXTRA]'`.
+EXTRAS = {
+    "torch": "torch",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "jax": "jax",
+    "flax": "flax",
+    "flax-slow": "flax",
+    "keras-numpy": "keras",
+    "keras-jax": "keras,jax",
+    "keras-torch": "keras,torch",
+    "keras-tensorflow": "keras,tensorflow",
+    "tensorflow": "tensorflow",
+}
+# What each framework target needs, as its ImportError names it.
+FRAMEWORKS = {
+    "jax": "JAX",
+    "flax": "Flax (and JAX)",
+    "flax-slow": "Flax (and JAX)",
+    "keras-numpy": "Keras 3",
+    "keras-jax": "Keras 3 and JAX",
+    "keras-torch": "Keras 3 and PyTorch",
+    "keras-tensorflow": "Keras 3 and TensorFlow",
+    "tensorflow": "TensorFlow",
+}
+MEMORY_FORMATS = ("contiguous", "channels_last")  # torch's, for `--memory-format`
+# bfloat16 (8 exponent bits like float32, 8 significand bits) exists in NumPy through ml_dtypes,
+# the package JAX and TensorFlow use for it; `numpy_dtype` loads it when bfloat16 is asked for.
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 MIN_NDIM, MAX_NDIM = 2, 5  # (N, C) to (N, C, D, H, W): what torch.nn.BatchNorm1d/2d/3d accept
 
 
@@ -43,16 +92,37 @@ def check_dtype(dtype: object) -> str:
     return dtype
 
 
-def to_dtype(
-    value: Array, dtype: str, name: str, *, target: str, method: str
-) -> NDArray[np.floating]:
+def numpy_dtype(dtype: str) -> np.dtype[Any]:
+    """The NumPy dtype called `dtype` (one of DTYPES); bfloat16 comes from ml_dtypes, which is
+    imported (and registers the name with NumPy) on first use. ImportError naming the extra if
+    it is missing."""
+    if check_dtype(dtype) == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: PLC0415 -- only bfloat16 needs it
+        except ImportError as exc:
+            raise ImportError(
+                "--dtype bfloat16 needs ml_dtypes (NumPy's bfloat16): pip install 'bnref[bfloat16]'"
+            ) from exc
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
+    return np.dtype(dtype)
+
+
+def largest(dtype: str) -> float:
+    """The largest finite value of `dtype` (bfloat16: (2 - 2**-7) 2**127, float32's range)."""
+    if dtype == "bfloat16":
+        return float((2 - 2.0**-7) * 2.0**127)
+    return float(np.finfo(numpy_dtype(dtype)).max)
+
+
+def to_dtype(value: Array, dtype: str, name: str, *, target: str, method: str) -> NDArray[Any]:
     """A C-contiguous copy of `value` rounded to `dtype` (never a view of the caller's array).
 
     A finite value beyond the range of `dtype` would become infinity and every output NaN, so it
     is refused with TargetLacks naming the argument; values that round to zero are accepted.
     """
     arr = np.asarray(value, dtype=np.float64)
-    limit = float(np.finfo(dtype).max)
+    limit = largest(dtype)
     too_big = np.abs(arr) > limit
     if np.any(too_big):
         worst = float(arr[too_big].flat[0])
@@ -61,7 +131,7 @@ def to_dtype(
             method,
             f"{name} has the value {worst!r}, beyond the {dtype} range (max {limit})",
         )
-    return np.array(arr, dtype=dtype, order="C", copy=True)
+    return np.array(arr, dtype=numpy_dtype(dtype), order="C", copy=True)
 
 
 def channels_second(x: Array, axis: int, *, target: str, method: str) -> tuple[Array, int]:
@@ -86,19 +156,40 @@ def restore_channels(y: Array, ax: int) -> Array:
     return np.moveaxis(y, 1, ax)
 
 
-def load_target(name: str, dtype: str = "float64") -> Implementation:
+# The dtypes each target computes in; the others are refused by `load_target`. TensorFlow's fused
+# kernel has no float64 (FusedBatchNormV3's T is half, bfloat16 or float): the tensorflow target
+# loads at float64 and reports every property not applicable, with that reason.
+TARGET_DTYPES = dict.fromkeys(TARGETS, DTYPES) | {
+    "reference": ("float64",),
+    "fast": ("float64",),
+    "onnx": ("float64", "float32", "float16"),
+    "onnxruntime": ("float64", "float32", "float16"),
+}
+
+
+def load_target(
+    name: str, dtype: str = "float64", *, memory_format: str = "contiguous"
+) -> Implementation:
     """The implementation called `name` (one of TARGETS), computing in `dtype` (one of DTYPES).
 
-    The reference computes in float64 only. ImportError (with the pip command) when the
-    framework of `name` is not installed; ValueError for an unknown name or dtype.
+    `memory_format` (torch only, one of MEMORY_FORMATS) is the layout torch's tensors are
+    given in. The reference computes in float64 only. ImportError (with the pip command) when
+    the framework of `name` is not installed; ValueError for an unknown name, dtype or option.
     """
     # The framework modules are imported here, not at the top: they are optional dependencies.
     if name not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {name!r}")
-    check_dtype(dtype)
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {name!r}")
+    allowed = TARGET_DTYPES[name]
+    if check_dtype(dtype) not in allowed:
+        choice = repr(allowed[0]) if len(allowed) == 1 else f"one of {allowed}"
+        raise ValueError(f"dtype must be {choice} for the {name} target, got {dtype!r}")
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}")
+    if memory_format != "contiguous" and name != "torch":
+        raise ValueError(f"memory_format {memory_format!r} is torch's; the {name} target has none")
+    if dtype == "bfloat16":
+        numpy_dtype(dtype)  # ImportError naming the extra before any framework is imported
     if name in ("reference", "fast"):
-        if dtype != "float64":
-            raise ValueError(f"dtype must be 'float64' for the {name} target, got {dtype!r}")
         if name == "fast":
             from bnref import fast  # noqa: PLC0415 -- its thread pool starts only when audited
 
@@ -107,9 +198,45 @@ def load_target(name: str, dtype: str = "float64") -> Implementation:
     if name == "torch":
         from bnref.targets.torch_target import TorchTarget  # noqa: PLC0415 -- optional
 
-        return TorchTarget(dtype)
-    from bnref.targets import onnx_target  # noqa: PLC0415 -- optional dependency
+        return TorchTarget(dtype, memory_format=memory_format)
+    if name in ("onnx", "onnxruntime"):
+        from bnref.targets import onnx_target  # noqa: PLC0415 -- optional dependency
 
-    if name == "onnx":
-        return onnx_target.OnnxReferenceTarget(dtype)
-    return onnx_target.OnnxRuntimeTarget(dtype)
+        if name == "onnx":
+            return onnx_target.OnnxReferenceTarget(dtype)
+        return onnx_target.OnnxRuntimeTarget(dtype)
+    return _load_channels_last(name, dtype)
+
+
+def _load_channels_last(name: str, dtype: str) -> Implementation:
+    """The jax, flax, keras-* and tensorflow targets (`bnref.targets.channels_last`);
+    ImportError naming the target and its extra when its framework is missing."""
+    try:
+        return _channels_last(name, dtype)
+    except ImportError as exc:
+        raise ImportError(install_hint(name, FRAMEWORKS[name])) from exc
+
+
+def _channels_last(name: str, dtype: str) -> Implementation:
+    # Each framework is an optional dependency, imported when its target is chosen.
+    if name == "jax":
+        from bnref.targets.jax_target import JaxTextbookTarget  # noqa: PLC0415
+
+        return JaxTextbookTarget(dtype)
+    if name in ("flax", "flax-slow"):
+        from bnref.targets.flax_target import FlaxTarget  # noqa: PLC0415
+
+        return FlaxTarget(dtype, fast_variance=name == "flax")
+    if name.startswith("keras-"):
+        from bnref.targets.keras_target import load_keras  # noqa: PLC0415
+
+        return load_keras(name.removeprefix("keras-"), dtype)
+    from bnref.targets.tensorflow_target import FusedBatchNormTarget  # noqa: PLC0415
+
+    return FusedBatchNormTarget(dtype)
+
+
+def install_hint(name: str, what: str) -> str:
+    """The message of the ImportError raised when target `name`'s framework (`what`) is
+    missing: what to install."""
+    return f"bnref check {name} needs {what}: pip install 'bnref[{EXTRAS[name]}]'"

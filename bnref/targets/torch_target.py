@@ -26,7 +26,10 @@ pytorch/pytorch at the cited paths):
 
 from __future__ import annotations
 
+import numpy as np
+
 from bnref.targets import (
+    MEMORY_FORMATS,
     channels_second,
     check_dtype,
     restore_channels,
@@ -47,7 +50,25 @@ try:
 except ImportError as exc:
     raise ImportError(INSTALL) from exc
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16}
+_DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def one_thread() -> None:
+    """Run torch's CPU kernels on one thread. The audit's batches hold at most a few hundred
+    values per channel, below ATen's parallel grain size (at::internal::GRAIN_SIZE = 32768), so
+    more threads add no speed; on a shared machine they only wait for each other (a float64
+    gradients-full run took 59 s with torch's default of one thread per core on a loaded
+    2-core machine, 3.3 s with one). Sums may be split differently across threads; every
+    summation order is within the audit's bounds."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 # nn.BatchNorm1d takes (N, C) and (N, C, L), 2d (N, C, H, W), 3d (N, C, D, H, W).
 _MODULES: dict[int, type[nn.Module]] = {
     2: nn.BatchNorm1d,
@@ -57,16 +78,34 @@ _MODULES: dict[int, type[nn.Module]] = {
 }
 
 
-class TorchTarget:
-    """torch.nn.functional.batch_norm on the CPU in `dtype`, convention "pytorch"."""
+# The channels-last memory formats torch defines, by the number of dimensions of x.
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
-    def __init__(self, dtype: str = "float64") -> None:
+
+class TorchTarget:
+    """torch.nn.functional.batch_norm on the CPU in `dtype`, convention "pytorch".
+
+    `memory_format="channels_last"` hands torch x and dy in its channels-last layouts (4-D:
+    torch.channels_last, 5-D: torch.channels_last_3d), which ATen's CPU kernels take other
+    code paths for (Normalization.cpp, batch_norm_cpu_*_channels_last); torch defines none
+    for 2-D (already channels last in memory) and 3-D tensors, which stay contiguous.
+    bfloat16 values reach torch through float64, which holds them exactly.
+    """
+
+    def __init__(self, dtype: str = "float64", *, memory_format: str = "contiguous") -> None:
         self._dtype = check_dtype(dtype)
         self._torch_dtype = _DTYPES[dtype]
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(
+                f"memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}"
+            )
+        self.memory_format = memory_format
+        one_thread()
 
     @property
     def name(self) -> str:
-        return f"torch {torch.__version__} {self._dtype}"
+        layout = "" if self.memory_format == "contiguous" else f" {self.memory_format}"
+        return f"torch {torch.__version__}{layout} {self._dtype}"
 
     @property
     def convention(self) -> str:
@@ -79,9 +118,15 @@ class TorchTarget:
     def _tensor(
         self, value: Array, name: str, method: str, *, requires_grad: bool = False
     ) -> torch.Tensor:
-        """A new tensor holding `value` rounded to the dtype; it shares no memory with value."""
+        """A new tensor holding `value` rounded to the dtype, in the target's memory format
+        if it has one for that many dimensions; it shares no memory with value."""
         arr = to_dtype(value, self._dtype, name, target=self.name, method=method)
-        return torch.tensor(arr, dtype=self._torch_dtype, requires_grad=requires_grad)
+        # torch reads no ml_dtypes bfloat16 array: through float64, exact for every dtype here
+        t = torch.tensor(arr.astype(np.float64)).to(self._torch_dtype)
+        layout = _CHANNELS_LAST.get(t.ndim)
+        if self.memory_format == "channels_last" and layout is not None:
+            t = t.contiguous(memory_format=layout)
+        return t.requires_grad_(requires_grad)
 
     @staticmethod
     def _array(t: torch.Tensor) -> Array:
