@@ -13,6 +13,7 @@ oracle`) run each target in a worker process of its own (`bnref.isolation.open_t
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ def test_every_framework_target_is_known_and_has_an_extra() -> None:
 
 def test_an_unknown_target_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"^target must be one of reference, fast, torch") as info:
-        load_target("keras")
+        load_target("keras3")
     assert all(name in str(info.value) for name in TARGETS)
 
 
@@ -115,6 +116,7 @@ def test_an_unknown_target_lists_the_known_ones() -> None:
         ("jax", "jax", r"^bnref check jax needs JAX: pip install 'bnref\[jax\]'$"),
         ("flax", "flax", r"^bnref check flax needs Flax \(and JAX\): pip install 'bnref\[flax\]'$"),
         ("flax-slow", "flax", r"^bnref check flax-slow needs Flax .*'bnref\[flax\]'$"),
+        ("keras", "keras", r"^bnref check keras needs Keras 3 and its backend \(KERAS_BACKEND, "),
         ("keras-numpy", "keras", r"^bnref check keras-numpy needs Keras 3: .*'bnref\[keras\]'$"),
         ("keras-jax", "keras", r"^bnref check keras-jax needs Keras 3 and JAX: .*\[keras,jax\]'$"),
         ("keras-torch", "keras", r"^bnref check keras-torch needs .*'bnref\[keras,torch\]'$"),
@@ -129,6 +131,7 @@ def test_an_unknown_target_lists_the_known_ones() -> None:
 def test_a_missing_framework_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, target: str, blocked: str, message: str
 ) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
     monkeypatch.setitem(sys.modules, blocked, None)  # `import blocked` now raises ImportError
     # The adapter modules import their framework when they are imported: import them afresh.
     for module in ("jax", "flax", "keras", "tensorflow"):
@@ -432,6 +435,25 @@ def test_inference_rows_are_independent_of_the_padding(workers: Any, name: str) 
     for rows in (slice(0, 1), slice(2, 5), slice(0, 9)):
         part = impl.inference(x[rows], gamma, beta, rm, rv, eps=1e-3, axis=1)
         np.testing.assert_array_equal(part, whole[rows])
+
+
+@oracle
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_keras_takes_the_backend_keras_picks(backend: str) -> None:
+    """The target `keras` is Keras on KERAS_BACKEND, as a user's own import would be."""
+    if not _installed(f"keras-{backend}"):
+        pytest.skip(f"needs Keras and {backend}: pip install 'bnref[{EXTRAS['keras-' + backend]}]'")
+    code = "from bnref.targets import load_target\nprint(load_target('keras', 'float32').name)\n"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "KERAS_BACKEND": backend},
+    )
+    assert "BatchNormalization float32" in run.stdout
+    assert f"({backend})" in run.stdout
 
 
 @oracle

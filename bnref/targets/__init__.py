@@ -5,10 +5,11 @@ own fast engine (`fast`, `bnref.fast`), PyTorch (`torch`), the ONNX reference ev
 ONNX Runtime (`onnxruntime`), a jax.numpy textbook batch norm (`jax`), Flax's
 `nn.BatchNorm` (`flax`; `flax-slow` with `use_fast_variance=False`), Keras 3's
 `BatchNormalization` on one backend (`keras-numpy`, `keras-jax`, `keras-torch`,
-`keras-tensorflow`) and TensorFlow's fused kernel (`tensorflow`). An adapter converts the float64
-inputs to `dtype`, moves the channel axis where its framework wants it (position 1 for PyTorch
-and ONNX, last for the channels-last ones, `bnref.targets.channels_last`), runs, moves it back
-and returns float64 arrays. The frameworks are imported only when their adapter is loaded, so
+`keras-tensorflow`; `keras`: the backend Keras itself picks, from KERAS_BACKEND) and
+TensorFlow's fused kernel (`tensorflow`). An adapter converts the float64 inputs to `dtype`,
+moves the channel axis where its framework wants it (position 1 for PyTorch and ONNX, last for
+the channels-last ones, `bnref.targets.channels_last`), runs, moves it back and returns float64
+arrays. The frameworks are imported only when their adapter is loaded, so
 bnref itself never needs them; a missing one raises an ImportError that names the extra to
 install (`EXTRAS`).
 """
@@ -33,6 +34,7 @@ TARGETS = (
     "jax",
     "flax",
     "flax-slow",
+    "keras",
     "keras-numpy",
     "keras-jax",
     "keras-torch",
@@ -47,6 +49,7 @@ EXTRAS = {
     "jax": "jax",
     "flax": "flax",
     "flax-slow": "flax",
+    "keras": "keras,tensorflow",
     "keras-numpy": "keras",
     "keras-jax": "keras,jax",
     "keras-torch": "keras,torch",
@@ -58,6 +61,7 @@ FRAMEWORKS = {
     "jax": "JAX",
     "flax": "Flax (and JAX)",
     "flax-slow": "Flax (and JAX)",
+    "keras": "Keras 3 and its backend (KERAS_BACKEND, TensorFlow by default)",
     "keras-numpy": "Keras 3",
     "keras-jax": "Keras 3 and JAX",
     "keras-torch": "Keras 3 and PyTorch",
@@ -227,10 +231,10 @@ def _channels_last(name: str, dtype: str) -> Implementation:
         from bnref.targets.flax_target import FlaxTarget  # noqa: PLC0415
 
         return FlaxTarget(dtype, fast_variance=name == "flax")
-    if name.startswith("keras-"):
+    if name.startswith("keras"):
         from bnref.targets.keras_target import load_keras  # noqa: PLC0415
 
-        return load_keras(name.removeprefix("keras-"), dtype)
+        return load_keras(name.removeprefix("keras").removeprefix("-") or None, dtype)
     from bnref.targets.tensorflow_target import FusedBatchNormTarget  # noqa: PLC0415
 
     return FusedBatchNormTarget(dtype)

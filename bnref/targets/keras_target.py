@@ -1,5 +1,6 @@
 """Keras 3's `keras.layers.BatchNormalization` on one backend behind the `Implementation`
-protocol (targets `keras-numpy`, `keras-jax`, `keras-torch`, `keras-tensorflow`).
+protocol (targets `keras-numpy`, `keras-jax`, `keras-torch`, `keras-tensorflow`, and `keras`:
+the backend Keras picks by itself, KERAS_BACKEND or else its config file or TensorFlow).
 
 Keras fixes its backend when it is imported (the KERAS_BACKEND environment variable), so one
 process serves one backend: this module sets KERAS_BACKEND before importing Keras, and refuses
@@ -47,11 +48,25 @@ from bnref.targets.channels_last import ChannelsLastTarget, Kernel
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")
 
 
+def default_backend() -> str:
+    """The backend Keras picks by itself: KERAS_BACKEND, else the one Keras is imported with
+    (its config file ~/.keras/keras.json, else TensorFlow), imported here if need be."""
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen:
+        return chosen
+    try:
+        import keras  # noqa: PLC0415 -- an optional dependency
+    except ImportError as exc:
+        raise ImportError(install_hint("keras", FRAMEWORKS["keras"])) from exc
+    backend: str = keras.backend.backend()
+    return backend
+
+
 def import_keras(backend: str) -> Any:
     """Keras imported with `backend` (one of BACKENDS); ValueError if this process has Keras
     with another backend, ImportError naming the extra if Keras or the backend is missing."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise ValueError(f"Keras backend must be one of {BACKENDS}, got {backend!r}")
     target = f"keras-{backend}"
     loaded = sys.modules.get("keras")
     if loaded is not None:
@@ -125,8 +140,11 @@ def stateless(
     return y, new_mean, new_var
 
 
-def load_keras(backend: str, dtype: str = "float64") -> KerasTarget:
-    """The keras-BACKEND target in `dtype` (see the module docstring)."""
+def load_keras(backend: str | None, dtype: str = "float64") -> KerasTarget:
+    """The keras-BACKEND target in `dtype` (see the module docstring); backend None: the one
+    Keras picks by itself (`default_backend`), the target `keras`."""
+    if backend is None:
+        backend = default_backend()
     if backend == "jax":
         return KerasJaxTarget(dtype)
     return KerasEagerTarget(backend, dtype)
