@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.adapter import Array, ReferenceImplementation, RunningStats
+from properties.adapter import Array, ReferenceImplementation, Rounded, RunningStats
+from properties.batchnorm_props import GradientCase
 from properties.framework import Property, PropertyFailure, Unsupported
 from properties.running_stats_props import (
     PROPERTIES,
     CumulativeCase,
     RunningStatsCase,
     check_cumulative_average,
+    check_frozen_backward,
     check_running_stats_formula,
 )
 from properties.strategies import BatchCase
@@ -378,6 +380,78 @@ def test_inference_property_catches_an_unbiased_variance_at_inference() -> None:
     with pytest.raises(PropertyFailure, match="inference"):
         _BY_NAME["inference-equals-training"].judge(_UnbiasedInference(), case)
     _BY_NAME["inference-equals-training"].judge(ReferenceImplementation(), case)
+
+
+# --- inference with running statistics unrelated to the batch --------------------------------
+
+RM_FAR, RV_FAR = np.array([-5.0, 7.0]), np.array([0.25, 4.0])
+INFERENCE_CASE = GradientCase(
+    BatchCase(X, np.array([2.0, -1.0]), np.array([0.5, 0.0]), 1e-5, 1, "float64"),
+    np.array([[0.5, -1.0], [2.0, 0.25], [-1.5, 1.0], [0.0, 3.0]]),
+    RM_FAR,
+    RV_FAR,
+)
+
+
+class _TrainingInference(ReferenceImplementation):
+    """inference returns the training-mode output: the running statistics are ignored."""
+
+    def inference(
+        self,
+        x: Array,
+        gamma: Array,
+        beta: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> Array:
+        return self.forward(x, gamma, beta, eps=eps, axis=axis).y
+
+
+def test_the_inference_formula_by_hand() -> None:
+    """gamma (x - rm) / sqrt(rv + eps) + beta: channel 0 at x = 1 is 2 * 6 / sqrt(0.25 + eps)
+    + 0.5, and the reference passes."""
+    y = ReferenceImplementation().inference(
+        X, INFERENCE_CASE.case.gamma, INFERENCE_CASE.case.beta, RM_FAR, RV_FAR, eps=1e-5, axis=1
+    )
+    assert y[0, 0] == pytest.approx(2 * 6 / np.sqrt(0.25 + 1e-5) + 0.5, rel=4 * U64)
+    for name in ("inference-formula", "inference-per-example", "frozen-backward"):
+        _BY_NAME[name].judge(ReferenceImplementation(), INFERENCE_CASE)
+
+
+def test_an_inference_that_ignores_its_running_statistics_fails() -> None:
+    """It passes inference-equals-training (the running statistics equal the batch's there)
+    and fails the properties that draw them independently."""
+    impl = _TrainingInference()
+    _BY_NAME["inference-equals-training"].judge(
+        impl, BatchCase(X, np.ones(2), np.zeros(2), 1e-5, 1, "float64")
+    )
+    with pytest.raises(PropertyFailure, match="inference y vs gamma"):
+        _BY_NAME["inference-formula"].judge(impl, INFERENCE_CASE)
+    # the batch of one: the training path refuses a single value per channel
+    with pytest.raises(ValueError, match=r"^x must have at least 2 values per channel"):
+        _BY_NAME["inference-per-example"].judge(impl, INFERENCE_CASE)
+
+
+def test_frozen_backward_is_not_applicable_without_the_method() -> None:
+    impl = Rounded(ReferenceImplementation(), "float32")  # has no frozen_backward
+    with pytest.raises(Unsupported, match=r"^reference float32 has no frozen_backward"):
+        check_frozen_backward(impl, INFERENCE_CASE)
+
+
+def test_frozen_backward_by_hand() -> None:
+    """dx = gamma dy / sqrt(rv + eps); dgamma = sum(dy (x - rm) / sqrt(rv + eps)); dbeta =
+    sum(dy), channel 1 here: gamma = -1, rm = 7, rv = 4, x = 10."""
+    got = ReferenceImplementation().frozen_backward(
+        INFERENCE_CASE.dy, X, INFERENCE_CASE.case.gamma, RM_FAR, RV_FAR, eps=1e-5, axis=1
+    )
+    root = np.sqrt(4.0 + 1e-5)
+    dy1 = INFERENCE_CASE.dy[:, 1]
+    np.testing.assert_allclose(got.dx[:, 1], -dy1 / root, rtol=4 * U64)
+    assert got.dgamma[1] == pytest.approx(np.sum(dy1 * 3.0 / root), rel=8 * U64)
+    assert got.dbeta[1] == pytest.approx(np.sum(dy1), rel=4 * U64)
 
 
 def test_formula_check_passes_on_the_hand_case() -> None:
