@@ -7,7 +7,7 @@ eps, variances, momentum, variance algorithm, compute precision and named conven
     bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
                 [--property NAME ...] [--json PATH] [--timeout SECONDS]
                 [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
-                [--running-stats MOD:FN] [--eps EPS] [--momentum M]
+                [--running-stats MOD:FN] [--eps EPS] [--momentum M] [--strict]
 
 TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator),
 `onnxruntime`, or `module:function`: the user's forward f(x, gamma, beta, eps) -> y (or
@@ -21,6 +21,14 @@ momentum every check gives the user's functions (a property that needs another v
 --dtype (repeatable, or a comma-separated list; default float64) is the precision the target
 computes in: its inputs are rounded to it, and every tolerance is derived from its unit
 roundoff (properties/tolerances.py). The reference computes in float64 only.
+
+The statistics of a target are held to the accuracy of any backward-stable algorithm
+(two-pass, Welford's streaming update, pairwise or chunked merges); --strict holds them to the
+reference's own two-pass accuracy. After the table, a line per dtype names the accuracy class
+the target's variance falls in ("two-pass", "streaming", "one-pass: FAIL", ...), measured on
+a fixed battery of channels with |mean|/std up to 1e8, and a note says when the target flushes
+subnormals to zero (the bounds then allow the smallest normal number where a value is
+subnormal).
 
 The table lists each property and dtype, the examples run, the worst error seen next to its
 tolerance (for a failure: the minimal failing example's, "error" if the target raised), and
@@ -62,12 +70,13 @@ from bnref.isolation import (
     TargetWorker,
 )
 from bnref.targets import DTYPES, TARGETS, load_target
-from properties.adapter import Implementation
+from properties.adapter import Implementation, StrictAccuracy
 from properties.framework import Property, PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
 from reference.conventions import CONVENTIONS
 
 USER_OPTIONS = ("backward", "inference", "running_stats", "eps", "momentum")
+STRICT_CODE = "from properties.adapter import StrictAccuracy\nimpl = StrictAccuracy(impl)"
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_STATUS = (
     "exit status: 0 when every applicable property ran to completion and passed; 1 when a "
@@ -362,6 +371,12 @@ def _parser() -> argparse.ArgumentParser:
         "momentum) -> (new_mean, new_var)",
     )
     parser.add_argument("--eps", type=float, help="module:function target: its fixed eps")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="hold the target's statistics to the reference's two-pass accuracy instead of "
+        "that of any backward-stable algorithm",
+    )
     parser.add_argument("--momentum", type=float, help="module:function target: its fixed momentum")
     parser.add_argument(
         "--minibatch",
@@ -420,6 +435,9 @@ def check(argv: Sequence[str]) -> int:
             if worker is None
             else [IsolatedTarget(worker, dtype) for dtype in dtypes]
         )
+        if args.strict:
+            impls = [StrictAccuracy(impl) for impl in impls]
+            codes = [f"{code}\n{STRICT_CODE}" for code in codes]
         try:
             pairs = list(zip(impls, codes, strict=True))
             return _run(args, profile, pairs, props, timeout=timeout, report=report)
@@ -470,6 +488,11 @@ def _run(
         print("\ninterrupted (Ctrl-C): the table shows the properties that finished", flush=True)
     print()
     print(format_table(results))
+    from properties.accuracy_props import accuracy_report  # noqa: PLC0415 -- heavy import
+
+    # After Ctrl-C the target is not called again: the user asked the run to stop.
+    for line in [] if interrupted else accuracy_report([i for i, _ in impls], props, results):
+        print(line)
     failures = [r for r in results if not r.passed]
     for r in results:
         if r.not_applicable:

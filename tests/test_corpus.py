@@ -13,6 +13,7 @@ import pytest
 from corpus import HONEST, PER_POSITION, PLANTED, Entry, Functions, Planted
 from hypothesis import settings
 
+from bnref.cli import main
 from properties.accuracy_props import accuracy_report, classify_variance, flush_note
 from properties.adapter import ReferenceImplementation, StrictAccuracy
 from properties.framework import Property, PropertyFailure, run_property
@@ -197,3 +198,21 @@ def test_the_per_position_forward_fails_as_batch_norm() -> None:
     result = run_property(by_name("zero-mean-unit-var"), Functions(PER_POSITION), AUDIT)
     assert not result.passed
     assert "property 'zero-mean-unit-var' failed for deep-learning-from-scratch" in result.failure
+
+
+# --- what bnref check reports ----------------------------------------------------------------
+
+
+def test_bnref_check_names_the_accuracy_class(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--property", "zero-mean-unit-var", "--profile", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy class [float64]: two-pass -- worst var(x_hat) error" in out
+    assert "flushes subnormal" not in out
+
+
+def test_bnref_check_says_when_strict_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", "--strict", "--property", "inference-formula", "--profile", "dev"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "--strict [float64] changes nothing here" in out
+    assert "accuracy class" not in out  # no property that depends on it was selected
