@@ -21,12 +21,19 @@ with a note saying where in the target it was raised. A write into an argument i
 into the caller's array, so the no-mutation property sees it as if the call were in-process.
 
 One worker serves the whole run (restarted only after a death or a timeout), so isolation costs
-one interpreter start and one pipe round trip per call. The worker is a fresh interpreter
-(`python -c`, the audit's sys.path sent to it), in a session of its own (Ctrl-C is the audit's,
-which then stops it): neither a fork of the audit, whose threads and state the target must not
-inherit, nor a `multiprocessing` process, whose spawn and forkserver methods re-run the audit's
-`__main__` module in every worker (impossible for `python -`, and a second audit for a script
-that does not guard its call of `bnref.cli.main`).
+one interpreter start and one pipe round trip per call. The perturbed points of a gradient check
+(thousands of forward calls per example) go in one message (`IsolatedTarget.forward_many`): the
+worker calls forward on each in turn and sends the ys back together. The time limit still holds
+per call of the target: during such a batch the worker reports progress (a short message when
+HEARTBEAT seconds or more have passed since its last one, after a call ends), and the audit
+stops it when no message comes within the limit plus 2 HEARTBEAT (the slack for the throttled
+reports), so a call that hangs inside a batch is stopped as one outside it would be.
+
+The worker is a fresh interpreter (`python -c`, the audit's sys.path sent to it), in a session
+of its own (Ctrl-C is the audit's, which then stops it): neither a fork of the audit, whose
+threads and state the target must not inherit, nor a `multiprocessing` process, whose spawn and
+forkserver methods re-run the audit's `__main__` module in every worker (impossible for
+`python -`, and a second audit for a script that does not guard its call of `bnref.cli.main`).
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ from properties.framework import TargetStopped, Unsupported
 from reference.conventions import get_convention
 
 DEFAULT_TIMEOUT = 60.0  # seconds a call of the target may take (`bnref check --timeout`)
+HEARTBEAT = 0.25  # seconds between the worker's progress reports during a batch of calls
+_BATCHED = {"forward_many": "forward"}  # a batched method: the target's method it calls
 _USER_FUNCTIONS = ("backward", "inference", "running_stats")  # a user target's optional ones
 _METHOD_OF = {"backward": "backward", "inference": "inference"}
 _METHOD_OF["running_stats"] = "update_running_stats"
@@ -201,7 +210,11 @@ def serve(fd: int) -> None:
             args[i].flags.writeable = False  # as the caller's array: a write fails the same way
         before = [a.tobytes() if isinstance(a, np.ndarray) else None for a in args]
         try:
-            reply: tuple[Any, ...] = ("ok", getattr(impls[dtype], method)(*args, **kwargs))
+            if method == "forward_many":
+                result = _forward_many(conn, impls[dtype], *args, **kwargs)
+            else:
+                result = getattr(impls[dtype], method)(*args, **kwargs)
+            reply: tuple[Any, ...] = ("ok", result)
         except Unsupported as exc:
             reply = ("unsupported", str(exc))
         except Exception as exc:  # the target's exception, sent to the audit
@@ -216,6 +229,30 @@ def serve(fd: int) -> None:
         except Exception as exc:  # a result that cannot be sent (pickled)
             text = f"{method} returned a result that cannot be sent to the audit: {exc}"
             _send(conn, ("raised", None, text, "", writes))
+
+
+def _forward_many(
+    conn: Connection,
+    impl: Implementation,
+    points: Sequence[tuple[Array, Array, Array]],
+    *,
+    eps: float,
+    axis: int,
+) -> list[Array]:
+    """y of `impl.forward` at each (x, gamma, beta) of `points`, in order (in the worker).
+
+    After a call that ends HEARTBEAT seconds or more after the last message sent, a progress
+    message tells the audit that the target is still answering (see the module docstring).
+    """
+    ys = []
+    last = time.monotonic()
+    for x, gamma, beta in points:
+        ys.append(impl.forward(x, gamma, beta, eps=eps, axis=axis).y)
+        now = time.monotonic()
+        if now - last >= HEARTBEAT:
+            _send(conn, ("progress",))
+            last = now
+    return ys
 
 
 _LIVE: weakref.WeakSet[TargetWorker] = weakref.WeakSet()
@@ -344,6 +381,7 @@ class TargetWorker:
         into `args`.
         """
         name = self.meta[dtype].name if dtype in self.meta else self.spec.target
+        shown = _BATCHED.get(method, method)  # the target's method, as its user knows it
         if self._process is None:
             try:
                 self.start()
@@ -354,7 +392,8 @@ class TargetWorker:
             i for i, a in enumerate(args) if isinstance(a, np.ndarray) and not a.flags.writeable
         ]
         try:
-            reply = self._exchange(name, method, (dtype, method, list(args), kwargs, readonly))
+            request = (dtype, method, list(args), kwargs, readonly)
+            reply = self._exchange(name, shown, request, batched=method in _BATCHED)
         except BaseException:
             # Interrupted (Ctrl-C) between request and reply: the worker may still be busy with
             # this call, and its late reply would answer the next one. It is stopped instead.
@@ -371,28 +410,39 @@ class TargetWorker:
         sent, text, where = payload
         raised = sent if sent is not None else TargetRaised(text)
         if where:
-            raised.add_note(f"raised by target {name} in {method}, at {where}")
+            raised.add_note(f"raised by target {name} in {shown}, at {where}")
         raise raised
 
-    def _exchange(self, name: str, method: str, request: tuple[Any, ...]) -> Any:
+    def _exchange(
+        self, name: str, method: str, request: tuple[Any, ...], *, batched: bool = False
+    ) -> Any:
         """Send `request` and return the worker's reply; TargetDied if the worker ends first,
-        TargetTimedOut (the worker stopped) if no reply comes within the timeout."""
+        TargetTimedOut (the worker stopped) if no reply comes within the timeout. For a
+        `batched` request, each progress message of the worker restarts the clock, which then
+        allows 2 HEARTBEAT more (the reports are throttled: see the module docstring)."""
         assert self._conn is not None
         try:
             _send(self._conn, request)
         except OSError:  # the worker is gone: its end of the socket is closed
             how = _how_it_ended(self._stop(grace=5.0))
             raise TargetDied(f"target {name} {how} before computing {method}") from None
-        status = self._wait(self.timeout)
-        if status == "timeout":
-            self._stop(grace=0.0)
-            raise TargetTimedOut(
-                f"target {name} did not return from {method} within {self.timeout or 0:g} s "
-                "(--timeout); its process was stopped"
-            )
-        if status == "message":
-            with contextlib.suppress(EOFError, OSError):
-                return _receive(self._conn)
+        limit = self.timeout + 2 * HEARTBEAT if batched and self.timeout else self.timeout
+        while True:
+            status = self._wait(limit)
+            if status == "timeout":
+                self._stop(grace=0.0)
+                raise TargetTimedOut(
+                    f"target {name} did not return from {method} within {self.timeout or 0:g} s "
+                    "(--timeout); its process was stopped"
+                )
+            if status != "message":
+                break
+            try:
+                reply = _receive(self._conn)
+            except (EOFError, OSError):
+                break
+            if reply[0] != "progress":
+                return reply
         how = _how_it_ended(self._stop(grace=5.0))
         raise TargetDied(f"target {name} {how} while computing {method}")
 
@@ -493,6 +543,16 @@ class IsolatedTarget:
     ) -> Array:
         args = [x, gamma, beta, running_mean, running_var]
         out: Array = self._worker.call(self._dtype, "inference", args, {"eps": eps, "axis": axis})
+        return out
+
+    def forward_many(
+        self, points: Sequence[tuple[Array, Array, Array]], *, eps: float, axis: int
+    ) -> list[Array]:
+        """`properties.adapter.BatchedForward`: forward's y at every point, in one message to
+        the worker, which calls the target's forward on each in turn."""
+        out: list[Array] = self._worker.call(
+            self._dtype, "forward_many", [list(points)], {"eps": eps, "axis": axis}
+        )
         return out
 
     def update_running_stats(

@@ -9,13 +9,16 @@ or a user's functions.
 Optional capabilities are further methods an adapter may have: `frozen_backward` (the gradients
 of inference mode, `FrozenBackward`), found with `frozen_backward_of`; a target without one is
 reported not applicable for the properties that need it. The reference adapter derives its own
-from its inference function. `StrictAccuracy` wraps any
-implementation to hold it to the reference's two-pass accuracy (`bnref check --strict`).
+from its inference function. `forward_many` (`BatchedForward`) computes y at many inputs in
+one call; `forward_ys` uses it where an adapter has it (a target in a worker process: one
+message for all the points of a gradient check) and calls `forward` once per input where it has
+not. `StrictAccuracy` wraps any implementation to hold it to the reference's two-pass accuracy
+(`bnref check --strict`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple, Protocol
 
@@ -141,6 +144,35 @@ def frozen_backward_of(impl: object) -> FrozenBackwardMethod | None:
     """`impl.frozen_backward` if `impl` has that optional method, else None."""
     method = getattr(impl, "frozen_backward", None)
     return method if callable(method) else None
+
+
+class BatchedForward(Protocol):
+    """The optional method of an implementation that computes many forward passes in one call.
+
+    ``forward_many(points, eps=eps, axis=axis)`` returns ``[forward(x, gamma, beta, eps=eps,
+    axis=axis).y for x, gamma, beta in points]``: the same calls, in the same order, raising what
+    the first failing call raises. It exists for the cost of a call, not for new behaviour: an
+    implementation in another process receives all the points in one message.
+    """
+
+    def forward_many(
+        self, points: Sequence[tuple[Array, Array, Array]], *, eps: float, axis: int
+    ) -> list[Array]:
+        """y of the training-mode forward pass at each (x, gamma, beta) of `points`, in order."""
+        ...
+
+
+def forward_ys(
+    impl: Implementation, points: Sequence[tuple[Array, Array, Array]], *, eps: float, axis: int
+) -> list[Array]:
+    """y of `impl.forward` at each (x, gamma, beta) of `points`, in order: one call of
+    `impl.forward_many` if it has that optional method (`BatchedForward`), else one call of
+    `impl.forward` per point."""
+    method = getattr(impl, "forward_many", None)
+    if callable(method):
+        ys: list[Array] = method(points, eps=eps, axis=axis)
+        return ys
+    return [impl.forward(x, gamma, beta, eps=eps, axis=axis).y for x, gamma, beta in points]
 
 
 class StrictAccuracy:

@@ -88,13 +88,13 @@ sum(x_hat**2) = n var / (var + eps). The second sum is 0 only for eps = 0 (the i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 from hypothesis import strategies as st
 
-from properties.adapter import Array, Implementation
+from properties.adapter import Array, Implementation, forward_ys
 from properties.checks import compare
 from properties.framework import Measurement, Property
 from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gradients
@@ -334,16 +334,19 @@ def _function_sized(
     channel where central differences at h and 4 h disagree by more than per-channel batch
     norm allows is differenced at c3 sqrt(eps) with the bounds of any normalization."""
     case, dy = gc.case, gc.dy
-    f, vjp = _functions(impl, case)
+    fns = _functions(impl, case)
     ch = _Channels(case, accuracy)
     col = ch.col
     h_x, h_g, h_b = plan.steps
 
     def of_x(x: Array) -> Array:
-        return f(x, case.gamma, case.beta)
+        return fns.f(x, case.gamma, case.beta)
 
-    (fine,) = numeric_gradients(of_x, (case.x,), dy, step=(h_x,))
-    (coarse,) = numeric_gradients(of_x, (case.x,), dy, step=(4 * h_x,))
+    def of_x_many(points: Sequence[tuple[Array, ...]]) -> list[Array]:
+        return fns.f_many([(x, case.gamma, case.beta) for (x,) in points])
+
+    (fine,) = numeric_gradients(of_x, (case.x,), dy, step=(h_x,), f_many=of_x_many)
+    (coarse,) = numeric_gradients(of_x, (case.x,), dy, step=(4 * h_x,), f_many=of_x_many)
     e_l = math.fsum(plan.noise.ravel())
     allowed = SAFETY * (18 * col(plan.trunc) + e_l / h_x + e_l / (4 * h_x))  # S0
     over = (np.abs(coarse - fine) > allowed).astype(np.float64)
@@ -362,11 +365,12 @@ def _function_sized(
     analytic_g = np.where(faster, generic.dgamma, plan.analytic.dgamma)
     analytic_b = np.where(faster, generic.dbeta, plan.analytic.dbeta)
     report = full_check(
-        f,
-        vjp,
+        fns.f,
+        fns.vjp,
         (case.x, case.gamma, case.beta),
         upstream=dy,
         names=NAMES,
+        f_many=fns.f_many,
         step=(step_x, h_g, h_b),
         tolerance=0.0,
         atol=(
@@ -395,33 +399,51 @@ def _measurements(report: GradcheckReport, mode: str | None = None) -> list[Meas
 
 
 Forward = Callable[[Array, Array, Array], Array]
+ForwardMany = Callable[[Sequence[tuple[Array, ...]]], list[Array]]
 Backward = Callable[[Array, Array, Array, Array], tuple[Array, Array, Array]]
 
 
-def _functions(impl: Implementation, case: BatchCase) -> tuple[Forward, Backward]:
-    """f(x, gamma, beta) = y and vjp(dy, x, gamma, beta) = (dx, dgamma, dbeta) of `impl`."""
+@dataclass(frozen=True)
+class _Functions:
+    """What gradcheck differentiates, for `impl` on one case: f(x, gamma, beta) = y, f_many
+    (y at many (x, gamma, beta) in one call of the implementation where it can: the perturbed
+    points of a check cross to a worker process in one message) and vjp(dy, x, gamma, beta) =
+    (dx, dgamma, dbeta)."""
+
+    f: Forward
+    f_many: ForwardMany
+    vjp: Backward
+
+
+def _functions(impl: Implementation, case: BatchCase) -> _Functions:
+    """f, f_many and vjp of `impl` at the case's eps and axis."""
 
     def f(x: Array, gamma: Array, beta: Array) -> Array:
         return impl.forward(x, gamma, beta, eps=case.eps, axis=case.axis).y
+
+    def f_many(points: Sequence[tuple[Array, ...]]) -> list[Array]:
+        triples = [(x, gamma, beta) for x, gamma, beta in points]
+        return forward_ys(impl, triples, eps=case.eps, axis=case.axis)
 
     def vjp(dy: Array, x: Array, gamma: Array, _beta: Array) -> tuple[Array, Array, Array]:
         g = impl.backward(dy, x, gamma, eps=case.eps, axis=case.axis)
         return (g.dx, g.dgamma, g.dbeta)
 
-    return f, vjp
+    return _Functions(f, f_many, vjp)
 
 
 def check_gradients_full(impl: Implementation, gc: GradientCase) -> list[Measurement]:
     """Property 4 (full): every element of dx, dgamma, dbeta agrees with central differences."""
     case = gc.case
     plan = _plan(case, gc.dy, accuracy_class(impl))
-    f, vjp = _functions(impl, case)
+    fns = _functions(impl, case)
     report = full_check(
-        f,
-        vjp,
+        fns.f,
+        fns.vjp,
         (case.x, case.gamma, case.beta),
         upstream=gc.dy,
         names=NAMES,
+        f_many=fns.f_many,
         step=plan.steps,
         tolerance=0.0,
         atol=plan.bounds,
@@ -436,15 +458,16 @@ def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measure
     differences; a failure falls back to the full check, which names the element."""
     case = gc.case
     plan = _plan(case, gc.dy, accuracy_class(impl))
-    f, vjp = _functions(impl, case)
+    fns = _functions(impl, case)
     report = fast_check(
-        f,
-        vjp,
+        fns.f,
+        fns.vjp,
         (case.x, case.gamma, case.beta),
         upstream=gc.dy,
         rng=gc.seed,
         num_projections=PROJECTIONS,
         names=NAMES,
+        f_many=fns.f_many,
         step=plan.steps,
         tolerance=0.0,
         atol=plan.bounds,

@@ -41,12 +41,19 @@ uniform in [-1, 1], so that every element moves by at most its own (well-chosen)
 direction is not concentrated on the all-ones vector, which is orthogonal to gradients that sum
 to zero (batch norm's dx). On failure the fast check runs the full check to locate the worst
 element (torch's ``_run_slow_mode_and_get_error``).
+
+Batched evaluation. The perturbed points of a check do not depend on f's values, so they are
+built first and f is evaluated at all of them, in order, before any difference is taken. A
+caller whose f is costly to call once (a function in another process) passes ``f_many``, which
+evaluates f at a list of points in one call; the points are handed to it in batches of at most
+``BATCH_VALUES`` input values together, so that memory stays bounded for large inputs. The
+numbers are the same as with f: the same points, in the same order, the same arithmetic.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -65,9 +72,12 @@ U = 2.0**-53  # unit roundoff of float64
 DEFAULT_RELATIVE_STEP = (3.0 * U) ** (1.0 / 3.0)  # 6.9e-6: minimizes h**2/6 + u/h (see above)
 DEFAULT_TOLERANCE = 1e-6  # (3u)**(2/3) ~ 2.3e-10 times ~4e3 of room (see the module docstring)
 DEFAULT_PROJECTIONS = 3  # per input: a wrong gradient is caught by each one with probability 1
+BATCH_VALUES = 2**22  # input values per call of f_many (32 MiB of float64): bounded memory
 
 Function = Callable[..., ArrayLike]
 VJP = Callable[..., Sequence[ArrayLike]]
+Point = tuple[Float64Array, ...]  # the arguments of one evaluation of f
+Evaluator = Callable[[Sequence[Point]], Sequence[ArrayLike]]
 StepSpec = float | Sequence[float | ArrayLike] | None
 AtolSpec = float | Sequence[float | ArrayLike]
 
@@ -160,6 +170,7 @@ class _Problem:
     """Validated arguments: private copies of the inputs, steps and atol broadcast to shape."""
 
     f: Function
+    f_many: Evaluator | None
     vjp: VJP
     inputs: tuple[Float64Array, ...]
     upstream: Float64Array
@@ -168,9 +179,38 @@ class _Problem:
     atols: tuple[Float64Array, ...]
     tolerance: float
 
-    def loss(self, args: Sequence[Float64Array]) -> float:
-        """L = fsum(v * f(*args)) on fresh copies, so f can neither see nor edit our arrays."""
-        out = as_float64_array(self.f(*(a.copy() for a in args)), "f's output", check_finite=False)
+    def losses(self, points: Iterable[Sequence[Float64Array]]) -> list[float]:
+        """L = fsum(v * f(*point)) at each point, in order, on fresh copies (f can neither see
+        nor edit our arrays): with `f_many` on batches of at most BATCH_VALUES values, else
+        with f one point at a time."""
+        out: list[float] = []
+        batch: list[Point] = []
+        values = 0
+        for point in points:
+            batch.append(tuple(a.copy() for a in point))
+            values += sum(a.size for a in point)
+            if values >= BATCH_VALUES:
+                out += self._evaluate(batch)
+                batch, values = [], 0
+        return out + self._evaluate(batch) if batch else out
+
+    def _evaluate(self, points: list[Point]) -> list[float]:
+        if self.f_many is None:
+            return [self._loss(self.f(*point)) for point in points]
+        outputs: object = self.f_many(points)
+        if isinstance(outputs, np.ndarray) or not isinstance(outputs, Sequence):
+            raise TypeError(
+                "f_many must return a list with one output of f per point, "
+                f"got {type(outputs).__name__}"
+            )
+        if len(outputs) != len(points):
+            raise ValueError(
+                f"f_many must return one output of f per point ({len(points)}), got {len(outputs)}"
+            )
+        return [self._loss(out) for out in outputs]
+
+    def _loss(self, output: ArrayLike) -> float:
+        out = as_float64_array(output, "f's output", check_finite=False)
         if out.shape != self.upstream.shape:
             raise ValueError(
                 f"f's output must keep the shape {self.upstream.shape} when its inputs are "
@@ -256,6 +296,23 @@ def default_step(x: ArrayLike) -> Float64Array:
     return step
 
 
+def _labels(names: Sequence[str] | None, count: int) -> tuple[str, ...]:
+    """The inputs' names: `names` checked (one distinct string per input), or inputs[k]."""
+    if names is None:
+        return tuple(f"inputs[{k}]" for k in range(count))
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise TypeError(f"names must be a sequence of strings, got {type(names).__name__}")
+    if len(names) != count:
+        raise ValueError(
+            f"names must have one name per input ({count}), got {len(names)}: {names!r}"
+        )
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"names must be strings, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct, got {names!r}")
+    return tuple(names)
+
+
 def _problem(
     f: Any,
     vjp: Any,
@@ -266,9 +323,12 @@ def _problem(
     step: StepSpec,
     tolerance: float,
     atol: AtolSpec,
+    f_many: Any = None,
 ) -> tuple[_Problem, int]:
     """Validate everything; return the problem and the number of f calls made (1)."""
     _check_callable(f, "f")
+    if f_many is not None:
+        _check_callable(f_many, "f_many")
     _check_callable(vjp, "vjp")
     if isinstance(inputs, (np.ndarray, str, bytes)) or not isinstance(inputs, Sequence):
         raise TypeError(
@@ -284,20 +344,7 @@ def _problem(
     for k, x in enumerate(xs):
         if x.size == 0:
             raise ValueError(f"inputs[{k}] must not be empty, got shape {x.shape}")
-    if names is None:
-        labels = tuple(f"inputs[{k}]" for k in range(len(xs)))
-    else:
-        if isinstance(names, str) or not isinstance(names, Sequence):
-            raise TypeError(f"names must be a sequence of strings, got {type(names).__name__}")
-        if len(names) != len(xs):
-            raise ValueError(
-                f"names must have one name per input ({len(xs)}), got {len(names)}: {names!r}"
-            )
-        if not all(isinstance(n, str) for n in names):
-            raise TypeError(f"names must be strings, got {names!r}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"names must be distinct, got {names!r}")
-        labels = tuple(names)
+    labels = _labels(names, len(xs))
     tol = real_scalar(tolerance, "tolerance")
     if not (math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
@@ -313,7 +360,7 @@ def _problem(
         raise ValueError(
             f"upstream must have the shape of f(*inputs), {out.shape}, got shape {v.shape}"
         )
-    return _Problem(f, vjp, xs, v, labels, steps, atols, tol), 1
+    return _Problem(f, f_many, vjp, xs, v, labels, steps, atols, tol), 1
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -322,31 +369,47 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _numeric(problem: _Problem) -> tuple[tuple[Float64Array, ...], int]:
-    """Central differences of L for every element; the divisor is the representable 2h."""
-    grads = []
-    evaluations = 0
+    """Central differences of L for every element; the divisor is the representable 2h.
+
+    Element j of input k is differenced at the points with x_j + h_j and x_j - h_j: all the
+    points are evaluated (`_Problem.losses`, in this order) before the differences are taken.
+    """
+    widths = []
     for k, (x, h) in enumerate(zip(problem.inputs, problem.steps, strict=True)):
-        args = list(problem.inputs)
-        grad = np.empty_like(x)
+        width = (x + h) - (x - h)  # the steps actually taken, after rounding
+        if not width.all():
+            j = int(np.flatnonzero(width == 0)[0])
+            raise ValueError(
+                f"step for {problem.names[k]} at index {_index(j, x.shape)} is "
+                f"{float(h.flat[j])!r}, below the spacing of the value "
+                f"{float(x.flat[j])!r} there"
+            )
+        widths.append(width)
+    losses = iter(problem.losses(_central_points(problem)))
+    grads = []
+    for width in widths:
+        grad = np.empty_like(width)
+        for j in range(width.size):
+            l_plus, l_minus = next(losses), next(losses)
+            grad.flat[j] = (l_plus - l_minus) / width.flat[j]
+        grads.append(grad)
+    return tuple(grads), 2 * sum(w.size for w in widths)
+
+
+def _central_points(problem: _Problem) -> Iterator[Point]:
+    """For each input k and element j in turn: the inputs with x_j + h_j, then with x_j - h_j."""
+    for k, (x, h) in enumerate(zip(problem.inputs, problem.steps, strict=True)):
         for j in range(x.size):
             plus, minus = x.copy(), x.copy()
             plus.flat[j] = x.flat[j] + h.flat[j]
             minus.flat[j] = x.flat[j] - h.flat[j]
-            width = plus.flat[j] - minus.flat[j]  # the step actually taken, after rounding
-            if width == 0:
-                raise ValueError(
-                    f"step for {problem.names[k]} at index {_index(j, x.shape)} is "
-                    f"{float(h.flat[j])!r}, below the spacing of the value "
-                    f"{float(x.flat[j])!r} there"
-                )
-            args[k] = plus
-            l_plus = problem.loss(args)
-            args[k] = minus
-            l_minus = problem.loss(args)
-            grad.flat[j] = (l_plus - l_minus) / width
-            evaluations += 2
-        grads.append(grad)
-    return tuple(grads), evaluations
+            yield _replaced(problem.inputs, k, plus)
+            yield _replaced(problem.inputs, k, minus)
+
+
+def _replaced(inputs: tuple[Float64Array, ...], k: int, value: Float64Array) -> Point:
+    """`inputs` with input k replaced by `value`."""
+    return (*inputs[:k], value, *inputs[k + 1 :])
 
 
 def numeric_gradients(
@@ -355,6 +418,7 @@ def numeric_gradients(
     upstream: ArrayLike,
     *,
     step: StepSpec = None,
+    f_many: Evaluator | None = None,
 ) -> tuple[Float64Array, ...]:
     """Central-difference gradients of ``L = sum(upstream * f(*inputs))``, one per input.
 
@@ -362,10 +426,20 @@ def numeric_gradients(
     the divisor being the step actually taken after rounding. `step` is None (the derived
     default, see `default_step`), one positive number for every element, or one positive
     number or array (broadcast to the input's shape) per input. The inputs are never modified:
-    f only ever receives fresh copies.
+    f only ever receives fresh copies. `f_many`, if given, evaluates f at the perturbed points:
+    ``f_many(points)``, for a list of argument tuples, returns the list of f's outputs in order
+    (one call per batch of points instead of one call of f per point; the same numbers).
     """
     problem, _ = _problem(
-        f, _no_vjp, inputs, upstream, names=None, step=step, tolerance=0.0, atol=0.0
+        f,
+        _no_vjp,
+        inputs,
+        upstream,
+        names=None,
+        step=step,
+        tolerance=0.0,
+        atol=0.0,
+        f_many=f_many,
     )
     grads, _ = _numeric(problem)
     return grads
@@ -459,18 +533,29 @@ def full_check(
     step: StepSpec = None,
     tolerance: float = DEFAULT_TOLERANCE,
     atol: AtolSpec = 0.0,
+    f_many: Evaluator | None = None,
 ) -> GradcheckReport:
     """Compare every element of ``vjp(upstream, *inputs)`` with `numeric_gradients`.
 
     Input k passes when ``||a_k - n_k|| <= tolerance (||a_k|| + ||n_k||) + ||atol_k||`` (2-norms
     over the input's elements); `atol` is 0, a number, or one number/array per input, in
-    gradient units. Costs ``1 + 2 * (total number of input elements)`` evaluations of f.
-    Raises TypeError for a non-callable f or vjp, inputs that are not real arrays, or a vjp
-    that returns no tuple; ValueError for an upstream of the wrong shape, a vjp result of the
-    wrong length or shape (naming the input), a step <= 0 or not finite, or wrong names.
+    gradient units. Costs ``1 + 2 * (total number of input elements)`` evaluations of f
+    (all but the first through `f_many` if given, as in `numeric_gradients`).
+    Raises TypeError for a non-callable f, vjp or f_many, inputs that are not real arrays, or
+    a vjp or f_many that returns no tuple or list; ValueError for an upstream of the wrong
+    shape, a vjp result of the wrong length or shape (naming the input), an f_many result of
+    the wrong length, a step <= 0 or not finite, or wrong names.
     """
     problem, evaluations = _problem(
-        f, vjp, inputs, upstream, names=names, step=step, tolerance=tolerance, atol=atol
+        f,
+        vjp,
+        inputs,
+        upstream,
+        names=names,
+        step=step,
+        tolerance=tolerance,
+        atol=atol,
+        f_many=f_many,
     )
     return _full(problem, evaluations, "full", None, problem.analytic())
 
@@ -487,6 +572,7 @@ def fast_check(
     step: StepSpec = None,
     tolerance: float = DEFAULT_TOLERANCE,
     atol: AtolSpec = 0.0,
+    f_many: Evaluator | None = None,
 ) -> GradcheckReport:
     """Compare random projections of the gradient; fall back to `full_check` on failure.
 
@@ -500,10 +586,19 @@ def fast_check(
     rounding of L, which enters a projection once rather than per element, by any one term).
     Costs ``1 + 2 * len(inputs) * num_projections`` evaluations of f and one vjp call; when an
     input fails, the full check runs as well and the report (mode "fast->full") names the worst
-    element. Errors as for `full_check`, plus for `rng` and `num_projections`.
+    element. `f_many` as for `full_check`. Errors as for `full_check`, plus for `rng` and
+    `num_projections`.
     """
     problem, evaluations = _problem(
-        f, vjp, inputs, upstream, names=names, step=step, tolerance=tolerance, atol=atol
+        f,
+        vjp,
+        inputs,
+        upstream,
+        names=names,
+        step=step,
+        tolerance=tolerance,
+        atol=atol,
+        f_many=f_many,
     )
     count = check_int(num_projections, "num_projections", minimum=1)
     if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, (int, np.random.Generator)):
@@ -519,7 +614,12 @@ def fast_check(
         math.fsum((a * h).ravel().tolist())
         for a, h in zip(problem.atols, problem.steps, strict=True)
     ]
-    for p in range(count):
+    # The directions first (drawn in the order p, k), then L at x_k + delta and x_k - delta
+    # for each, evaluated together.
+    halves: list[list[Float64Array]] = []  # per projection p, per input k
+    points: list[Point] = []
+    for _ in range(count):
+        halves.append([])
         for k, (x, h) in enumerate(zip(problem.inputs, problem.steps, strict=True)):
             delta = h * gen.uniform(-1.0, 1.0, size=x.shape)
             plus, minus = x + delta, x - delta
@@ -529,12 +629,13 @@ def fast_check(
                     f"step for {problem.names[k]} is below the spacing of its values: "
                     f"x + delta == x - delta for every element (largest step {float(h.max())!r})"
                 )
-            args = list(problem.inputs)
-            args[k] = plus
-            l_plus = problem.loss(args)
-            args[k] = minus
-            l_minus = problem.loss(args)
-            evaluations += 2
+            halves[-1].append(half)
+            points += [_replaced(problem.inputs, k, plus), _replaced(problem.inputs, k, minus)]
+    losses = iter(problem.losses(points))
+    evaluations += len(points)
+    for p, directions in enumerate(halves):
+        for k, half in enumerate(directions):
+            l_plus, l_minus = next(losses), next(losses)
             numeric[k][p] = (l_plus - l_minus) / 2
             analytic[k][p] = math.fsum((grads[k] * half).ravel().tolist())
     report = _report(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pytest
 
+from reference import gradcheck
 from reference._validation import Float64Array
 from reference.gradcheck import (
     DEFAULT_PROJECTIONS,
@@ -678,6 +679,15 @@ BAD_TYPE: list[tuple[dict[str, Any], str]] = [
     ({"names": "ab"}, r"^names must be a sequence of strings, got str"),
     ({"step": True}, r"^step must be a real number or array, got bool"),
     ({"tolerance": "1e-6"}, r"^tolerance must be a real number"),
+    ({"f_many": "f"}, r"^f_many must be callable, got str"),
+    (
+        {"f_many": lambda points: np.stack([f_ab(*p) for p in points])},
+        r"^f_many must return a list with one output of f per point, got ndarray$",
+    ),
+    (
+        {"f_many": lambda _points: None},
+        r"^f_many must return a list with one output of f per point, got NoneType$",
+    ),
 ]
 
 BAD_VALUE: list[tuple[dict[str, Any], str]] = [
@@ -709,6 +719,14 @@ BAD_VALUE: list[tuple[dict[str, Any], str]] = [
     ({"tolerance": math.inf}, r"^tolerance must be a finite number >= 0"),
     ({"atol": -1.0}, r"^atol must be finite and >= 0, got -1\.0"),
     ({"atol": (0.0, math.nan)}, r"^atol\[1\] must be finite and >= 0"),
+    (
+        {"f_many": lambda points: [f_ab(*p) for p in points[1:]]},
+        r"^f_many must return one output of f per point \(\d+\), got \d+$",
+    ),
+    (
+        {"f_many": lambda points: [f_ab(*p)[:2] for p in points]},
+        r"^f's output must keep the shape \(3, 4\) when its inputs are perturbed",
+    ),
 ]
 
 
@@ -789,3 +807,64 @@ def test_numeric_gradients_rejects_bad_input() -> None:
 def test_full_check_names_the_element_whose_step_is_below_the_spacing() -> None:
     with pytest.raises(ValueError, match=r"^step for a at index \(0, 0\) is 1e-300, below the"):
         full_check(f_ab, vjp_ab, (A, B), upstream=V, names=NAMES, step=1e-300)
+
+
+class Many:
+    """f_many over f_ab, recording each call's points (copies, as received)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[Float64Array, ...]]] = []
+
+    def __call__(self, points: Sequence[tuple[Float64Array, ...]]) -> list[Float64Array]:
+        arrays = [a for p in points for a in p]
+        # fresh copies: no array twice, none the caller's (f may write into what it gets)
+        assert len({id(a) for a in arrays}) == len(arrays)
+        assert not any(np.shares_memory(a, c) for a in arrays for c in (A, B))
+        self.calls.append([tuple(a.copy() for a in p) for p in points])
+        return [f_ab(*p) for p in points]
+
+
+@pytest.mark.parametrize("vjp", [vjp_ab, vjp_one_wrong])
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_f_many_evaluates_every_perturbed_point_in_one_call(
+    mode: str, vjp: Callable[..., Any]
+) -> None:
+    """The same report, to the bit, with f_many as with f; f_many gets the points in one call
+    (a fast check that fails: one more for the full check), each point a fresh copy."""
+    many = Many()
+    with_f = _call(mode, vjp=vjp, names=NAMES)
+    with_many = _call(mode, vjp=vjp, names=NAMES, f_many=many)
+    assert repr(with_many) == repr(with_f)
+    assert with_many.evaluations == with_f.evaluations
+    sizes = {"full": [2 * 24], "fast": [2 * 2 * DEFAULT_PROJECTIONS]}[mode]
+    if not with_f.passed and mode == "fast":
+        sizes.append(2 * 24)
+    assert [len(c) for c in many.calls] == sizes
+
+
+def test_f_many_gets_the_central_points_in_order() -> None:
+    """Element j of input k: the inputs with x_j + h_j, then with x_j - h_j, inputs in order."""
+    many = Many()
+    numeric_gradients(f_ab, (A, B), V, step=1e-3, f_many=many)
+    (points,) = many.calls
+    assert len(points) == 2 * (A.size + B.size)
+    for i, (a, b) in enumerate(points):
+        element, minus = divmod(i, 2)
+        k, j = divmod(element, A.size)  # A and B have the same size
+        want_a, want_b = A.copy(), B.copy()
+        moved = (want_a, want_b)[k]
+        moved.flat[j] = moved.flat[j] - 1e-3 if minus else moved.flat[j] + 1e-3
+        np.testing.assert_array_equal(a, want_a)
+        np.testing.assert_array_equal(b, want_b)
+
+
+def test_f_many_gets_batches_of_bounded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Points go to f_many in batches of at most BATCH_VALUES input values (memory stays bounded
+    for large inputs); the gradients are the same."""
+    want = numeric_gradients(f_ab, (A, B), V)
+    monkeypatch.setattr(gradcheck, "BATCH_VALUES", 5 * (A.size + B.size))
+    many = Many()
+    got = numeric_gradients(f_ab, (A, B), V, f_many=many)
+    assert [len(c) for c in many.calls] == [5] * 9 + [3]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -9,7 +10,13 @@ import pytest
 from hypothesis import given
 
 import reference
-from properties.adapter import Array, BackwardOutput, ForwardOutput, ReferenceImplementation
+from properties.adapter import (
+    Array,
+    BackwardOutput,
+    ForwardOutput,
+    ReferenceImplementation,
+    forward_ys,
+)
 from properties.framework import Property, run_property
 from properties.gradient_props import (
     KAPPA_MAX,
@@ -211,13 +218,14 @@ def test_the_channel_step_is_too_coarse_for_a_per_position_layer() -> None:
     gc = GradientCase(_TIGHT, np.random.default_rng(0).standard_normal(_TIGHT.x.shape), 0)
     impl = PerPositionLayer()
     plan = _plan(gc.case, gc.dy, accuracy_class(impl))
-    f, vjp = _functions(impl, gc.case)
+    fns = _functions(impl, gc.case)
     report = full_check(
-        f,
-        vjp,
+        fns.f,
+        fns.vjp,
         (gc.case.x, gc.case.gamma, gc.case.beta),
         upstream=gc.dy,
         names=NAMES,
+        f_many=fns.f_many,
         step=plan.steps,
         tolerance=0.0,
         atol=plan.bounds,
@@ -253,3 +261,88 @@ def test_a_correct_forward_keeps_its_bounds_when_its_backward_is_wrong() -> None
     measured = BY_NAME["gradients-full"].check(UnnormalizedDgamma(), gc)
     assert not all(m.passed for m in measured)
     assert "steps sized to the function: no channel" in measured[0].quantity
+
+
+class Batched(ReferenceImplementation):
+    """The reference with the optional `forward_many`, counting its calls and points (and the
+    single calls of forward), to show what crosses to an implementation in another process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.single = 0
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        self.single += 1
+        return super().forward(x, gamma, beta, eps=eps, axis=axis)
+
+    def forward_many(
+        self, points: Sequence[tuple[Array, Array, Array]], *, eps: float, axis: int
+    ) -> list[Array]:
+        self.batches.append(len(points))
+        return [super(Batched, self).forward(*p, eps=eps, axis=axis).y for p in points]
+
+
+_BATCH_CASE = BatchCase(
+    x=np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -3.0], [-2.0, 1.0, 0.5], [0.0, 2.5, 1.0]]),
+    gamma=np.array([1.5, -0.5, 2.0]),
+    beta=np.array([0.1, 0.0, -1.0]),
+    eps=1e-5,
+    axis=1,
+    dtype="float64",
+)
+
+
+@pytest.mark.parametrize(
+    ("prop", "points"),
+    [(GRADIENTS[0], 2 * (12 + 3 + 3)), (GRADIENTS[1], 2 * 3 * 3)],
+    ids=["full", "fast"],
+)
+def test_the_perturbed_points_go_through_forward_many_in_one_call(
+    prop: Property, points: int
+) -> None:
+    """An implementation with `forward_many` gets every perturbed point of an example in one
+    call (forward itself only once, for the output's shape), and the measurements are those
+    of the one-call-per-point path, to the bit."""
+    gc = GradientCase(_BATCH_CASE, np.random.default_rng(1).standard_normal((4, 3)), 7)
+    batched = Batched()
+    got = prop.check(batched, gc)
+    assert (batched.batches, batched.single) == ([points], 1)
+    assert got == prop.check(ReferenceImplementation(), gc)
+
+
+class BatchedDroppedMeanTerm(Batched, DroppedMeanTerm):
+    """A wrong backward, with `forward_many`."""
+
+
+@pytest.mark.parametrize("prop", GRADIENTS, ids=lambda p: p.name)
+def test_a_failure_is_the_same_through_forward_many(prop: Property) -> None:
+    """A wrong backward fails with the same numbers through `forward_many`, including the
+    fast check's fall-back to the full check and the steps sized to the function; each check
+    makes one batched call and one single call of forward."""
+    gc = GradientCase(_BATCH_CASE, np.random.default_rng(1).standard_normal((4, 3)), 7)
+    batched = BatchedDroppedMeanTerm()
+    got = prop.check(batched, gc)
+    assert got == prop.check(DroppedMeanTerm(), gc)
+    assert not all(m.passed for m in got)
+    assert 0 < batched.single <= len(batched.batches) <= 5
+
+
+def test_forward_ys_calls_forward_per_point_without_forward_many() -> None:
+    """Without the optional method, `forward_ys` is a loop over forward, in order."""
+    impl = ReferenceImplementation()
+    x = _BATCH_CASE.x
+    points = [
+        (x, _BATCH_CASE.gamma, _BATCH_CASE.beta),
+        (2 * x, -_BATCH_CASE.gamma, _BATCH_CASE.beta),
+    ]
+    ys = forward_ys(impl, points, eps=1e-5, axis=1)
+    want = [impl.forward(*p, eps=1e-5, axis=1).y for p in points]
+    assert len(ys) == 2
+    for y, w in zip(ys, want, strict=True):
+        np.testing.assert_array_equal(y, w)
+    batched = Batched()
+    assert len(forward_ys(batched, points, eps=1e-5, axis=1)) == 2
+    assert (batched.batches, batched.single) == ([2], 0)

@@ -24,7 +24,8 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 
-from bnref.isolation import TargetWorker, open_target
+from bnref.isolation import HEARTBEAT, TargetTimedOut, TargetWorker, open_target
+from properties.adapter import Array
 
 TESTS = Path(__file__).parent
 KERAS = {"convention": "keras"}
@@ -82,6 +83,27 @@ def hangs_after_forty_calls(x, gamma, beta, eps):
     CALLS[0] += 1
     while CALLS[0] > 40:
         pass
+    return honest(x, gamma, beta, eps)
+
+
+def exits_in_a_batch(x, gamma, beta, eps):
+    """Exits on its second call in a process: a gradient check's first call of forward is
+    alone, its perturbed points come after it in one batch."""
+    CALLS[0] += 1
+    if CALLS[0] > 1:
+        os._exit(0)
+    return honest(x, gamma, beta, eps)
+
+
+def sleeps_in_a_batch(x, gamma, beta, eps):
+    CALLS[0] += 1
+    if CALLS[0] == 3:
+        time.sleep(3600)
+    return honest(x, gamma, beta, eps)
+
+
+def slow(x, gamma, beta, eps):
+    time.sleep(0.1)
     return honest(x, gamma, beta, eps)
 
 
@@ -280,6 +302,26 @@ def test_a_hang_is_stopped_at_the_timeout(modules: Path, tmp_path: Path, functio
     assert message in run.out
     assert run.seconds < 2 + 30  # the timeout plus start-up, far from forever
     assert strict_json(report)["results"][0]["status"] == "fail"
+
+
+def test_an_exit_during_the_central_differences_fails_the_property_naming_forward(
+    modules: Path, tmp_path: Path
+) -> None:
+    """The perturbed points of a gradient check go to the worker in one batch: an exit during
+    it fails the property with how the target ended, in forward, and the example."""
+    report = tmp_path / "report.json"
+    backward = ["--backward", "user_impl_example:backward"]
+    props = ["--property", "gradients-full", "--property", "gradients-fast"]
+    run = hostile(modules, "exits_in_a_batch", *backward, *props, "--json", str(report))
+    assert run.status == 1, run.err
+    assert run.row("gradients-full")[-1] == "FAIL"
+    assert run.row("gradients-fast")[-1] == "FAIL"  # a new worker, the same end
+    ended = "target user hostile:exits_in_a_batch exited with status 0 while computing forward"
+    assert "The example it was given" in run.out
+    assert "case = GradientCase(" in run.out
+    results = strict_json(report)["results"]
+    assert [r["status"] for r in results] == ["fail", "fail"]
+    assert all(r["failure"].startswith(ended) for r in results)
 
 
 def _lines(proc: subprocess.Popen[str], count: int, deadline: float) -> list[str]:
@@ -578,5 +620,58 @@ def test_an_interrupted_call_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -
         y = impl.forward(x, 2 * gamma, beta, eps=1e-5, axis=1).y  # not the first call's y
         np.testing.assert_allclose(y, 2 * (x - x.mean(axis=0)) / x.std(axis=0), rtol=1e-6)
         assert worker.starts == 2
+    finally:
+        worker.close()
+
+
+def _points(count: int) -> list[tuple[Array, Array, Array]]:
+    x, gamma, beta = _case()
+    return [(x + i, (1 + i) * gamma, beta) for i in range(count)]
+
+
+@pytest.mark.usefixtures("on_path")
+def test_a_batch_is_one_message_and_the_time_limit_holds_per_call() -> None:
+    """forward_many returns forward's y at every point; its calls together may take longer
+    than the limit, each one alone may not (the worker's progress reports restart the clock)."""
+    worker, (impl,) = open_target("hostile:slow", ["float64"], KERAS, timeout=0.5)
+    try:
+        points = _points(15)  # 1.5 s in all: over the limit and its slack, each call within it
+        ys = impl.forward_many(points, eps=1e-5, axis=1)
+        want = [impl.forward(*p, eps=1e-5, axis=1).y for p in points[:2]]
+        assert len(ys) == 15
+        for y, w in zip(ys, want, strict=False):
+            np.testing.assert_array_equal(y, w)
+        assert worker.starts == 1
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("on_path")
+def test_a_call_that_hangs_in_a_batch_is_stopped_at_the_time_limit() -> None:
+    """The third call of a batch sleeps: TargetTimedOut names forward, within the limit plus
+    the progress reports' slack (2 HEARTBEAT) and the worker's stop."""
+    worker, (impl,) = open_target("hostile:sleeps_in_a_batch", ["float64"], KERAS, timeout=0.5)
+    try:
+        start = time.monotonic()
+        with pytest.raises(
+            TargetTimedOut,
+            match=r"^target user hostile:sleeps_in_a_batch did not return from forward within "
+            r"0\.5 s \(--timeout\)",
+        ):
+            impl.forward_many(_points(5), eps=1e-5, axis=1)
+        assert time.monotonic() - start < 0.5 + 2 * HEARTBEAT + 5
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("on_path")
+def test_an_exception_in_a_batch_comes_back_naming_forward() -> None:
+    """What the target raises during a batch is raised by forward_many, with forward named."""
+    worker, (impl,) = open_target("hostile:raises", ["float64"], KERAS)
+    try:
+        with pytest.raises(FloatingPointError, match=r"^overflow in the variance") as caught:
+            impl.forward_many(_points(3), eps=1e-5, axis=1)
+        (note,) = caught.value.__notes__
+        assert note.startswith("raised by target user hostile:raises in forward, at ")
     finally:
         worker.close()
