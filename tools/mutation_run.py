@@ -124,6 +124,12 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
     ),
     "reference.schedules": ("tests/test_schedules.py", "tests/test_documented_defaults.py"),
     "reference.sharded": ("tests/test_sharded.py", "tests/test_distributed_agreement.py"),
+    # The scaling near the float64 limit, reached through batchnorm, sharded and their tests.
+    "reference.float_range": (
+        "tests/test_batchnorm_values.py",
+        "tests/test_batchnorm_validation.py",
+        "tests/test_sharded.py",
+    ),
     "reference.training": ("tests/test_training.py", "tests/test_documented_defaults.py"),
     **{
         f"reference.layers.{m}": _LAYERS
