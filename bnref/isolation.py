@@ -61,7 +61,14 @@ import numpy as np
 
 from bnref.targets import load_target
 from bnref.targets.user_target import load_user_target, reference_stand_in
-from properties.adapter import Array, BackwardOutput, ForwardOutput, Implementation, RunningStats
+from properties.adapter import (
+    Array,
+    BackwardOutput,
+    ForwardOutput,
+    Implementation,
+    RunningStats,
+    frozen_backward_of,
+)
 from properties.framework import TargetStopped, Unsupported
 from reference.conventions import get_convention
 
@@ -118,6 +125,7 @@ class _Meta:
     name: str
     convention: str
     fixed_case_values: dict[str, object]
+    has_frozen_backward: bool = False  # the optional method (`properties.adapter.FrozenBackward`)
 
 
 def _die_with_parent() -> None:
@@ -196,7 +204,10 @@ def serve(fd: int) -> None:
         return
     meta = {
         dtype: _Meta(
-            impl.name, impl.convention, dict(getattr(impl, "fixed_case_values", None) or {})
+            impl.name,
+            impl.convention,
+            dict(getattr(impl, "fixed_case_values", None) or {}),
+            frozen_backward_of(impl) is not None,
         )
         for dtype, impl in impls.items()
     }
@@ -513,6 +524,31 @@ class IsolatedTarget:
     @property
     def fixed_case_values(self) -> dict[str, object]:
         return dict(self._meta.fixed_case_values)
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Only reached for what this class does not define: the optional `frozen_backward`,
+        # present exactly when the target's own implementation has it (`frozen_backward_of`).
+        meta = self.__dict__.get("_meta")
+        if attribute == "frozen_backward" and meta is not None and meta.has_frozen_backward:
+            return self._frozen_backward
+        raise AttributeError(f"{type(self).__name__} object has no attribute {attribute!r}")
+
+    def _frozen_backward(
+        self,
+        dy: Array,
+        x: Array,
+        gamma: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> BackwardOutput:
+        args = [dy, x, gamma, running_mean, running_var]
+        out: BackwardOutput = self._worker.call(
+            self._dtype, "frozen_backward", args, {"eps": eps, "axis": axis}
+        )
+        return out
 
     def forward(
         self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int

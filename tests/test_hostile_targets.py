@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from bnref.isolation import HEARTBEAT, TargetTimedOut, TargetWorker, open_target
-from properties.adapter import Array
+from bnref.targets import load_target
+from properties.adapter import Array, frozen_backward_of
 
 TESTS = Path(__file__).parent
 KERAS = {"convention": "keras"}
@@ -413,14 +414,14 @@ def test_an_infinite_error_is_null_in_strict_json(modules: Path, tmp_path: Path)
     assert "Infinity" not in text
     assert "NaN" not in text
     data = strict_json(report)
-    assert (data["schema"], data["schema_version"]) == ("bnref-check-report", 1)
+    assert (data["schema"], data["schema_version"]) == ("bnref-check-report", 2)
     (result,) = data["results"]
     worst = result["worst"]
     assert (worst["error"], worst["error_text"]) == (None, "inf")
     assert worst["tolerance"] is not None
     assert float(worst["tolerance_text"]) == worst["tolerance"]
     assert (worst["ratio"], worst["ratio_text"]) == (None, "inf")
-    assert data["summary"] == {"passed": 0, "failed": 1, "not_applicable": 0}
+    assert data["summary"] == {"passed": 0, "failed": 1, "inconclusive": 0, "not_applicable": 0}
 
 
 # --- hidden state, exceptions, missing functions ------------------------------------------
@@ -514,7 +515,7 @@ def test_what_the_target_prints_goes_to_stderr(modules: Path, tmp_path: Path) ->
     assert run.out.rstrip().endswith("1 passed, 0 failed")
     data = strict_json(report)
     assert (data["complete"], data["exit_status"], data["timeout"]) == (True, 0, 2.0)
-    assert data["summary"] == {"passed": 1, "failed": 0, "not_applicable": 0}
+    assert data["summary"] == {"passed": 1, "failed": 0, "inconclusive": 0, "not_applicable": 0}
 
 
 # --- usage errors: found before the run, status 2, a message and no traceback -------------
@@ -673,5 +674,34 @@ def test_an_exception_in_a_batch_comes_back_naming_forward() -> None:
             impl.forward_many(_points(3), eps=1e-5, axis=1)
         (note,) = caught.value.__notes__
         assert note.startswith("raised by target user hostile:raises in forward, at ")
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("on_path")
+def test_the_optional_frozen_backward_crosses_to_the_worker_when_the_target_has_it() -> None:
+    """`fast` has frozen_backward: its isolated target offers it, with the same result as in
+    this process (so the frozen-backward property is checked, not n/a); a user target, which
+    has none, offers none."""
+    worker, (impl,) = open_target("fast", ["float64"])
+    try:
+        method = frozen_backward_of(impl)
+        assert method is not None
+        x, gamma, _ = _case()
+        dy = np.cos(x)
+        stats = (x.mean(axis=0), x.var(axis=0) + 0.5)
+        got = method(dy, x, gamma, *stats, eps=1e-5, axis=1)
+        local = frozen_backward_of(load_target("fast", "float64"))
+        assert local is not None
+        want = local(dy, x, gamma, *stats, eps=1e-5, axis=1)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    finally:
+        worker.close()
+    worker, (user,) = open_target("hostile:honest", ["float64"], KERAS)
+    try:
+        assert frozen_backward_of(user) is None
+        with pytest.raises(AttributeError, match="frozen_backward"):
+            user.frozen_backward  # noqa: B018 -- the attribute's absence is the point
     finally:
         worker.close()
