@@ -71,7 +71,7 @@ from bnref.isolation import (
 )
 from bnref.targets import DTYPES, TARGETS, load_target
 from properties.adapter import Implementation, StrictAccuracy
-from properties.framework import Property, PropertyResult, run_property
+from properties.framework import Measurement, Property, PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
 from reference.conventions import CONVENTIONS
 
@@ -88,7 +88,7 @@ EXIT_STATUS = (
 # The --json report's layout (docs/audit.md): a reader checks "schema" and this version, which
 # changes whenever a field is renamed, removed or changes meaning.
 JSON_SCHEMA = "bnref-check-report"
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2
 
 
 def _usage(message: str) -> NoReturn:
@@ -167,25 +167,36 @@ def _fmt(value: float) -> str:
 
 
 def _status(r: PropertyResult) -> str:
-    return "n/a" if r.not_applicable else ("pass" if r.passed else "FAIL")
+    """The status cell: pass, FAIL, n/a or inconclusive (passed, but no comparison could have
+    failed)."""
+    return {"fail": "FAIL"}.get(r.status, r.status)
 
 
-def _measured(r: PropertyResult) -> tuple[str, str, str]:
-    """The (worst error, tolerance, ratio) cells of a row. For a failure these are the numbers
-    of the minimal failing example (ratio > 1, or "inf" for a broken exact claim), and "error"
-    when the implementation raised instead of returning a result."""
-    w = r.worst
-    if w is None:
+def _measured(m: Measurement | None, r: PropertyResult) -> tuple[str, str, str]:
+    """The (error, tolerance, ratio) cells of measurement `m` of `r`: "inf" for a broken exact
+    claim, and "error" when `r` failed without a measurement (the implementation raised)."""
+    if m is None:
         return ("error", "-", "-") if not (r.passed or r.not_applicable) else ("-", "-", "-")
-    exact = "exact" if w.passed else "inf"  # an exact claim (tolerance 0): ratio 0 or infinite
-    return _fmt(w.error), _fmt(w.tolerance), _fmt(w.ratio) if w.tolerance > 0 else exact
+    exact = "exact" if m.passed else "inf"  # an exact claim (tolerance 0): ratio 0 or infinite
+    return _fmt(m.error), _fmt(m.tolerance), _fmt(m.ratio) if m.tolerance > 0 else exact
+
+
+def _teeth(r: PropertyResult) -> str:
+    """The teeth cell: comparisons that could have failed / comparisons made."""
+    return "-" if r.not_applicable or not r.comparisons else f"{r.with_teeth}/{r.comparisons}"
 
 
 def format_table(results: Sequence[PropertyResult]) -> str:
     """A plain-text table: property, dtype, examples, worst error, tolerance, error/tolerance,
-    status. A failed property shows its failing example's numbers, not the passing ones'."""
-    header = ("property", "dtype", "examples", "worst error", "tolerance", "ratio", "status")
-    rows = [(r.name, r.dtype, str(r.examples), *_measured(r), _status(r)) for r in results]
+    teeth (comparisons that could have failed / all), status. The numbers are those of the
+    worst measurement over all examples run: for a failure, the largest excess seen, not only
+    the minimal example's (which the failure section gives)."""
+    header = ["property", "dtype", "examples", "worst error", "tolerance", "ratio", "teeth"]
+    header.append("status")
+    rows = [
+        (r.name, r.dtype, str(r.examples), *_measured(r.worst, r), _teeth(r), _status(r))
+        for r in results
+    ]
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -494,18 +505,28 @@ def _run(
     for line in [] if interrupted else accuracy_report([i for i, _ in impls], props, results):
         print(line)
     failures = [r for r in results if not r.passed]
+    inconclusive = [r for r in results if r.inconclusive]
     for r in results:
         if r.not_applicable:
             print(f"\n{r.name} [{r.dtype}]: not applicable: {r.not_applicable}")
-    for r in failures:
-        print(f"\n{r.name} [{r.dtype}] FAILED:\n{r.failure}")
-        if r.reproduction:
-            print(f"\nReproduce it (paste into Python):\n{r.reproduction}")
+    for r in inconclusive:
+        print(
+            f"\n{r.name} [{r.dtype}]: inconclusive: none of its {r.comparisons} comparisons "
+            "could have failed (each tolerance was at least the size of the quantity compared)"
+        )
+    groups = failure_groups(failures)
+    for group in groups:
+        print("\n" + _format_group(group))
     status = EXIT_INTERRUPTED if interrupted else EXIT_FAILED if failures else EXIT_PASSED
     skipped = sum(1 for r in results if r.not_applicable)
-    passed = len(results) - len(failures) - skipped
+    passed = len(results) - len(failures) - skipped - len(inconclusive)
     if report is not None:
-        summary = {"passed": passed, "failed": len(failures), "not_applicable": skipped}
+        summary = {
+            "passed": passed,
+            "failed": len(failures),
+            "inconclusive": len(inconclusive),
+            "not_applicable": skipped,
+        }
         document = {
             "schema": JSON_SCHEMA,
             "schema_version": JSON_SCHEMA_VERSION,
@@ -518,13 +539,61 @@ def _run(
             "timeout": timeout,
             "summary": summary,
             "results": [_json_result(r) for r in results],
+            "groups": [
+                {
+                    "cause": group[0].cause,
+                    "properties": [{"name": r.name, "dtype": r.dtype} for r in group],
+                }
+                for group in groups
+            ],
         }
         json.dump(document, report, indent=2, allow_nan=False)
         report.write("\n")
-    tail = f", {skipped} not applicable" if skipped else ""
+    tail = f", {len(inconclusive)} inconclusive" if inconclusive else ""
+    tail += f", {skipped} not applicable" if skipped else ""
     stop = " (interrupted)" if interrupted else ""
     print(f"\n{passed} passed, {len(failures)} failed{tail}{stop}")
     return status
+
+
+def failure_groups(failures: Sequence[PropertyResult]) -> list[list[PropertyResult]]:
+    """The failures grouped by root cause (`PropertyResult.cause`: the same failing quantity,
+    or the same exception type and message), in the order each cause first failed; within a
+    group the failure with the largest excess comes first (it is the one printed)."""
+    groups: dict[str, list[PropertyResult]] = {}
+    for r in failures:
+        groups.setdefault(r.cause or r.failure, []).append(r)
+    return [sorted(g, key=lambda r: _excess(r.worst), reverse=True) for g in groups.values()]
+
+
+def _excess(m: Measurement | None) -> tuple[bool, float]:
+    """The order of failures by how bad: a NaN error first, then by ratio."""
+    if m is None:
+        return (False, -math.inf)
+    return (math.isnan(m.error), m.ratio if not math.isnan(m.ratio) else math.inf)
+
+
+def _format_group(group: Sequence[PropertyResult]) -> str:
+    """One root cause, printed once: the properties it failed, the worst excess over all
+    their examples, then the failure text, minimal example and snippet of the worst one."""
+    first = group[0]
+    lines = [f"{first.name} [{first.dtype}] FAILED: {first.cause or 'see below'}"]
+    if len(group) > 1:
+        hit = ", ".join(f"{r.name} [{r.dtype}]" for r in group)
+        lines.append(f"  the same cause failed {len(group)} properties: {hit}")
+    if first.worst is not None:
+        error, tol, ratio = _measured(first.worst, first)
+        lines.append(
+            f"  worst over all examples: {first.worst.quantity}: error {error}, tolerance {tol}, "
+            f"ratio {ratio}"
+        )
+    if first.minimal is not None:
+        error, tol, ratio = _measured(first.minimal, first)
+        lines.append(f"  minimal example (below): error {error}, tolerance {tol}, ratio {ratio}")
+    lines.append(f"\n{first.failure}")
+    if first.reproduction:
+        lines.append(f"\nReproduce it (paste into Python):\n{first.reproduction}")
+    return "\n".join(lines)
 
 
 def _json_number(value: float) -> float | None:
@@ -533,23 +602,26 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _json_measurement(m: Measurement) -> dict[str, Any]:
+    """A measurement for the JSON report: each number with its text beside it
+    (error / error_text, tolerance / tolerance_text, ratio / ratio_text): null and "inf" for
+    an infinite error, 3.1e-08 and "3.1e-08" for a finite one; and whether it had teeth."""
+    out: dict[str, Any] = {"quantity": m.quantity}
+    for key, value in (("error", m.error), ("tolerance", m.tolerance), ("ratio", m.ratio)):
+        out[key] = _json_number(value)
+        out[f"{key}_text"] = repr(float(value))
+    out["teeth"] = m.teeth
+    return out
+
+
 def _json_result(r: PropertyResult) -> dict[str, Any]:
     """One result for the JSON report: PropertyResult's fields, its status ("pass", "fail",
-    "n/a"), and for the worst measurement each number with its text beside it
-    (error / error_text, tolerance / tolerance_text, ratio / ratio_text): null and "inf" for
-    an infinite error, 3.1e-08 and "3.1e-08" for a finite one."""
+    "inconclusive", "n/a"), the worst measurement over all examples (`worst`) and, for a
+    failure, the minimal example's (`minimal`), each as `_json_measurement`."""
     out = asdict(r)
-    out["status"] = {"pass": "pass", "FAIL": "fail", "n/a": "n/a"}[_status(r)]
-    if r.worst is not None:
-        worst: dict[str, Any] = {"quantity": r.worst.quantity}
-        for key, value in (
-            ("error", r.worst.error),
-            ("tolerance", r.worst.tolerance),
-            ("ratio", r.worst.ratio),
-        ):
-            worst[key] = _json_number(value)
-            worst[f"{key}_text"] = repr(float(value))
-        out["worst"] = worst
+    out["status"] = r.status
+    out["worst"] = None if r.worst is None else _json_measurement(r.worst)
+    out["minimal"] = None if r.minimal is None else _json_measurement(r.minimal)
     return out
 
 

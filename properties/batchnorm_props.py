@@ -140,10 +140,18 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan; fmin keeps the sqrt
         tol_sd = np.fmin(np.sqrt(tol_var), tol_var / (sd_y + want_sd))
     tol_sd = tol_sd + U64 * (sd_y + want_sd)
+    # The size of each quantity, for its teeth: y's values are |gamma| x_hat + beta with
+    # rms(x_hat) <= 1, so a channel's mean is of size |beta| + |gamma|, its variance of gamma^2
+    # (0 for a constant channel, which a wrong normalization would not give) and its std |gamma|.
+    g = np.abs(case.gamma)
     return [
-        compare("channel mean of y vs beta", mean_y, case.beta, bounds.mean),
-        compare("channel variance of y vs gamma^2 var/(var+eps)", var_y, want_var, tol_var),
-        compare("channel std of y vs |gamma| sqrt(var/(var+eps))", sd_y, want_sd, tol_sd),
+        compare(
+            "channel mean of y vs beta", mean_y, case.beta, bounds.mean, scale=g + np.abs(case.beta)
+        ),
+        compare(
+            "channel variance of y vs gamma^2 var/(var+eps)", var_y, want_var, tol_var, scale=g**2
+        ),
+        compare("channel std of y vs |gamma| sqrt(var/(var+eps))", sd_y, want_sd, tol_sd, scale=g),
     ]
 
 

@@ -36,11 +36,17 @@ class Measurement:
     """One compared quantity: its worst error and the tolerance it must not exceed.
 
     An exact claim (a count, an index set, "unchanged") uses tolerance 0 and error 0 or 1.
+
+    `teeth` says whether the comparison could have failed: an exact claim, or a tolerance
+    smaller than the magnitude of the quantity compared somewhere (so that an answer of 0
+    would break it). A comparison without teeth is counted, not trusted: a property whose
+    every comparison lacks teeth is reported inconclusive, not passed.
     """
 
     quantity: str
     error: float
     tolerance: float
+    teeth: bool = True
 
     @property
     def ratio(self) -> float:
@@ -63,10 +69,17 @@ class PropertyFailure(AssertionError):  # noqa: N818 -- a failed claim, not an e
     not those of the examples that passed.
     """
 
-    def __init__(self, message: str, worst: Measurement | None = None, case: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        worst: Measurement | None = None,
+        case: Any = None,
+        measurements: Sequence[Measurement] = (),
+    ) -> None:
         super().__init__(message)
         self.worst = worst
         self.case = case
+        self.measurements = tuple(measurements)  # every comparison of the failing example
 
 
 class Unsupported(Exception):  # noqa: N818 -- a capability the target lacks, not an error
@@ -133,7 +146,14 @@ class Property:
         return ""
 
     def judge(self, impl: Implementation, case: Any) -> Measurement:
-        """Run the check on one case; raise `PropertyFailure` naming the worst excess.
+        """Run the check on one case; return its worst measurement (the largest ratio), or
+        raise `PropertyFailure` naming the worst excess (`measure`)."""
+        measurements = self.measure(impl, case)
+        return max(measurements, key=lambda m: (math.isnan(m.error), m.ratio))
+
+    def measure(self, impl: Implementation, case: Any) -> list[Measurement]:
+        """Run the check on one case and return every comparison it made; raise
+        `PropertyFailure` naming the worst excess (with all the comparisons attached).
 
         The failure carries a copy of `case` taken before the check ran: an implementation that
         writes into its inputs must not change the example its report replays. An exception
@@ -163,8 +183,9 @@ class Property:
                 f"property {self.name!r} failed for {impl.name}: {self.statement}\n{lines}",
                 worst,
                 original,
+                measurements,
             )
-        return worst
+        return measurements
 
     def as_test(self, impl: Implementation) -> Callable[[], None]:
         """A Hypothesis test function for pytest, using the active settings profile."""
@@ -184,8 +205,15 @@ class Property:
 class PropertyResult:
     """The outcome of running one property: examples run and the worst measurement seen.
 
-    For a failure, `worst` is the measurement of the minimal failing example that broke its
-    bound (ratio > 1), or None when the implementation raised instead of returning a result.
+    `worst` is the measurement with the largest ratio over every example run (those Hypothesis
+    ran while shrinking a failure included): how bad the target is; for a pass, over the
+    comparisons with teeth when there are any (one that could not fail says nothing). For a
+    failure, `minimal` is the worst measurement of the minimal failing example, the one the
+    snippet replays; both are None when the implementation raised instead of returning a
+    result. `comparisons` counts the comparisons made over all examples, `with_teeth` those
+    that could have failed (`Measurement.teeth`). `cause` names a failure's root cause (the
+    failing quantity, or the exception's type and message) so that a report can print
+    failures sharing one once.
     """
 
     name: str
@@ -196,6 +224,26 @@ class PropertyResult:
     not_applicable: str = ""  # why the target cannot be checked for this property, if so
     dtype: str = "float64"  # the precision the implementation computed in
     reproduction: str = ""  # for a failure: Python code that replays the minimal example
+    minimal: Measurement | None = None  # for a failure: the minimal example's worst measurement
+    comparisons: int = 0
+    with_teeth: int = 0
+    cause: str = ""
+
+    @property
+    def inconclusive(self) -> bool:
+        """Passed, but not one of its comparisons could have failed: not a pass."""
+        return (
+            self.passed and not self.not_applicable and self.comparisons > 0 and not self.with_teeth
+        )
+
+    @property
+    def status(self) -> str:
+        """ "pass", "fail", "n/a" or "inconclusive"."""
+        if self.not_applicable:
+            return "n/a"
+        if not self.passed:
+            return "fail"
+        return "inconclusive" if self.inconclusive else "pass"
 
 
 def run_property(
@@ -225,7 +273,9 @@ def run_property(
     Case generation and checks run under NumPy's default error state (`BNREF_ERRSTATE`), not
     whatever state the process was left in.
     """
-    seen: list[Measurement] = []
+    seen: list[Measurement] = []  # the worst measurement of each example that passed
+    every: list[Measurement] = []  # every comparison of every example, failing ones included
+    failing: list[Measurement] = []  # the worst measurement of each example that failed
     reason = prop.not_applicable(impl)
     if reason:
         return PropertyResult(prop.name, 0, None, True, not_applicable=reason, dtype=impl.dtype)
@@ -246,14 +296,23 @@ def run_property(
                 lacks.append(lacking)
                 return
         try:
-            seen.append(prop.judge(impl, case))
+            measurements = prop.measure(impl, case)
         except Unsupported as exc:
             lacks.append(exc)
         except TargetStopped as exc:  # ends the run: neither shrunk nor replayed, since each
             stopped.append(exc)  # try would restart the target or wait out the time limit
+        except PropertyFailure as exc:
+            failed += 1
+            every.extend(exc.measurements)
+            if exc.worst is not None:
+                failing.append(exc.worst)
+            raise
         except Exception:
             failed += 1
             raise
+        else:
+            every.extend(measurements)
+            seen.append(max(measurements, key=lambda m: (math.isnan(m.error), m.ratio)))
 
     strategy = prop.strategy_for(impl)
     run = given(case=strategy)(_named(run, f"{prop.name}_{impl.name}"))
@@ -266,15 +325,38 @@ def run_property(
             prop.name, len(seen), None, True, not_applicable=str(exc), dtype=impl.dtype
         )
     except Exception as exc:  # any failure of the implementation is a finding, reported
-        return _failed(prop, impl, exc, len(seen) + failed, impl_code)
+        return _counted(_failed(prop, impl, exc, len(seen) + failed, impl_code), every, failing)
     if stopped:
-        return _stopped(prop, impl, stopped[0], len(seen) + failed + 1, impl_code)
+        result = _stopped(prop, impl, stopped[0], len(seen) + failed + 1, impl_code)
+        return _counted(result, every, failing)
     if lacks:
         return PropertyResult(
             prop.name, len(seen), None, True, not_applicable=str(lacks[0]), dtype=impl.dtype
         )
     worst = max(seen, key=lambda m: m.ratio, default=None)
-    return PropertyResult(prop.name, len(seen), worst, True, dtype=impl.dtype)
+    return _counted(PropertyResult(prop.name, len(seen), worst, True, dtype=impl.dtype), every, [])
+
+
+def _counted(
+    result: PropertyResult, every: Sequence[Measurement], failing: Sequence[Measurement]
+) -> PropertyResult:
+    """`result` with its teeth counts over `every` comparison made and, for a failure, the
+    worst measurement over all examples (the failing ones' worst measurements `failing`, which
+    exceed any passing example's) beside the minimal example's."""
+    if result.passed:  # the worst comparison that could have failed, if any could
+        bitten = [m for m in every if m.teeth]
+        worst = max(bitten, key=lambda m: m.ratio) if bitten else result.worst
+        minimal = None
+    else:
+        worst = max(failing, key=_excess) if failing else result.worst
+        minimal = result.worst
+    return dataclasses.replace(
+        result,
+        worst=worst,
+        minimal=minimal,
+        comparisons=len(every),
+        with_teeth=sum(m.teeth for m in every),
+    )
 
 
 def _lacks(prop: Property, stand_in: Implementation, case: Any) -> Unsupported | None:
@@ -320,9 +402,24 @@ def _failed(
             "passed when Hypothesis ran it again (the result depends on hidden state, the order "
             f"of calls or chance):\n\n{text}"
         )
+    cause = _cause(exc, worst)
+    if flaky:
+        cause = f"nondeterministic: {cause}"
     return PropertyResult(
-        prop.name, examples, worst, False, text, dtype=impl.dtype, reproduction=code
+        prop.name, examples, worst, False, text, dtype=impl.dtype, reproduction=code, cause=cause
     )
+
+
+def _cause(exc: BaseException, worst: Measurement | None) -> str:
+    """The root cause of a failure, the same for failures that share one: the failing quantity
+    (without the details in parentheses or after a comma, which differ between examples), or
+    the first exception's type and the first line of its message."""
+    if worst is not None:
+        return f"{worst.quantity.split(' (')[0].split(', ')[0]} out of bounds"
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
 def _stopped(
@@ -338,8 +435,10 @@ def _stopped(
             f"the target or wait out the time limit):\n{case!r}"
         )
         code = reproduction_code(prop.name, case, impl, impl_code, raises="TargetStopped")
+    lines = str(exc).strip().splitlines()
+    cause = f"{type(exc).__name__}: {lines[0] if lines else ''}"
     return PropertyResult(
-        prop.name, examples, None, False, text, dtype=impl.dtype, reproduction=code
+        prop.name, examples, None, False, text, dtype=impl.dtype, reproduction=code, cause=cause
     )
 
 

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.vendor.pretty import pretty
 
+from bnref.cli import failure_groups, format_table
 from bnref.targets.user_target import UserTarget
 from properties.adapter import Array, ForwardOutput, ReferenceImplementation
 from properties.batchnorm_props import PermutedCase, ShiftScaleCase
 from properties.checks import compare
-from properties.framework import Measurement, TargetStopped, run_property
+from properties.framework import (
+    Check,
+    Measurement,
+    Property,
+    PropertyResult,
+    TargetStopped,
+    run_property,
+)
 from properties.profiles import failure_demo
 from properties.registry import by_name
 from properties.strategies import BatchCase, to_code
@@ -234,3 +244,99 @@ def test_bnref_checks_keep_their_own_numpy_error_state() -> None:
             result = run_property(by_name(name), ReferenceImplementation(), NO_SHRINK)
             assert result.passed, result.failure
         assert np.geterr()["under"] == "raise"  # the caller's state is the caller's again
+
+
+# --- how bad, what it is: the worst over all examples, teeth, groups ------------------------
+
+
+def test_compare_has_teeth_only_where_a_tolerance_is_below_the_quantity() -> None:
+    """A comparison has teeth when some element's tolerance is 0 or below the magnitude
+    compared (|want|, or `scale`): a bound as large as the value could not have failed."""
+    want = np.array([0.5, 1.0])
+    assert not compare("q", want, want, 3.57).teeth  # a variance <= 1 against 3.57
+    assert compare("q", want, want, np.array([3.57, 0.1])).teeth  # the second element bites
+    assert compare("q", want, want, 0.0).teeth  # an exact claim
+    assert not compare("q", np.zeros(2), np.zeros(2), 1e-15).teeth  # 0 vs 0: an answer of 0
+    assert compare("q", np.zeros(2), np.zeros(2), 1e-15, scale=1.0).teeth  # of size 1
+    assert not compare("q", np.zeros(0), np.zeros(0), 0.0).teeth  # nothing compared
+
+
+class _Abs:
+    """A stand-in implementation: only its name and dtype are read by the runner."""
+
+    name = "abs"
+    dtype = "float64"
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A toy property's case: one number."""
+
+    x: float
+
+
+def _toy(name: str, check: Check) -> Property:
+    return Property(name, "a toy claim", st.builds(_Value, st.floats(0, 1e6)), check)
+
+
+def _run(prop: Property, examples: int) -> PropertyResult:
+    return run_property(prop, _Abs(), settings(max_examples=examples, database=None))  # type: ignore[arg-type]
+
+
+def _over_one(_impl: object, case: _Value) -> list[Measurement]:
+    return [Measurement("x", case.x, 1.0)]
+
+
+def _vacuous(_impl: object, _case: _Value) -> list[Measurement]:
+    return [Measurement("v", 0.3, 3.57, teeth=False)]
+
+
+def _partly_vacuous(_impl: object, _case: _Value) -> list[Measurement]:
+    return [Measurement("v", 0.3, 3.57, teeth=False), Measurement("w", 0.0, 0.0)]
+
+
+def _raises(_impl: object, _case: _Value) -> list[Measurement]:
+    raise ValueError("the target's variance is negative")
+
+
+def _over(factor: float) -> Check:
+    def check(_impl: object, case: _Value) -> list[Measurement]:
+        return [Measurement("var of y (details)", factor * (1 + case.x), 1.0)]
+
+    return check
+
+
+def test_a_failed_row_shows_the_worst_ratio_over_all_examples_and_the_minimal_apart() -> None:
+    """error = x against tolerance 1: Hypothesis shrinks to x just above 1 (ratio ~1), but the
+    examples it ran reached ratios far above; `worst` is the largest, `minimal` the shrunk."""
+    result = _run(_toy("toy-abs", _over_one), 50)
+    assert result.status == "fail"
+    assert result.worst is not None
+    assert result.minimal is not None
+    assert result.minimal.ratio <= 2  # the minimal example only just fails (x = 2 here)
+    assert result.worst.ratio > 100 * result.minimal.ratio
+    assert result.cause == "x out of bounds"
+    row = format_table([result]).splitlines()[2].split()
+    assert float(row[5]) == pytest.approx(result.worst.ratio, rel=1e-2)
+
+
+def test_a_property_whose_comparisons_all_lack_teeth_is_inconclusive() -> None:
+    """Nothing exceeded a bound, but nothing could have: inconclusive, not pass; one
+    comparison with teeth in each example makes it a pass, and the row shows that one."""
+    result = _run(_toy("toy-vacuous", _vacuous), 20)
+    assert (result.passed, result.inconclusive, result.status) == (True, True, "inconclusive")
+    assert (result.with_teeth, result.comparisons) == (0, 20)
+    assert "0/20" in format_table([result])
+    result = _run(_toy("toy-some", _partly_vacuous), 20)
+    assert (result.status, result.with_teeth, result.comparisons) == ("pass", 20, 40)
+    assert result.worst == Measurement("w", 0.0, 0.0)
+
+
+def test_failures_sharing_a_root_cause_are_grouped() -> None:
+    """The same failing quantity, or the same exception type and message, is one group,
+    whatever property failed; within a group the worst excess comes first."""
+    props = [_toy("a", _over(2.0)), _toy("b", _raises), _toy("c", _over(5.0)), _toy("d", _raises)]
+    groups = failure_groups([_run(prop, 10) for prop in props])
+    assert [[r.name for r in g] for g in groups] == [["c", "a"], ["b", "d"]]
+    assert groups[0][0].cause == "var of y out of bounds"
+    assert groups[1][0].cause == "ValueError: the target's variance is negative"
