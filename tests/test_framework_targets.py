@@ -244,14 +244,14 @@ class NumpyChannelsLast(ChannelsLastTarget):
         s = np.sqrt(var + eps)
         return gamma * dy / s, np.sum(dy * (x - mean) / s, axis=0), np.sum(dy, axis=0)
 
-    def step_kernel(
-        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float
-    ) -> tuple[Kernel, Kernel]:
-        out = batch_norm_forward(x, np.ones(x.shape[1]), np.zeros(x.shape[1]), eps=1.0, axis=1)
+    def layer_kernel(
+        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float, eps: float
+    ) -> tuple[Kernel, Kernel, Kernel]:
+        out = batch_norm_forward(x, np.ones(x.shape[1]), np.zeros(x.shape[1]), eps=eps, axis=1)
         new = update_running_stats(
             mean, var, out.mean, out.var, x.shape[0], convention="flax", momentum=momentum
         )
-        return new.mean, new.var
+        return out.y, new.mean, new.var
 
 
 @pytest.mark.parametrize("prop", BATCHNORM_PROPERTIES, ids=lambda p: p.name)
@@ -389,6 +389,24 @@ def test_momentum_reaches_the_layer(workers: Any, name: str, momentum: float) ->
     _close(got.var, want.var, "float32", "running var")
     with pytest.raises(Unsupported, match="momentum=None"):
         impl.update_running_stats(x, rm, rv, momentum=None, num_batches_tracked=1, axis=1)
+
+
+@oracle
+@pytest.mark.parametrize("name", CHANNELS_LAST)
+def test_the_layer_step_is_one_step_of_the_layer(workers: Any, name: str) -> None:
+    """y of the step is x_hat with the eps given, and its running statistics are those of
+    update_running_stats with the same momentum."""
+    worker, impl = _target(workers, name, "float32")
+    x, _, _ = _case((4, 3, 2), 1)
+    rm, rv = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.25, 3.0])
+    y, new_mean, new_var = worker.call(
+        "float32", "layer_step", [x, rm, rv], {"momentum": 0.75, "eps": 0.5, "axis": 1}
+    )
+    want = batch_norm_forward(x, np.ones(3), np.zeros(3), eps=0.5, axis=1).y
+    _close(y, want, "float32", "layer y")
+    stats = impl.update_running_stats(x, rm, rv, momentum=0.75, num_batches_tracked=None, axis=1)
+    np.testing.assert_array_equal(new_mean, stats.mean)
+    np.testing.assert_array_equal(new_var, stats.var)
 
 
 @oracle

@@ -198,11 +198,11 @@ class ChannelsLastTarget(ABC):
         """Gradients of sum(dy * y) in inference mode: (dx, dgamma, dbeta)."""
 
     @abstractmethod
-    def step_kernel(
-        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float
-    ) -> tuple[Kernel, Kernel]:
-        """One training step of the layer on x from the given running statistics: the new
-        (running mean, running variance)."""
+    def layer_kernel(
+        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float, eps: float
+    ) -> tuple[Kernel, Kernel, Kernel]:
+        """One training step of the layer (gamma 1, beta 0) on x from the given running
+        statistics: (y, new running mean, new running variance)."""
 
     # --- the protocol ------------------------------------------------------------------------
 
@@ -313,5 +313,26 @@ class ChannelsLastTarget(ABC):
         xk = self._cast(flat.matrix(x), self._dtype, "x", method)
         mean = self._cast(flat.vector(running_mean, 0.0), self.stats_dtype, "running_mean", method)
         var = self._cast(flat.vector(running_var, 1.0), self.stats_dtype, "running_var", method)
-        new_mean, new_var = self.step_kernel(xk, mean, var, momentum=momentum)
+        # eps only changes y, which is not returned; 1e-3 is representable in every dtype
+        _, new_mean, new_var = self.layer_kernel(xk, mean, var, momentum=momentum, eps=1e-3)
         return RunningStats(flat.per_channel(new_mean), flat.per_channel(new_var))
+
+    def layer_step(
+        self,
+        x: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        momentum: float,
+        eps: float,
+        axis: int,
+    ) -> tuple[Array, Array, Array]:
+        """One training step of the real layer (gamma 1, beta 0): y and its new running
+        statistics (`properties.running_stats_props`, layer-step)."""
+        method = "layer_step"
+        flat = self._flat(x, axis, method)
+        xk = self._cast(flat.matrix(x), self._dtype, "x", method)
+        mean = self._cast(flat.vector(running_mean, 0.0), self.stats_dtype, "running_mean", method)
+        var = self._cast(flat.vector(running_var, 1.0), self.stats_dtype, "running_var", method)
+        y, new_mean, new_var = self.layer_kernel(xk, mean, var, momentum=momentum, eps=eps)
+        return flat.restore(y), flat.per_channel(new_mean), flat.per_channel(new_var)

@@ -7,8 +7,9 @@ JAX arrays, and `XlaTarget` compiles two programs around them with `jax.jit`:
 * training: (x, gamma, beta, running statistics, dy, eps, momentum) -> y, the new running
   statistics, and dx, dgamma, dbeta by `jax.vjp` -- what a user's jitted training step
   computes. `forward` reads the batch mean and variance as the running statistics after a step
-  with momentum 0 from zeros (0 * 0 + 1 * mean is exact), `backward` takes the gradients and
-  `update_running_stats` the running statistics of the same program;
+  with momentum 0 from zeros (0 * 0 + 1 * mean is exact), `backward` takes the gradients,
+  `update_running_stats` the running statistics and `layer_step` (gamma 1, beta 0) y and the
+  running statistics of the same program;
 * inference: (x, gamma, beta, running statistics, dy, eps) -> y and its `jax.vjp`
   (`inference`, `frozen_backward`).
 
@@ -131,17 +132,16 @@ class XlaTarget(ChannelsLastTarget):
         *_, dx, dgamma, dbeta = self._train(x, gamma, beta, mean, var, dy, eps, 0.0)
         return dx, dgamma, dbeta
 
-    def step_kernel(
-        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float
-    ) -> tuple[Kernel, Kernel]:
+    def layer_kernel(
+        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float, eps: float
+    ) -> tuple[Kernel, Kernel, Kernel]:
         c = np.shape(mean)[0]
-        ones = self._cast(np.ones(c), self.param_dtype, "gamma", "update_running_stats")
-        zeros = self._cast(np.zeros(c), self.param_dtype, "beta", "update_running_stats")
-        # eps only changes y, which is not returned; 1e-3 is representable in every dtype
-        _, new_mean, new_var, *_ = self._train(
-            x, ones, zeros, mean, var, self._zeros(x, self.dtype), 1e-3, momentum
+        ones = np.ones(c, dtype=numpy_dtype(self.param_dtype))
+        zeros = np.zeros(c, dtype=numpy_dtype(self.param_dtype))
+        y, new_mean, new_var, *_ = self._train(
+            x, ones, zeros, mean, var, self._zeros(x, self.dtype), eps, momentum
         )
-        return new_mean, new_var
+        return y, new_mean, new_var
 
     def infer_kernel(
         self, x: Kernel, gamma: Kernel, beta: Kernel, mean: Kernel, var: Kernel, *, eps: float

@@ -17,7 +17,8 @@ given gamma, beta and moving statistics:
   with jnp.var, TensorFlow with tf.nn.moments), y from `ops.batch_normalization` (x * inv +
   (beta - mean * inv), inv = gamma / sqrt(var + epsilon)), and the new moving statistics
   moving * momentum + s * (1 - momentum): convention "keras". `forward` reads the batch
-  statistics as the moving statistics after a step with momentum 0 from zeros;
+  statistics as the moving statistics after a step with momentum 0 from zeros; `layer_step` and
+  `update_running_stats` take y and the moving statistics of one step (gamma 1, beta 0);
 * inference (`training=False`): the moving statistics in place of the batch's;
 * gradients through the backend's own autodiff: `jax.vjp` (keras-jax, inside the two compiled
   programs of `bnref.targets.jax_target.XlaTarget`), `torch.autograd.grad` (keras-torch),
@@ -215,10 +216,10 @@ class KerasJaxTarget(KerasTarget):
     ) -> tuple[Kernel, Kernel, Kernel]:
         return self._xla.frozen_grad_kernel(dy, x, gamma, beta, mean=mean, var=var, eps=eps)
 
-    def step_kernel(
-        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float
-    ) -> tuple[Kernel, Kernel]:
-        return self._xla.step_kernel(x, mean, var, momentum=momentum)
+    def layer_kernel(
+        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float, eps: float
+    ) -> tuple[Kernel, Kernel, Kernel]:
+        return self._xla.layer_kernel(x, mean, var, momentum=momentum, eps=eps)
 
 
 class KerasEagerTarget(KerasTarget):
@@ -294,16 +295,12 @@ class KerasEagerTarget(KerasTarget):
         options = {"training": False, "epsilon": eps}
         return self._grads("frozen_backward", dy, (x, gamma, beta), (mean, var), **options)
 
-    def step_kernel(
-        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float
-    ) -> tuple[Kernel, Kernel]:
+    def layer_kernel(
+        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float, eps: float
+    ) -> tuple[Kernel, Kernel, Kernel]:
         ones = np.ones(np.shape(mean), dtype=numpy_dtype(self.param_dtype))
         zeros = self._zeros(mean, self.param_dtype)
-        # epsilon only changes y, which is not returned
-        _, new_mean, new_var = self._call(
-            x, ones, zeros, mean, var, training=True, epsilon=1e-3, momentum=momentum
-        )
-        return new_mean, new_var
+        return self._call(x, ones, zeros, mean, var, training=True, epsilon=eps, momentum=momentum)
 
 
 class _NumpyAutodiff:

@@ -18,7 +18,8 @@ CPU kernel), on NHWC batches (n, 1, 1, C) (`bnref.targets.channels_last`):
   and exponential_avg_factor = 1 - momentum: the outputs `batch_mean` and `batch_variance` are
   (1 - f) * running + f * batch statistic with the variance unbiased, convention "tensorflow"
   (momentum weights the old value, as tf.keras 2 passes it). The factor is a float attribute:
-  TensorFlow rounds 1 - momentum to float32.
+  TensorFlow rounds 1 - momentum to float32. `layer_step` is that call with gamma 1, beta 0 and
+  the given eps: y and the new running statistics.
 
 The op's T (x and y) is half, bfloat16 or float, its U (scale, offset, statistics) float: the
 target computes in float32, float16 or bfloat16, with gamma, beta and the running statistics in
@@ -152,10 +153,10 @@ class FusedBatchNormTarget(ChannelsLastTarget):
         self._check("frozen_backward")
         return self._tape(dy, x, gamma, beta, mean=mean, var=var, epsilon=eps, is_training=False)
 
-    def step_kernel(
-        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float
-    ) -> tuple[Kernel, Kernel]:
-        self._check("update_running_stats")
+    def layer_kernel(
+        self, x: Kernel, mean: Kernel, var: Kernel, *, momentum: float, eps: float
+    ) -> tuple[Kernel, Kernel, Kernel]:
+        self._check("a training step")
         c = np.shape(mean)[0]
         ones, zeros = np.ones(c, np.float32), np.zeros(c, np.float32)
         out = self._op(
@@ -164,8 +165,8 @@ class FusedBatchNormTarget(ChannelsLastTarget):
             zeros,
             mean=mean,
             var=var,
-            epsilon=1e-3,  # only y depends on it, and y is not returned
+            epsilon=eps,
             is_training=True,
             exponential_avg_factor=1.0 - momentum,
         )
-        return np.asarray(out.batch_mean), np.asarray(out.batch_variance)
+        return self._rows(out.y), np.asarray(out.batch_mean), np.asarray(out.batch_variance)
