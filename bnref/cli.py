@@ -7,7 +7,8 @@ eps, variances, momentum, variance algorithm, compute precision and named conven
     bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
                 [--property NAME ...] [--json PATH] [--timeout SECONDS]
                 [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
-                [--running-stats MOD:FN] [--eps EPS] [--momentum M] [--strict]
+                [--running-stats MOD:FN] [--layer MOD:FN] [--eps EPS] [--momentum M]
+                [--strict]
 
 TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator),
 `onnxruntime`, or `module:function`: the user's forward f(x, gamma, beta, eps) -> y (or
@@ -15,7 +16,11 @@ TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluat
 with optional --backward g(dy, x, gamma, eps) -> (dx, dgamma, dbeta), --inference
 h(x, gamma, beta, running_mean, running_var, eps) -> y and --running-stats
 r(running_mean, running_var, batch_mean, batch_var, n, momentum) -> (new_mean, new_var)
-(batch_var biased, momentum in the convention's meaning). --eps and --momentum fix the eps and
+(batch_var biased, momentum in the convention's meaning), and --layer
+layer(x, running_mean, running_var, momentum, eps) -> (y, new_running_mean, new_running_var),
+one training-mode step of the user's whole layer (property layer-step: y against x_hat, and
+the new running statistics against the convention's formula on the exact batch statistics of
+x). --eps and --momentum fix the eps and
 momentum every check gives the user's functions (a property that needs another value is n/a).
 
 --dtype (repeatable, or a comma-separated list; default float64) is the precision the target
@@ -75,7 +80,7 @@ from properties.framework import Measurement, Property, PropertyResult, run_prop
 from properties.profiles import PROFILES, load_profile, profile_name
 from reference.conventions import CONVENTIONS
 
-USER_OPTIONS = ("backward", "inference", "running_stats", "eps", "momentum")
+USER_OPTIONS = ("backward", "inference", "running_stats", "layer", "eps", "momentum")
 STRICT_CODE = "from properties.adapter import StrictAccuracy\nimpl = StrictAccuracy(impl)"
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_STATUS = (
@@ -315,6 +320,11 @@ your functions (positional arguments, the channel axis where --convention puts i
                   r(running_mean, running_var, batch_mean, batch_var, n, momentum)
                     -> (new_mean, new_var)
                   batch_var biased, n values per channel, momentum as --convention means it
+  layer step      --layer MOD:FN
+                  layer(x, running_mean, running_var, momentum, eps)
+                    -> (y, new_running_mean, new_running_var)
+                  one training-mode step (gamma 1, beta 0); its running statistics are
+                  checked against the formula on the exact batch statistics of x
   mini-batches    TARGET MOD:FN --minibatch
                   random_mini_batches(X, Y, mini_batch_size=64, seed=0)
                     -> [(mini_batch_X, mini_batch_Y), ...]
@@ -380,6 +390,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MOD:FN",
         help="module:function target's r(running_mean, running_var, batch_mean, batch_var, n, "
         "momentum) -> (new_mean, new_var)",
+    )
+    parser.add_argument(
+        "--layer",
+        metavar="MOD:FN",
+        help="module:function target's layer(x, running_mean, running_var, momentum, eps) -> "
+        "(y, new_running_mean, new_running_var), one training step of the whole layer",
     )
     parser.add_argument("--eps", type=float, help="module:function target: its fixed eps")
     parser.add_argument(

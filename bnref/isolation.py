@@ -75,8 +75,8 @@ from reference.conventions import get_convention
 DEFAULT_TIMEOUT = 60.0  # seconds a call of the target may take (`bnref check --timeout`)
 HEARTBEAT = 0.25  # seconds between the worker's progress reports during a batch of calls
 _BATCHED = {"forward_many": "forward"}  # a batched method: the target's method it calls
-_USER_FUNCTIONS = ("backward", "inference", "running_stats")  # a user target's optional ones
-_METHOD_OF = {"backward": "backward", "inference": "inference"}
+_USER_FUNCTIONS = ("backward", "inference", "running_stats", "layer")  # a user target's optional
+_METHOD_OF = {"backward": "backward", "inference": "inference", "layer": "layer_step"}
 _METHOD_OF["running_stats"] = "update_running_stats"
 
 
@@ -126,6 +126,7 @@ class _Meta:
     convention: str
     fixed_case_values: dict[str, object]
     has_frozen_backward: bool = False  # the optional method (`properties.adapter.FrozenBackward`)
+    has_layer_step: bool = False  # the optional `layer_step` (`properties.running_stats_props`)
 
 
 def _die_with_parent() -> None:
@@ -208,6 +209,7 @@ def serve(fd: int) -> None:
             impl.convention,
             dict(getattr(impl, "fixed_case_values", None) or {}),
             frozen_backward_of(impl) is not None,
+            callable(getattr(impl, "layer_step", None)),
         )
         for dtype, impl in impls.items()
     }
@@ -531,6 +533,8 @@ class IsolatedTarget:
         meta = self.__dict__.get("_meta")
         if attribute == "frozen_backward" and meta is not None and meta.has_frozen_backward:
             return self._frozen_backward
+        if attribute == "layer_step" and meta is not None and meta.has_layer_step:
+            return self._layer_step
         raise AttributeError(f"{type(self).__name__} object has no attribute {attribute!r}")
 
     def _frozen_backward(
@@ -548,6 +552,21 @@ class IsolatedTarget:
         out: BackwardOutput = self._worker.call(
             self._dtype, "frozen_backward", args, {"eps": eps, "axis": axis}
         )
+        return out
+
+    def _layer_step(
+        self,
+        x: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        momentum: float,
+        eps: float,
+        axis: int,
+    ) -> tuple[Array, Array, Array]:
+        args = [x, running_mean, running_var]
+        kwargs = {"momentum": momentum, "eps": eps, "axis": axis}
+        out: tuple[Array, Array, Array] = self._worker.call(self._dtype, "layer_step", args, kwargs)
         return out
 
     def forward(

@@ -42,6 +42,7 @@ implementation computing in float32 or float16 gets the same bounds with its dty
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -49,7 +50,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from properties.adapter import Array, Implementation, frozen_backward_of
+from properties.adapter import Array, Implementation, RunningStats, frozen_backward_of
 from properties.batchnorm_props import GradientCase
 from properties.checks import compare, unchanged
 from properties.framework import Measurement, Property, Unsupported
@@ -78,6 +79,7 @@ from properties.tolerances import (
     precision,
     roundings,
     x_hat_bound,
+    y_bound,
 )
 from reference.conventions import Convention, get_convention
 
@@ -458,9 +460,27 @@ def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) ->
     got = impl.update_running_stats(
         x, rm, rv, momentum=momentum, num_batches_tracked=tracked, axis=case.axis
     )
+    return [
+        *_formula_measurements(impl, case, case.momentum, tracked, got),
+        unchanged("x after update_running_stats", case.x, x),
+        unchanged("running_mean after update_running_stats", case.running_mean, rm),
+        unchanged("running_var after update_running_stats", case.running_var, rv),
+    ]
+
+
+def _formula_measurements(
+    impl: Implementation,
+    case: RunningStatsCase | LayerStepCase,
+    momentum: float,
+    tracked: int | None,
+    got: RunningStats,
+) -> list[Measurement]:
+    """The new running mean and variance `got` against the convention's formula applied to
+    the exact batch statistics of case.x (`check_running_stats_formula` derives the bounds)."""
+    conv = get_convention(impl.convention)
     moments = exact_moments(case.x, case.axis)
     n = moments.count
-    a, b = _exact_weights(conv, case.momentum, tracked)
+    a, b = _exact_weights(conv, momentum, tracked)
     c = Fraction(n, n - 1) if conv.unbiased_var else Fraction(1)
     rm_q = [Fraction(v) for v in case.running_mean.tolist()]
     rv_q = [Fraction(v) for v in case.running_var.tolist()]
@@ -494,9 +514,83 @@ def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) ->
             want_var,
             tol_var + U64 * np.abs(want_var) + ETA,
         ),
-        unchanged("x after update_running_stats", case.x, x),
-        unchanged("running_mean after update_running_stats", case.running_mean, rm),
-        unchanged("running_var after update_running_stats", case.running_var, rv),
+    ]
+
+
+# --- e) one training step of a whole layer: y and its own running statistics ---------------
+
+
+@dataclass(frozen=True, repr=False)
+class LayerStepCase(CodeRepr):
+    """A batch x, the running statistics before the step, the momentum and eps."""
+
+    x: Array
+    axis: int
+    running_mean: Array
+    running_var: Array
+    momentum: float
+    eps: float
+
+
+@st.composite
+def layer_step_cases(draw: st.DrawFn) -> LayerStepCase:
+    """Any batch of `batch_cases` (hard cases included), running statistics and a momentum."""
+    case = draw(batch_cases(unit_affine=True))
+    c = case.x.shape[case.axis]
+    rm = np.array(draw(st.lists(_RUNNING_MEAN, min_size=c, max_size=c)))
+    rv = np.array(draw(st.lists(_RUNNING_VAR, min_size=c, max_size=c)))
+    return LayerStepCase(case.x, case.axis, rm, rv, draw(_MOMENTUM), case.eps)
+
+
+LayerStep = Callable[..., tuple[Array, Array, Array]]
+
+
+def layer_step_of(impl: object) -> LayerStep | None:
+    """`impl.layer_step` if `impl` has that optional method, else None."""
+    method = getattr(impl, "layer_step", None)
+    return method if callable(method) else None
+
+
+def check_layer_step(impl: Implementation, case: LayerStepCase) -> list[Measurement]:
+    """One training-mode step of the implementation's own layer,
+    ``layer_step(x, running_mean, running_var, momentum=, eps=, axis=) -> (y, new_mean,
+    new_var)`` (gamma 1, beta 0): y is x_hat of the exact batch statistics within the forward's
+    bound (`tolerances.x_hat_bound` for the implementation's accuracy class), and the new
+    running statistics are the convention's formula applied to the EXACT batch statistics of
+    x, within the bounds of `check_running_stats_formula`. So a layer that feeds its running
+    variance from another or an inaccurate computation (a one-pass variance) fails here even
+    when its y and its update rule are right. No argument changes.
+
+    A target without `layer_step` is stepped through its own `forward` (gamma 1, beta 0) and
+    `update_running_stats` on the same batch: for `torch` that is PyTorch's training-mode batch
+    norm itself, which computes the batch statistics it feeds the update.
+    """
+    step = layer_step_of(impl)
+    x, rm, rv = case.x.copy(), case.running_mean.copy(), case.running_var.copy()
+    if step is not None:
+        y, new_mean, new_var = step(x, rm, rv, momentum=case.momentum, eps=case.eps, axis=case.axis)
+    else:  # the step as the target's own forward and running update on the same batch
+        c = case.x.shape[case.axis]
+        y = impl.forward(x, np.ones(c), np.zeros(c), eps=case.eps, axis=case.axis).y
+        new_mean, new_var = impl.update_running_stats(
+            x, rm, rv, momentum=case.momentum, num_batches_tracked=None, axis=case.axis
+        )
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != case.x.shape:
+        return [Measurement(f"shape of the layer's y {y.shape} != {case.x.shape}", math.inf, 0.0)]
+    stats = exact_stats(case.x, case.axis, case.eps)
+    p, c = precision(impl.dtype), case.x.shape[case.axis]
+    # the forward's bound on y with gamma 1, beta 0 (a layer may fold its affine step)
+    tol_y = y_bound(
+        stats, np.ones(c), np.zeros(c), p.u, p.eta, accuracy=accuracy_class(impl), tiny=p.tiny
+    )
+    got = RunningStats(np.asarray(new_mean), np.asarray(new_var))
+    return [
+        compare("layer y vs x_hat of the batch", y, stats.x_hat, tol_y, scale=1.0),
+        *_formula_measurements(impl, case, case.momentum, None, got),
+        unchanged("x after layer_step", case.x, x),
+        unchanged("running_mean after layer_step", case.running_mean, rm),
+        unchanged("running_var after layer_step", case.running_var, rv),
     ]
 
 
@@ -651,6 +745,16 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         strategy=running_stats_cases(),
         check=check_running_stats_formula,
+        tags=frozenset({"running-stats", ACCURACY_CLASS}),
+    ),
+    Property(
+        name="layer-step",
+        statement=(
+            "one training step of the layer gives y = x_hat of the batch and running "
+            "statistics equal to the convention's formula on the exact batch mean and variance"
+        ),
+        strategy=layer_step_cases(),
+        check=check_layer_step,
         tags=frozenset({"running-stats", ACCURACY_CLASS}),
     ),
     Property(

@@ -39,6 +39,7 @@ returned and the form expected. The user's functions run under their own NumPy e
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -169,6 +170,7 @@ class UserTarget:
         inference: str | UserFunction | None = None,
         *,
         running_stats: str | UserFunction | None = None,
+        layer: str | UserFunction | None = None,
         dtype: str = "float64",
         eps: float | None = None,
         momentum: float | None = None,
@@ -180,6 +182,7 @@ class UserTarget:
             "backward": None if backward is None else _label(backward),
             "inference": None if inference is None else _label(inference),
             "update_running_stats": None if running_stats is None else _label(running_stats),
+            "layer_step": None if layer is None else _label(layer),
         }
         # Importing the user's modules may set NumPy's error state (np.seterr): that state is
         # the user's, kept for their calls (`_call`); the caller's is put back.
@@ -191,6 +194,7 @@ class UserTarget:
             self._running = (
                 None if running_stats is None else _function(running_stats, "--running-stats")
             )
+            self._layer = None if layer is None else _function(layer, "--layer")
         finally:
             self._errstate, self._errcall = np.geterr(), np.geterrcall()
             np.seterr(**state)
@@ -453,6 +457,81 @@ class UserTarget:
             _as_output(new_var, (c,), f"{returned} new_var as", f"an array of shape {(c,)}"),
         )
 
+    def layer_step(
+        self,
+        x: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        momentum: float,
+        eps: float,
+        axis: int,
+    ) -> tuple[Array, Array, Array]:
+        """(y, new_running_mean, new_running_var): one training-mode step of the user's layer,
+        layer(x, running_mean, running_var, momentum, eps) with x in the user's layout and
+        momentum in the convention's meaning. A layer of another arity, or one returning
+        anything but three arrays of those shapes, is a TypeError or ValueError naming it and
+        the form expected (`LAYER_FORM`)."""
+        return _layer_step(
+            self, x, running_mean, running_var, momentum=momentum, eps=eps, axis=axis
+        )
+
+
+LAYER_FORM = (
+    "layer(x, running_mean, running_var, momentum, eps) -> (y, new_running_mean, new_running_var)"
+)
+
+
+def _check_arity(fn: UserFunction, label: str, count: int, form: str) -> None:
+    """TypeError naming the function and `form` unless fn takes `count` positional arguments."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        raise TypeError(f"--layer {label} has the signature {signature}; expected {form}") from None
+
+
+def _layer_step(
+    target: UserTarget,
+    x: Array,
+    running_mean: Array,
+    running_var: Array,
+    *,
+    momentum: float,
+    eps: float,
+    axis: int,
+) -> tuple[Array, Array, Array]:
+    """One training-mode step of the user's layer (`UserTarget.layer_step`)."""
+    method = "layer_step"
+    if target._layer is None:
+        raise TargetLacks(target.name, method, "no layer function was given (--layer)")
+    layer = target._layer
+    label = target._labels[method]
+    _check_arity(layer, str(label), 5, LAYER_FORM)
+    target._check_eps(eps, method)
+    factor = target._factor(momentum, None)
+    ax, ux = normalize_axis(axis, x.ndim), target._user_axis(x.ndim, method)
+    xs = np.moveaxis(x, ax, ux)
+    out = target._call(
+        lambda a, rm, rv: layer(a, rm, rv, factor, eps),
+        method,
+        "x, running_mean, running_var",
+        xs,
+        running_mean,
+        running_var,
+    )
+    c = (x.shape[ax],)
+    returned = f"--layer {label} returned"
+    form = f"{LAYER_FORM}, y of shape {xs.shape} and the statistics of shape {c}"
+    y_out, mean_out, var_out = _parts(out, 3, returned, form)
+    y = _as_output(y_out, xs.shape, f"{returned} y as", f"an array of shape {xs.shape}")
+    mean = _as_output(mean_out, c, f"{returned} new_running_mean as", f"an array of shape {c}")
+    var = _as_output(var_out, c, f"{returned} new_running_var as", f"an array of shape {c}")
+    return np.moveaxis(y, ux, ax), mean, var
+
 
 def load_user_target(
     spec: str,
@@ -461,6 +540,7 @@ def load_user_target(
     backward: str | None = None,
     inference: str | None = None,
     running_stats: str | None = None,
+    layer: str | None = None,
     dtype: str = "float64",
     eps: float | None = None,
     momentum: float | None = None,
@@ -472,6 +552,7 @@ def load_user_target(
         backward=backward,
         inference=inference,
         running_stats=running_stats,
+        layer=layer,
         dtype=dtype,
         eps=eps,
         momentum=momentum,
@@ -522,6 +603,17 @@ def reference_stand_in(
         new = reference.update_running_stats(rm, rv, bm, bv, n, convention=convention, momentum=m)
         return new.mean, new.var
 
+    def layer(x: Array, rm: Array, rv: Array, m: float, eps: float) -> tuple[Array, Array, Array]:
+        c = x.shape[axis]
+        out = reference.batch_norm_forward(
+            x.astype(np.float64), np.ones(c), np.zeros(c), eps=eps, axis=axis, check_finite=False
+        )
+        n = x.size // c
+        new = reference.update_running_stats(
+            rm, rv, out.mean, out.var, n, convention=convention, momentum=m
+        )
+        return out.y, new.mean, new.var
+
     return UserTarget(
         forward,
         convention,
@@ -529,6 +621,7 @@ def reference_stand_in(
         backward if "backward" in given else None,
         inference if "inference" in given else None,
         running_stats=running if "update_running_stats" in given else None,
+        layer=layer if "layer_step" in given else None,
         dtype=dtype,
         eps=eps,
         momentum=momentum,
