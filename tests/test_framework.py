@@ -280,6 +280,7 @@ def _toy(name: str, check: Check) -> Property:
 
 
 def _run(prop: Property, examples: int) -> PropertyResult:
+    # _Abs is a toy with only the methods the toy claims call, not a whole Implementation.
     return run_property(prop, _Abs(), settings(max_examples=examples, database=None))  # type: ignore[arg-type]
 
 

@@ -534,6 +534,7 @@ def test_a_mini_batch_function_has_no_batch_norm() -> None:
     with pytest.raises(Unsupported, match=r"^spy is a mini-batch function: it has no batch-norm"):
         _ = MiniBatchTarget(random_mini_batches, "spy").convention
     with pytest.raises(ValueError, match=r"^form must be 'course' or 'reference', got 'keras'$"):
+        # A form outside the Literal on purpose: the rejection is what is tested.
         MiniBatchTarget(random_mini_batches, "x", form="keras")  # type: ignore[arg-type]
 
 
