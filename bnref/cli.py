@@ -4,16 +4,21 @@
 eps, variances, momentum, variance algorithm, compute precision and named convention; see
 `bnref identify --help` and `bnref.identify`).
 
-    bnref check [TARGET] [--dtype float64|float32|float16 ...] [--profile dev|ci|thorough]
-                [--property NAME ...] [--json PATH] [--timeout SECONDS]
+    bnref check [TARGET] [--dtype float64|float32|float16|bfloat16 ...]
+                [--profile dev|ci|thorough] [--property NAME ...] [--json PATH]
+                [--timeout SECONDS] [--memory-format contiguous|channels_last]
                 [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
                 [--running-stats MOD:FN] [--layer MOD:FN] [--eps EPS] [--momentum M]
                 [--strict]
 
-TARGET is `reference` (the default), `torch`, `onnx` (the ONNX reference evaluator),
-`onnxruntime`, or `module:function`: the user's forward f(x, gamma, beta, eps) -> y (or
-(y, mean, var)) in the layout of --convention (default pytorch, channel axis 1; keras: last),
-with optional --backward g(dy, x, gamma, eps) -> (dx, dgamma, dbeta), --inference
+TARGET is `reference` (the default), `torch` (--memory-format channels_last: x in torch's
+channels-last layout), `onnx` (the ONNX reference evaluator), `onnxruntime`, `jax` (a
+jax.numpy textbook batch norm), `flax` and `flax-slow` (use_fast_variance=False), `keras` (on
+KERAS_BACKEND) and `keras-numpy`, `keras-jax`, `keras-torch`, `keras-tensorflow`, `tensorflow`
+(its fused kernel; `bnref.targets`), or `module:function`: the user's forward
+f(x, gamma, beta, eps) -> y (or (y, mean, var)) in the layout of --convention (default
+pytorch, channel axis 1; keras: last), with optional --backward g(dy, x, gamma, eps) ->
+(dx, dgamma, dbeta), --inference
 h(x, gamma, beta, running_mean, running_var, eps) -> y and --running-stats
 r(running_mean, running_var, batch_mean, batch_var, n, momentum) -> (new_mean, new_var)
 (batch_var biased, momentum in the convention's meaning), and --layer
@@ -74,7 +79,7 @@ from bnref.isolation import (
     TargetSpec,
     TargetWorker,
 )
-from bnref.targets import DTYPES, TARGETS, load_target
+from bnref.targets import DTYPES, MEMORY_FORMATS, TARGETS, load_target
 from properties.adapter import Implementation, StrictAccuracy
 from properties.framework import Measurement, Property, PropertyResult, run_property
 from properties.profiles import PROFILES, load_profile, profile_name
@@ -119,6 +124,8 @@ def _target_code(args: argparse.Namespace, dtype: str) -> str:
     """The Python code that builds the target at `dtype` in a snippet, after checking the
     target's options (a usage error if they do not fit the target)."""
     target = args.target
+    if args.memory_format is not None and target != "torch":
+        _usage(f"--memory-format is the torch target's; got TARGET {target!r}")
     if ":" in target:
         options = {k: getattr(args, k) for k in USER_OPTIONS}
         kwargs = {"convention": args.convention, "dtype": dtype, **options}
@@ -130,13 +137,15 @@ def _target_code(args: argparse.Namespace, dtype: str) -> str:
         _usage(f"{', '.join(given)} need a TARGET module:function, got {target!r}")
     if target not in TARGETS:
         _usage(f"TARGET must be one of {', '.join(TARGETS)} or module:function; got {target!r}")
+    layout = "" if args.memory_format is None else f", memory_format={args.memory_format!r}"
     if target in ("reference", "fast") and dtype != "float64":
         _usage(
             f"--dtype {dtype}: {'the reference' if target == 'reference' else 'bnref.fast'} "
             "computes in float64 only (the reference is the oracle the others are judged by); "
             f"check torch, onnx, onnxruntime or module:function at {dtype}"
         )
-    return f"from bnref.targets import load_target\nimpl = load_target({target!r}, {dtype!r})"
+    call = f"load_target({target!r}, {dtype!r}{layout})"
+    return f"from bnref.targets import load_target\nimpl = {call}"
 
 
 def _profile(name: str | None) -> str:
@@ -306,6 +315,12 @@ targets:
   torch           PyTorch (pip install 'bnref[torch]')
   onnx            the ONNX reference evaluator (pip install 'bnref[onnx]')
   onnxruntime     ONNX Runtime (pip install 'bnref[onnx]')
+  jax             a jax.numpy textbook batch norm, jax.vjp (pip install 'bnref[jax]')
+  flax            flax.linen.BatchNorm; flax-slow: use_fast_variance=False ('bnref[flax]')
+  keras           Keras 3's BatchNormalization on KERAS_BACKEND; keras-numpy, keras-jax,
+                  keras-torch, keras-tensorflow: on that backend ('bnref[keras]' and the
+                  backend's extra)
+  tensorflow      tf.compat.v1.nn.fused_batch_norm, no float64 ('bnref[tensorflow]')
   MOD:FN          your batch-norm forward; with --minibatch, your mini-batch function
 
 your functions (positional arguments, the channel axis where --convention puts it):
@@ -378,6 +393,13 @@ def _parser() -> argparse.ArgumentParser:
         f"fails (default {DEFAULT_TIMEOUT:g}; 0: no limit)",
     )
     parser.add_argument(
+        "--memory-format",
+        choices=MEMORY_FORMATS,
+        default=None,
+        help="torch target: the memory layout of x and dy (channels_last: torch.channels_last "
+        "for 4-D, channels_last_3d for 5-D input)",
+    )
+    parser.add_argument(
         "--convention",
         choices=sorted(CONVENTIONS),
         default="pytorch",
@@ -435,6 +457,8 @@ def check(argv: Sequence[str]) -> int:
     codes = [_target_code(args, dtype) for dtype in dtypes]
     user = ":" in args.target
     options = {k: getattr(args, k) for k in ("convention", *USER_OPTIONS)} if user else {}
+    if args.memory_format is not None:  # `_target_code` checked that the target is torch
+        options = {"memory_format": args.memory_format}
     worker = None
     if args.target != "reference":  # the oracle stays here: every check calls it here anyway
         worker = TargetWorker(TargetSpec(args.target, tuple(dtypes), options), timeout)

@@ -115,7 +115,7 @@ class TargetSpec:
         """The target's implementation at `dtype`, built in this process (the worker's)."""
         if self.is_user:
             return load_user_target(self.target, dtype=dtype, **self.options)
-        return load_target(self.target, dtype)
+        return load_target(self.target, dtype, **self.options)  # torch's memory_format
 
 
 @dataclass(frozen=True)

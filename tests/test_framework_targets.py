@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bnref.cli import main
 from bnref.isolation import IsolatedTarget, TargetWorker, open_target
 from bnref.targets import (
     EXTRAS,
@@ -517,3 +518,24 @@ def test_torch_channels_last_and_bfloat16(dtype: str, shape: tuple[int, ...]) ->
     want = batch_norm_backward(dy, x, gamma, eps=1e-3, axis=1)
     scale = float(np.max(np.abs(want.dx))) * 8
     _close(g.dx / scale, want.dx / scale, dtype, "dx")
+
+
+# --- bnref check --memory-format ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["flax", "reference", "user_impl_example:forward"])
+def test_memory_format_is_the_torch_targets(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["check", target, "--memory-format", "channels_last"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"bnref check: --memory-format is the torch target's; got TARGET {target!r}" in err
+
+
+@oracle
+def test_check_torch_in_channels_last(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", "torch", "--memory-format", "channels_last", "--dtype", "float32"]
+    assert main([*argv, "--property", "forward-accuracy", "--property", "backward-accuracy"]) == 0
+    assert " channels_last float32 (dtype float32, profile " in capsys.readouterr().out
