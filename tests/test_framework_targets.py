@@ -505,6 +505,8 @@ def test_torch_channels_last_and_bfloat16(dtype: str, shape: tuple[int, ...]) ->
 
     impl = load_target("torch", dtype, memory_format="channels_last")
     assert impl.name.endswith(f" channels_last {dtype}")
+    # load_target returns the protocol type; _tensor is the torch adapter's own conversion,
+    # the one place where the memory format is set, so it is what this test looks at.
     tensor = impl._tensor(np.zeros(shape), "x", "forward")  # type: ignore[attr-defined]
     layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(len(shape))
     if layout is not None:
