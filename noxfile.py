@@ -145,7 +145,7 @@ def oracle(session: nox.Session) -> None:
 
 @nox.session(venv_backend="venv", default=False)
 def bench(session: nox.Session) -> None:
-    """Issue 6's speed and memory table against PyTorch, ONNX and a textbook NumPy version.
+    """Speed and memory of the batch norm against PyTorch, ONNX and a textbook NumPy version.
 
     Printed, never asserted: speed is measured here, not in tests. The venv backend, so pip
     takes the torch CPU wheel on disk (see `oracle`).
@@ -157,7 +157,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def mutation(session: nox.Session) -> None:
-    """Issue 7: mutation testing of reference/ with mutmut, then each module's score and the
+    """Mutation testing of reference/ with mutmut, then each module's score and the
     surviving mutants (tools/mutation_report.py); a module below 95% fails the session.
 
     Not in the default run. The `mutation` Hypothesis profile is `ci`'s derandomized examples

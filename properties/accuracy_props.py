@@ -1,4 +1,4 @@
-"""Property 11: float64 batch norm agrees with a 50-digit evaluation to within a derived bound.
+"""float64 batch norm agrees with a 50-digit evaluation to within a derived bound.
 
 The exact values come from `properties.highprec` (mpmath, 50 digits, on the exact float64
 inputs). Per channel with n values, unit roundoff u = 2**-53 and gamma_k = k u / (1 - k u),
@@ -186,7 +186,7 @@ def _tolerance(bound: Array, exact: Array) -> Array:
 
 
 def check_forward(impl: Implementation, case: BatchCase) -> list[Measurement]:
-    """Property 11 (forward): mean, var, x_hat and y within bounds F1-F5 of the 50-digit values.
+    """Forward accuracy: mean, var, x_hat and y within bounds F1-F5 of the 50-digit values.
 
     x_hat is observed as the output for gamma = 1, beta = 0 (F5 with those parameters).
     """
@@ -214,7 +214,7 @@ class BackwardCase(CodeRepr):
 
 
 def check_backward(impl: Implementation, bc: BackwardCase) -> list[Measurement]:
-    """Property 11 (backward): dx, dgamma and dbeta within bounds B1-B4 of the 50-digit values."""
+    """Backward accuracy: dx, dgamma and dbeta within bounds B1-B4 of the 50-digit values."""
     case, dy = bc.case, bc.dy
     x, ax, nd = case.x, case.axis % case.x.ndim, case.x.ndim
     fwd = highprec_forward(x, case.gamma, case.beta, eps=case.eps, axis=case.axis)

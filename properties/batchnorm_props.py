@@ -156,7 +156,7 @@ def check_moments(impl: Implementation, case: BatchCase) -> list[Measurement]:
 
 
 def check_identity(impl: Implementation, case: BatchCase) -> list[Measurement]:
-    """Property 2: with gamma, beta = identity_params(mean, var, eps), y == x.
+    """Identity parameters: with gamma, beta = identity_params(mean, var, eps), y == x.
 
     y_i = s x_hat'_i + m: error <= s * (x_hat bound) + u (2 s |x_hat_i| + |x_i| + |m|) from
     rounding gamma = sqrt(var+eps), beta = m, the product and the sum.
@@ -192,7 +192,7 @@ def _shift_scale_cases(draw: st.DrawFn) -> ShiftScaleCase:
 
 
 def check_shift_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Measurement]:
-    """Property 5a: BN(x + c) == BN(x) for a per-channel constant c (the bias is redundant).
+    """Shift invariance: BN(x + c) == BN(x) for a per-channel constant c (the bias is redundant).
 
     x + c is rounded (|d_i| <= u max|x + c|), which moves x_hat_i by at most
     max|d| (2 + |x_hat_i|) / s; the rest is the x_hat bound of each side.
@@ -214,7 +214,7 @@ def check_shift_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Mea
 
 
 def check_scale_invariance(impl: Implementation, sc: ShiftScaleCase) -> list[Measurement]:
-    """Property 5b: BN(a x; eps a**2) == BN(x; eps) for a > 0.
+    """Scale invariance: BN(a x; eps a**2) == BN(x; eps) for a > 0.
 
     Rounding a*x moves x_hat_i by <= u kappa (2 + |x_hat_i|); rounding eps*a**2 moves s by
     u/2 relative, so x_hat_i by u|x_hat_i|/2.
@@ -258,7 +258,7 @@ def _permuted_cases(draw: st.DrawFn) -> PermutedCase:
 
 
 def check_permutation(impl: Implementation, pc: PermutedCase) -> list[Measurement]:
-    """Property 7: permuting the examples permutes the output the same way.
+    """Permutation equivariance: permuting the examples permutes the output the same way.
 
     Only the summation order changes, so each side is within the y bound of the exact value.
     """
@@ -274,7 +274,7 @@ def check_permutation(impl: Implementation, pc: PermutedCase) -> list[Measuremen
 
 
 def check_layouts(impl: Implementation, case: BatchCase) -> list[Measurement]:
-    """Property 8: channel axis k equals channels-last on the moved array and equals the dense
+    """Layout agreement: channel axis k equals channels-last on the moved array and equals the dense
     (n, C) form on the reshape; only the summation order differs."""
     ax = case.axis % case.x.ndim
     y = _forward(impl, case)
@@ -313,7 +313,7 @@ def gradient_cases(draw: st.DrawFn) -> GradientCase:
 
 
 def check_no_mutation(impl: Implementation, gc: GradientCase) -> list[Measurement]:
-    """Property 12a: forward, backward and inference leave every argument bit-for-bit intact.
+    """No mutation: forward, backward and inference leave every argument bit-for-bit intact.
 
     A target without a backward (ONNX) or an inference (a user's forward alone) raises
     `Unsupported` there; it is checked on the methods it has, and the measurement names them.

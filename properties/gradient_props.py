@@ -1,7 +1,7 @@
 """Properties 4 and 6: batch norm's backward is the derivative of its forward, for any
 `Implementation`.
 
-gradients-full / gradients-fast (property 4). For L = sum(dy * y(x, gamma, beta)) with a
+gradients-full / gradients-fast. For L = sum(dy * y(x, gamma, beta)) with a
 non-uniform dy, `impl.backward` agrees with central differences of `impl.forward`, checked by
 `reference.gradcheck.full_check` (every element) and `fast_check` (random projections, falling
 back to the full check to locate a failure). Per channel c with n values, s = sqrt(var + eps),
@@ -79,7 +79,7 @@ input's comparison says nothing; the others still do.
 
 Cases (`gradient_cases`): float64 only, kappa <= KAPPA_MAX per channel (see there why).
 
-dx-orthogonality (property 6). Per channel, sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps
+dx-orthogonality. Per channel, sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps
 / s**3: with dx = gamma/(n s) (n dy - dbeta - x_hat dgamma), sum(x_hat) = 0 and
 sum(x_hat**2) = n var / (var + eps). The second sum is 0 only for eps = 0 (the issue's
 "orthogonal to x_hat" holds up to the eps term, which is large when var is not >> eps).
@@ -132,7 +132,7 @@ NAMES = ("dx", "dgamma", "dbeta")
 # eps = 1e-8) and clustered values a std far below their spread, so a channel with
 # kappa > KAPPA_MAX is shifted by its mean (`_resolvable`). Batch norm is shift-invariant, so
 # the gradients are the same function of the deviations; how a backward copes with
-# |mean| / std up to 1e8 is property 11's (`backward-accuracy`, 50-digit reference).
+# |mean| / std up to 1e8 is `backward-accuracy`'s (a 50-digit reference).
 MAX_CONDITION = 10.0
 KAPPA_MAX = 100.0
 # Gradual underflow: a result below 2**-1022 carries an absolute error up to 2**-1075 instead of
@@ -434,7 +434,7 @@ def _functions(impl: Implementation, case: BatchCase) -> _Functions:
 
 
 def check_gradients_full(impl: Implementation, gc: GradientCase) -> list[Measurement]:
-    """Property 4 (full): every element of dx, dgamma, dbeta agrees with central differences."""
+    """Finite differences, full: every element of dx, dgamma, dbeta agrees with them."""
     case = gc.case
     plan = _plan(case, gc.dy, accuracy_class(impl))
     fns = _functions(impl, case)
@@ -455,7 +455,7 @@ def check_gradients_full(impl: Implementation, gc: GradientCase) -> list[Measure
 
 
 def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measurement]:
-    """Property 4 (fast): random projections of dx, dgamma, dbeta agree with central
+    """Finite differences, fast: random projections of dx, dgamma, dbeta agree with central
     differences; a failure falls back to the full check, which names the element."""
     case = gc.case
     plan = _plan(case, gc.dy, accuracy_class(impl))
@@ -479,7 +479,7 @@ def check_gradients_fast(impl: Implementation, gc: GradientCase) -> list[Measure
 
 
 def check_orthogonality(impl: Implementation, gc: GradientCase) -> list[Measurement]:
-    """Property 6: per channel sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps / s**3.
+    """dx orthogonality: per channel sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps / s**3.
 
     With dx' the implementation's dx (|dx' - dx| <= SAFETY * G3 per element) and the checker's
     x_hat (error <= 2u|x_hat| + u kappa, `tolerances`), summed with math.fsum:

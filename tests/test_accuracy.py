@@ -1,4 +1,4 @@
-"""Property 11: float64 results agree with 50-digit mpmath values within the derived bound.
+"""float64 results agree with 50-digit mpmath values within the derived bound.
 
 Also: the bound is tight enough to reject a one-pass variance at |mean|/std = 1e8, and the
 50-digit evaluation itself is checked against hand values and finite differences.

@@ -1,4 +1,4 @@
-"""Every bad input to the batch-norm core gives a clear error naming the argument (property 12)."""
+"""Every bad input to the batch-norm core gives a clear error naming the argument."""
 
 from __future__ import annotations
 

@@ -25,8 +25,8 @@ from properties.registry import by_name
 from properties.strategies import BatchCase
 from reference import batch_norm_backward, batch_norm_forward
 
-# Shrinking a planted bug's failure took two thirds of this file's time (issue 6: nox in under 5
-# minutes); a test here asks only whether a property fails and replays the example it failed on.
+# Shrinking a planted bug's failure took two thirds of this file's time (the default nox run must
+# stay short); a test here asks only whether a property fails and replays the example it failed on.
 AUDIT = failure_demo(150)
 
 
