@@ -2,7 +2,7 @@
 
 `bnref.fast` has the reference's public batch-norm functions (`batch_norm_forward`,
 `batch_norm_backward`, `batch_norm_inference`) with the same signatures, checks, error messages
-and results to rounding, but is 2-5x faster on large inputs. It is not the oracle: it is one
+and results to rounding, but several times faster on large inputs (`nox -s bench`). It is not the oracle: it is one
 more target that every batch-norm property audits (`bnref check fast`), and the tests compare
 it with `reference.batchnorm`, the plain formulas, to rounding.
 
@@ -11,6 +11,9 @@ chain of elementwise steps on one block stays in the CPU cache, so each chain co
 over memory instead of one pass per step, and the temporaries are a block, not a copy of x.
 NumPy's ufuncs and reductions release the GIL, so the blocks of a pass run on a few threads.
 The sum of x per channel doubles as its finiteness check, and a float32 x is read in place.
+The statistics take two passes over x: its sum, then the sums of x - m0 and its square around
+the first mean m0 = sum/n (and of dy and dy (x - m0) for the backward), from which the mean,
+the variance and sum(dy x_hat) follow exactly as from sums around the mean (`_statistics`).
 
 The blocked passes take finite input whose steps stay in float64's range. A statistic that comes
 out NaN or infinite (a NaN or infinity let through with ``check_finite=False``, or values near
@@ -221,59 +224,77 @@ def _all_finite(*arrays: Float64Array) -> bool:
     return all(bool(np.isfinite(a).all()) for a in arrays)
 
 
+def _shifted_sums(x3: RealArray, shift: Float64Array, *others: RealArray) -> Float64Array:
+    """Per channel, with t = x - shift: sum(t), sum(t**2) and, for each array o in `others`,
+    sum(o) and sum(o * t), as rows of a (2 + 2 len(others), C) array: one pass over x and them.
+    """
+
+    def sums(box: Box, scratch: Float64Array) -> Float64Array:
+        t = _centered(x3, shift, box, scratch)
+        rows = [np.add.reduce(t, axis=_SUM_AXES), np.einsum("ncl,ncl->c", t, t)]
+        for other in others:
+            o = other[box]
+            rows += [np.add.reduce(o, axis=_SUM_AXES, dtype=np.float64), _dot(o, t)]
+        return np.stack(rows)
+
+    return _channel_totals(sums, x3)
+
+
+def _dot(o: RealArray, t: Float64Array) -> Float64Array:
+    """sum(o * t) per channel of (N, C, L) blocks, in float64 for a float32 o."""
+    dot: Float64Array = np.einsum("ncl,ncl->c", o, t, dtype=np.float64)
+    return dot
+
+
+# How close the first mean m0 must be to the mean for the shifted sums to give the variance:
+# var = mean((x - m0)**2) - d**2 with d = mean - m0 cancels the fraction d**2 / mean((x - m0)**2)
+# of the first term, which multiplies its relative rounding error by 1 / (1 - that fraction).
+# Up to 2**-20 the error stays that of summing the squared deviations from the mean itself
+# (within a factor 1 + 1e-6); beyond it (m0 off by more than std / 1024: x near 1e16 times its
+# std, or a constant channel whose m0 rounded) the sums are taken again around the corrected
+# mean, the reference's two passes.
+_SHIFT_LIMIT = 2.0**-20
+
+
+def _statistics(
+    x3: RealArray, sums: Float64Array, *others: RealArray
+) -> tuple[Float64Array, Float64Array, Float64Array, Float64Array]:
+    """Per channel of an (N, C, L) x: the mean, the biased variance and, for the arrays o in
+    `others`, rows of sum(o) and of sum(o * (x - mean)); accurate for |mean|/std up to ~1e8.
+
+    The first mean m0 = sums/n carries an error d of order n*u*|mean|. One pass over x - m0
+    gives d = mean(x - m0), so mean = m0 + d, var = mean((x - m0)**2) - d**2 (see
+    `_SHIFT_LIMIT`) and sum(o * (x - mean)) = sum(o * (x - m0)) - d * sum(o). The one-pass
+    form E[x^2] - E[x]^2, which cancels catastrophically, is never used.
+    """
+    n = x3.size // x3.shape[1]
+    m0 = sums / n
+    totals = _shifted_sums(x3, m0, *others)
+    d = totals[0] / n
+    mean: Float64Array = m0 + d
+    square = totals[1] / n  # mean((x - m0)**2)
+    if np.all(d * d <= _SHIFT_LIMIT * square):
+        var: Float64Array = np.maximum(square - d * d, 0.0)
+        return mean, var, totals[2::2], totals[3::2] - d * totals[2::2]
+    totals = _shifted_sums(x3, mean, *others)  # around the corrected mean: d is ~u|mean| now
+    return mean, totals[1] / n, totals[2::2], totals[3::2]
+
+
 def _finite_statistics(
-    x3: RealArray, sums: Float64Array | None
-) -> tuple[Float64Array, Float64Array] | None:
+    x3: RealArray, sums: Float64Array | None, *others: RealArray
+) -> tuple[Float64Array, Float64Array, Float64Array, Float64Array] | None:
     """`_statistics` of x, or None where the reference must take over (module docstring).
 
-    `sums` is None unless x is finite. Then an overflow on the way (a square, x - m0) shows in
-    a non-finite mean or var, so the passes run with overflow and invalid ignored and their
-    results are checked, instead of warning about what the reference computes fine.
+    `sums` is None unless x is finite. Then an overflow on the way (a square, x - m0) or a
+    NaN or infinity in `others` shows in a non-finite result, so the pass runs with overflow
+    and invalid ignored and its results are checked, instead of warning about what the
+    reference computes fine.
     """
     if sums is None:
         return None
     with np.errstate(over="ignore", invalid="ignore"):
-        mean, var = _statistics(x3, sums)
-    return (mean, var) if _all_finite(mean, var) else None
-
-
-def _corrected_mean(x3: RealArray, sums: Float64Array) -> Float64Array:
-    """mean = m0 + mean(x - m0) per channel of an (N, C, L) x, with m0 = sums/n.
-
-    The first mean m0 carries an error of order n*u*|mean|; averaging the residuals x - m0
-    (which are small when |mean| >> std) recovers it, so that the deviations x - mean are
-    accurate to the rounding of x itself.
-    """
-    n = x3.size // x3.shape[1]
-    m0 = sums / n
-
-    def residual(box: Box, scratch: Float64Array) -> Float64Array:
-        total: Float64Array = np.add.reduce(_centered(x3, m0, box, scratch), axis=_SUM_AXES)
-        return total
-
-    mean: Float64Array = m0 + _channel_totals(residual, x3) / n
-    return mean
-
-
-def _centered_sums(x3: RealArray, mean: Float64Array, *others: RealArray) -> list[Float64Array]:
-    """Per channel, sum((x - mean)**2) and sum(other * (x - mean)) for each array in `others`."""
-
-    def sums(box: Box, scratch: Float64Array) -> Float64Array:
-        t = _centered(x3, mean, box, scratch)
-        return np.stack([np.einsum("ncl,ncl->c", f, t) for f in (t, *(o[box] for o in others))])
-
-    return list(_channel_totals(sums, x3))
-
-
-def _statistics(x3: RealArray, sums: Float64Array) -> tuple[Float64Array, Float64Array]:
-    """Per-channel mean and biased variance of an (N, C, L) x, accurate for |mean|/std up to ~1e8.
-
-    Two passes with a corrected mean (`_corrected_mean`), then var = mean((x - mean)**2). The
-    one-pass form E[x^2] - E[x]^2 cancels catastrophically and is never used.
-    """
-    mean = _corrected_mean(x3, sums)
-    (square,) = _centered_sums(x3, mean)
-    return mean, square / (x3.size // x3.shape[1])
+        stats = _statistics(x3, sums, *others)
+    return stats if _all_finite(*stats) else None
 
 
 def batch_norm_forward(
@@ -307,7 +328,7 @@ def batch_norm_forward(
         return plain.batch_norm_forward(
             x, gamma, beta, eps=eps, axis=axis, check_finite=check_finite
         )
-    mean, var = stats
+    mean, var, _, _ = stats
     inv_std = 1.0 / np.sqrt(var + eps_)
     x_hat, y = np.empty(x_arr.shape), np.empty(x_arr.shape)
     x_hat3, y3 = _channel_view(x_hat, layout), _channel_view(y, layout)
@@ -363,36 +384,42 @@ def batch_norm_backward(
 
     x3, dy3 = _channel_view(x_arr, layout), _channel_view(dy_arr, layout)
     x_sums = _channel_sums(x3, x, "x", check_finite)
-    dbeta = None if x_sums is None else _channel_sums(dy3, dy, "dy", check_finite)  # sum(dy)
-    sums = None
-    if x_sums is not None and dbeta is not None:  # x and dy finite: see _finite_statistics
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean = _corrected_mean(x3, x_sums)
-            sums = _centered_sums(x3, mean, dy3)
-    if dbeta is None or sums is None or not _all_finite(*sums):  # see the module docstring
+    stats = _finite_statistics(x3, x_sums, dy3)
+    if stats is None:  # see the module docstring
+        if check_finite and x_sums is not None:
+            as_float64_array(dy, "dy")  # a NaN or infinity in dy: the error that locates it
         return plain.batch_norm_backward(
             dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
         )
-    square, dy_centered = sums
+    mean, var, dy_sums, dy_dots = stats
     n = layout.count
-    inv_std = 1.0 / np.sqrt(square / n + eps_)
-    dgamma = inv_std * dy_centered  # sum(dy * x_hat), as x_hat = (x - mean) * inv_std
+    inv_std = 1.0 / np.sqrt(var + eps_)
+    dbeta = dy_sums[0]  # sum(dy)
+    dgamma = inv_std * dy_dots[0]  # sum(dy * x_hat), as x_hat = (x - mean) * inv_std
+    # dx = scale * (n dy - dbeta - x_hat dgamma), scale = gamma inv_std / n, with the per-channel
+    # factors multiplied first: dx = (scale n) dy - (scale inv_std dgamma)(x - mean) - scale dbeta.
+    # Five whole-block operations instead of seven; each folded factor adds one rounding of a
+    # per-channel number, relative u, as the seven-step form has one per step.
     scale = g * inv_std / n
+    with np.errstate(over="ignore", invalid="ignore"):  # a product past float64: see below
+        dy_factor, deviation_factor, shift = scale * n, scale * inv_std * dgamma, scale * dbeta
+    if not _all_finite(dy_factor, deviation_factor, shift):  # inv_std**2 beyond float64 (tiny
+        # eps and var), where the reference's order of steps stays finite: the reference
+        return plain.batch_norm_backward(
+            dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
+        )
     dx = np.empty(x_arr.shape)
     dx3 = _channel_view(dx, layout)
 
     def gradient(box: Box, scratch: Float64Array) -> None:
         c = box[1]
         t = _centered(x3, mean, box, scratch)
-        t *= _column(inv_std[c])  # x_hat
-        t *= _column(dgamma[c])
+        t *= _column(deviation_factor[c])  # the path through the variance
         dxb = dx3[box]
-        # The three terms: the direct path, the path through the mean, the path through the
-        # variance. dtype: n * dy in float64 also for a float32 dy.
-        np.multiply(dy3[box], n, out=dxb, dtype=np.float64)
-        dxb -= _column(dbeta[c])
+        # The direct path, in float64 also for a float32 dy; then the path through the mean.
+        np.multiply(dy3[box], _column(dy_factor[c]), out=dxb, dtype=np.float64)
         dxb -= t
-        dxb *= _column(scale[c])
+        dxb -= _column(shift[c])
 
     _map_blocks(gradient, x3.shape)
     return BatchNormBackward(dx=frozen(dx), dgamma=frozen(dgamma), dbeta=frozen(dbeta))

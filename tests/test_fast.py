@@ -398,6 +398,47 @@ def test_values_near_the_float64_limit_give_the_plain_results(
     assert handed == ["batch_norm_forward"] * forward_hands_over + ["batch_norm_backward"]
 
 
+def test_gradient_factors_past_float64_give_the_plain_results() -> None:
+    """With var and eps near 1e-320, gamma inv_std**2 dgamma / n overflows while the
+    reference's order of steps (x_hat first) stays finite: the call is handed over."""
+    x, dy = np.array([[0.0], [1e-160], [2e-160], [3e-160]]), np.array([[1.0], [-2.0], [0.5], [3.0]])
+    g = np.array([1e10])
+    fast_grad = batch_norm_backward(dy, x, g, eps=1e-320)
+    plain_grad = plain_backward(dy, x, g, eps=1e-320)
+    assert np.isfinite(plain_grad.dx).all()
+    for name in ("dx", "dgamma", "dbeta"):
+        assert getattr(fast_grad, name).tobytes() == getattr(plain_grad, name).tobytes(), name
+
+
+@pytest.mark.parametrize(
+    ("x", "passes"),
+    [
+        # m0 = sum(x)/n is exact: one pass over x - m0 gives the variance.
+        (np.array([[1.0], [2.0], [4.0], [8.0]]), 1),
+        # 2**60 + 256 k: the sum rounds to a multiple of 256 n, so m0 is off by about the std
+        # and d**2 / mean((x - m0)**2) exceeds the limit: the sums are taken again around
+        # the corrected mean.
+        (2.0**60 + 256.0 * np.array([[1.0], [0.0], [-1.0], [1.0], [1.0], [0.0], [1.0]]), 2),
+    ],
+    ids=["exact m0", "m0 off by the std"],
+)
+def test_shifted_sums_are_taken_again_when_the_first_mean_is_far(x: Array, passes: int) -> None:
+    calls: list[int] = []
+    shifted_sums = batchnorm._shifted_sums
+
+    def counted(*args: Any) -> Array:
+        calls.append(1)
+        return shifted_sums(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batchnorm, "_shifted_sums", counted)
+        fast_out = batch_norm_forward(x, np.ones(1), np.zeros(1))
+    plain_out = plain_forward(x, np.ones(1), np.zeros(1))
+    assert len(calls) == passes
+    np.testing.assert_allclose(fast_out.var, plain_out.var, rtol=8 * U)
+    np.testing.assert_allclose(fast_out.x_hat, plain_out.x_hat, rtol=0, atol=8 * U)
+
+
 def _outcome(fn: Callable[[], object]) -> tuple[str, ...]:
     """The bytes of every array fn returns, or its error's type and message; the warnings."""
     with warnings.catch_warnings(record=True) as caught:
