@@ -33,7 +33,10 @@ relative. The tolerances bound what a correct float64 implementation may add (u 
   product and sum rounds once more (u relative);
 * gradual underflow: a product or quotient in the subnormal range may also be off by ETA/2
   absolutely (ETA = 2**-1074), so each bound adds ETA per such operation (data of 1e-159
-  have a subnormal variance that no float64 implementation gets to u relative).
+  have a subnormal variance that no float64 implementation gets to u relative);
+* flush to zero: where a running statistic, an intermediate of the update or its result is
+  subnormal, the update's flush floor (`update_flush_floor`), tiny per such value; nowhere
+  else, so the bounds keep their teeth on normal-range values.
 Each bound is first order and multiplied by SAFETY, as in properties.tolerances. An
 implementation computing in float32 or float16 gets the same bounds with its dtype's u and ETA
 (`tolerances.precision(impl.dtype)`); the checker's own roundings (float64) keep U64.
@@ -444,13 +447,57 @@ def _exact_weights(
     return (1 - m, m) if conv.momentum_weights == "new" else (m, 1 - m)
 
 
+def update_flush_floor(
+    a: Fraction,
+    b: Fraction,
+    running: list[Fraction],
+    batch: list[Fraction],
+    tiny: float,
+    *,
+    c: Fraction = Fraction(1),
+) -> Array:
+    """What flushing subnormals to zero may cost one update new = a r + b c v of each channel,
+    beyond the batch statistic's own flush budget (in E_m, E_v): `tiny` (the dtype's smallest
+    normal number) per value of the step whose exact value is subnormal, times c; 0 where no
+    value is.
+
+    `running` holds the running statistics r before the step and `batch` the batch statistics
+    v, exact; s = c v enters the update (c = n/(n-1) for an unbiased variance, 1 otherwise). A
+    platform that flushes reads a subnormal input as 0 and returns 0 for a subnormal result,
+    so each such value is off by < tiny (gradual underflow: < ETA/2). The update is computed as
+    a r + b s (PyTorch, Flax, Keras) or as r + b (s - r) or r - b (r - s) (an exponential
+    moving average), with the weights a, b <= 1; what each flushed value costs the result:
+
+    * r read as 0: a |r| < tiny (in either form: r - b r = a r);
+    * s = c v flushed: b |s| < tiny; or, with c applied last, b v flushed: c |b v| < c tiny;
+    * a r, b s, s - r or b (s - r) flushed: < tiny, s - r weighted by b <= 1;
+    * the result flushed: < tiny.
+
+    So the result errs by < c tiny per subnormal value among r, a r, s, b s, s - r, b (s - r),
+    the result and (c != 1) b v, summed (`tolerances.flush_floor_y` counts them, with its
+    margin of 4 tiny for their own rounding; a computed value that crosses into the range from
+    further out is off by more than tiny already, which the rounding bounds cover). A
+    subnormal weight (a momentum below tiny) needs nothing more: flushed, it errs by
+    < tiny <= 2u, within the 2u absolute error the bounds already allow each weight.
+    """
+    values: list[list[Fraction]] = []
+    for r, v in zip(running, batch, strict=True):
+        s = c * v
+        row = [r, a * r, s, b * s, s - r, b * (s - r), a * r + b * s]
+        values.append(row + ([b * v] if c != 1 else []))
+    terms = np.array([[float(q) for q in row] for row in values]).reshape(len(values), -1)
+    out: Array = float(c) * flush_floor_y(terms.T, tiny)
+    return out
+
+
 def check_running_stats_formula(impl: Implementation, case: RunningStatsCase) -> list[Measurement]:
     """One update equals a*running + b*batch (and b*c*var) with the convention's a, b, c.
 
     Mean: |error| <= b E_m + 4u (|rm| + |m|) (weights 2u absolute, product and sum u each).
     Variance: |error| <= b c E_v + 4u (rv + c v) + 2u b c v (rounding of c = n/(n-1)).
-    Both plus 4 ETA for underflow, times SAFETY, plus the checker's own rounding
-    u|expected| + ETA. Also: no argument changes.
+    Both plus 4 ETA for underflow and, where a value of the step is subnormal, the flush floor
+    of `update_flush_floor`, times SAFETY, plus the checker's own rounding u|expected| + ETA.
+    Also: no argument changes.
     """
     conv = get_convention(impl.convention)
     cumulative = case.cumulative and conv.cumulative_average
@@ -493,13 +540,19 @@ def _formula_measurements(
     bf, cf = float(b), float(c)
     mean_abs = np.abs(_as_floats(list(moments.mean)))
     var = _as_floats(list(moments.var))
+    # flush to zero: (c) tiny per subnormal value of the step, 0 where none is
+    flush_mean = update_flush_floor(a, b, rm_q, list(moments.mean), p.tiny)
+    flush_var = update_flush_floor(a, b, rv_q, list(moments.var), p.tiny, c=c)
     # + 4 ETA: up to four products per output (weights, n/(n-1)) may underflow
-    tol_mean = SAFETY * (bf * e_mean + 4 * p.u * (np.abs(case.running_mean) + mean_abs) + 4 * p.eta)
+    tol_mean = SAFETY * (
+        bf * e_mean + 4 * p.u * (np.abs(case.running_mean) + mean_abs) + 4 * p.eta + flush_mean
+    )
     tol_var = SAFETY * (
         bf * cf * e_var
         + 4 * p.u * (case.running_var + cf * var)
         + 2 * p.u * bf * cf * var
         + 4 * p.eta
+        + flush_var
     )
     return [
         compare(

@@ -1,5 +1,7 @@
 """Running statistics: hand-computed updates per convention, the properties, every rejection."""
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -7,19 +9,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.adapter import Array, ReferenceImplementation, Rounded, RunningStats
+import properties.running_stats_props as rsp
+from properties.adapter import (
+    Array,
+    ForwardOutput,
+    ReferenceImplementation,
+    Rounded,
+    RunningStats,
+)
 from properties.batchnorm_props import GradientCase
 from properties.framework import Property, PropertyFailure, Unsupported
 from properties.running_stats_props import (
     PROPERTIES,
     CumulativeCase,
+    LayerStepCase,
     RunningStatsCase,
     check_cumulative_average,
     check_frozen_backward,
     check_running_stats_formula,
 )
-from properties.strategies import BatchCase
-from properties.tolerances import U64
+from properties.strategies import BatchCase, cast_case
+from properties.tolerances import SAFETY, U64, precision
 from reference.conventions import CONVENTIONS, Convention
 from reference.running_stats import RunningStats as RefStats
 from reference.running_stats import population_statistics, update_running_stats
@@ -456,6 +466,258 @@ def test_frozen_backward_by_hand() -> None:
 
 def test_formula_check_passes_on_the_hand_case() -> None:
     assert all(m.passed for m in check_running_stats_formula(ReferenceImplementation(), CASE))
+
+
+# --- flush to zero: a platform that flushes subnormals is not a discrepancy --------------------
+
+
+def _flushed(values: Any, dtype: str) -> Any:
+    """values in `dtype` with every subnormal read or returned as 0, as XLA and TensorFlow's
+    kernels on the CPU do."""
+    a = np.asarray(values, dtype=dtype)
+    return np.where(np.abs(a) < np.finfo(a.dtype).tiny, np.zeros_like(a), a)
+
+
+class _FlushesToZero(ReferenceImplementation):
+    """A correct two-pass batch norm computing in `dtype` on a platform that flushes
+    subnormals: every input read and every intermediate result that is subnormal becomes 0
+    (the batch statistics, the weights, a r, b s and the running statistic after the step)."""
+
+    def __init__(self, dtype: str, convention: str = "pytorch") -> None:
+        super().__init__(convention, name=f"flush-to-zero {dtype}")
+        self._dt = dtype
+
+    @property
+    def dtype(self) -> str:
+        return self._dt
+
+    def _f(self, values: Any) -> Any:
+        return _flushed(values, self._dt)
+
+    def _stats(self, x: Array, axis: int) -> tuple[Any, Any, Any]:
+        """(mean, var, x - mean), mean and var shaped to broadcast against x."""
+        f, xs = self._f, self._f(x)
+        axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+        n = xs.size // xs.shape[axis]
+        mean = f(f(xs.sum(axis=axes, keepdims=True)) / n)
+        dev = f(xs - mean)
+        var = f(f(f(dev * dev).sum(axis=axes, keepdims=True)) / n)
+        return mean, var, dev
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        f = self._f
+        mean, var, dev = self._stats(x, axis)
+        shape = mean.shape
+        x_hat = f(dev / f(np.sqrt(f(var + f(eps)))))
+        y = f(f(f(gamma).reshape(shape) * x_hat) + f(beta).reshape(shape))
+        out = (y, mean.ravel(), var.ravel())
+        return ForwardOutput(*(np.asarray(v, dtype=np.float64) for v in out))
+
+    def weights(self, momentum: float | None, tracked: int | None) -> tuple[Any, Any]:
+        """(a, b), the weights of the running statistic and of the batch's, in dtype."""
+        if momentum is None:
+            b = self._f(1.0) / self._f(float(tracked or 1))
+            return self._f(1 - b), b
+        m = self._f(momentum)
+        new = CONVENTIONS[self.convention].momentum_weights == "new"
+        return (self._f(1 - m), m) if new else (m, self._f(1 - m))
+
+    def update_running_stats(
+        self,
+        x: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        momentum: float | None,
+        num_batches_tracked: int | None,
+        axis: int,
+    ) -> RunningStats:
+        f = self._f
+        mean, var, _ = self._stats(x, axis)
+        mean, var = mean.ravel(), var.ravel()
+        n = x.size // x.shape[axis]
+        if CONVENTIONS[self.convention].unbiased_var:
+            var = f(var * f(n / (n - 1)))
+        a, b = self.weights(momentum, num_batches_tracked)
+        new_mean = f(f(a * f(running_mean)) + f(b * mean))
+        new_var = f(f(a * f(running_var)) + f(b * var))
+        return RunningStats(np.asarray(new_mean, np.float64), np.asarray(new_var, np.float64))
+
+
+class _MomentumOnTheWrongSide(_FlushesToZero):
+    """WRONG: the momentum weighs the other statistic (a and b swapped)."""
+
+    def weights(self, momentum: float | None, tracked: int | None) -> tuple[Any, Any]:
+        a, b = super().weights(momentum, tracked)
+        return b, a
+
+
+class _DropsTheRunningStatistic(_FlushesToZero):
+    """WRONG: new = b * batch statistic, the running statistic's term a * r forgotten."""
+
+    def weights(self, momentum: float | None, tracked: int | None) -> tuple[Any, Any]:
+        _, b = super().weights(momentum, tracked)
+        return self._f(0.0), b
+
+
+_FTZ_PROPERTIES = ("running-stats-formula", "layer-step")
+_DTYPES = ("float64", "float32")
+
+
+def _ftz_case(prop: str, x: Array, rm: Array, rv: Array, momentum: float) -> Any:
+    """The same step as a case of `prop`, the channel axis last."""
+    if prop == "layer-step":
+        return LayerStepCase(x, 1, rm, rv, momentum, 1e-5)
+    return RunningStatsCase(x, 1, rm, rv, momentum, False, 1)
+
+
+def _subnormal_running_stats(dtype: str) -> tuple[Array, Array, Array]:
+    """The batch X (normal values) and running statistics below the smallest normal number."""
+    tiny = precision(dtype).tiny
+    return X, tiny * np.array([0.5, -0.25]), tiny * np.array([0.75, 0.125])
+
+
+def _subnormal_batch(dtype: str) -> tuple[Array, Array, Array]:
+    """A batch of subnormal values (a subnormal mean, a variance of 0 once squared) and normal
+    running statistics."""
+    tiny = precision(dtype).tiny
+    x = tiny * np.array([[0.5, -0.125], [0.25, 0.0], [0.75, -0.5], [1.0, 0.25]])
+    return x, np.array([1.0, -2.0]), np.array([1.0, 3.0])
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
+@pytest.mark.parametrize("prop", _FTZ_PROPERTIES)
+@pytest.mark.parametrize("convention", ["pytorch", "flax", "tensorflow"])
+def test_a_flushed_running_statistic_passes(prop: str, dtype: str, convention: str) -> None:
+    """A running variance of tiny/4 kept by a weight of 1 is returned as 0 (measured on jax,
+    keras-jax and TensorFlow); a running statistic of 2**-126 times a momentum of 0.1 too."""
+    impl = _FlushesToZero(dtype, convention)
+    tiny = precision(dtype).tiny
+    keep = 0.0 if convention == "pytorch" else 1.0  # the momentum that keeps the running value
+    cases = [
+        _ftz_case(prop, np.zeros((2, 1)), np.zeros(1), np.array([tiny / 4]), keep),
+        _ftz_case(prop, np.zeros((2, 1)), np.array([tiny]), np.array([tiny]), 0.1),
+        _ftz_case(prop, *_subnormal_running_stats(dtype), 0.1),
+        _ftz_case(prop, *_subnormal_batch(dtype), 0.1),
+    ]
+    for case in cases:
+        _BY_NAME[prop].judge(impl, case)
+    # the first case is flushed indeed: the exact result tiny/4 comes back as 0
+    first = cases[0]
+    got = impl.update_running_stats(
+        first.x,
+        first.running_mean,
+        first.running_var,
+        momentum=keep,
+        num_batches_tracked=None,
+        axis=1,
+    )
+    assert got.var[0] == 0.0
+
+
+# Subnormal-range cases: values of x and of the running statistics below the smallest normal
+# number (or 0, or normal), drawn per dtype and rounded to it.
+def _values(tiny: float, low: float) -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.just(0.0),
+        st.floats(low, 4.0).map(lambda v: v * tiny),
+        st.floats(low, 1e3, allow_subnormal=False),
+    )
+
+
+@st.composite
+def _flush_cases(draw: st.DrawFn, prop: str, dtype: str) -> Any:
+    tiny = precision(dtype).tiny
+    c, n = draw(st.integers(1, 3)), draw(st.integers(2, 6))
+    x = np.array(draw(st.lists(_values(tiny, -4.0), min_size=n * c, max_size=n * c)))
+    rm = np.array(draw(st.lists(_values(tiny, -4.0), min_size=c, max_size=c)))
+    rv = np.array(draw(st.lists(_values(tiny, 0.0), min_size=c, max_size=c)))
+    momentum = draw(st.sampled_from([0.0, 1.0, 0.1, 0.9, 0.99]) | st.floats(0.0, 1.0))
+    return cast_case(_ftz_case(prop, x.reshape(n, c), rm, rv, momentum), dtype)
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
+@pytest.mark.parametrize("prop", _FTZ_PROPERTIES)
+@pytest.mark.parametrize("convention", ["pytorch", "flax", "tensorflow"])
+def test_a_platform_that_flushes_passes_on_subnormal_statistics(
+    prop: str, dtype: str, convention: str
+) -> None:
+    impl = _FlushesToZero(dtype, convention)
+
+    @given(case=_flush_cases(prop, dtype))
+    def run(case: Any) -> None:
+        _BY_NAME[prop].judge(impl, case)
+
+    run()
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
+@pytest.mark.parametrize("prop", _FTZ_PROPERTIES)
+def test_a_platform_that_flushes_passes_the_properties(prop: str, dtype: str) -> None:
+    _BY_NAME[prop].as_test(_FlushesToZero(dtype))()
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
+@pytest.mark.parametrize("prop", _FTZ_PROPERTIES)
+@pytest.mark.parametrize(
+    ("mistake", "step", "quantity"),
+    [
+        (_MomentumOnTheWrongSide, _subnormal_running_stats, "running mean vs the convention's"),
+        (_MomentumOnTheWrongSide, _subnormal_batch, "running mean vs the convention's"),
+        (_DropsTheRunningStatistic, _subnormal_batch, "running mean vs the convention's"),
+    ],
+    ids=["wrong-side-subnormal-running", "wrong-side-subnormal-batch", "drops-running"],
+)
+def test_a_mistake_beyond_the_flush_floor_still_fails(
+    prop: str,
+    dtype: str,
+    mistake: type[_FlushesToZero],
+    step: Callable[[str], tuple[Array, Array, Array]],
+    quantity: str,
+) -> None:
+    """Where the floor applies (something is subnormal) a mistake of O(1) still fails, and
+    the honest flushing update passes the same case."""
+    case = _ftz_case(prop, *step(dtype), 0.1)
+    _BY_NAME[prop].judge(_FlushesToZero(dtype), case)
+    with pytest.raises(PropertyFailure, match=quantity):
+        _BY_NAME[prop].judge(mistake(dtype), case)
+
+
+def _tolerances(impl: Any, case: Any) -> list[float]:
+    return [m.tolerance for m in check_running_stats_formula(impl, case)]
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
+def test_the_flush_floor_is_added_only_where_a_value_is_subnormal(
+    dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tolerances of a normal-range step are those without a floor (tiny = 0), bit for
+    bit, and those bnref had before the floor; with subnormal running statistics they grow
+    by the floor: c tiny (c = n/(n-1) <= 2 for the unbiased variance) for each of the at most
+    eight subnormal values of the step, times SAFETY."""
+    impl = _FlushesToZero(dtype)
+    p = precision(dtype)
+    normal = _ftz_case("running-stats-formula", X, RM0 + 0.5, RV0, 0.1)
+    subnormal = _ftz_case(
+        "running-stats-formula",
+        np.zeros((2, 1)),
+        np.array([p.tiny / 2]),
+        np.array([p.tiny / 4]),
+        0.1,
+    )
+    with_floor = _tolerances(impl, normal), _tolerances(impl, subnormal)
+    monkeypatch.setattr(rsp, "precision", lambda _: replace(p, tiny=0.0))
+    without = _tolerances(impl, normal), _tolerances(impl, subnormal)
+    assert with_floor[0] == without[0]
+    # and those of the bounds before the floor existed, measured then
+    before = {"float64": [5.323519403077626e-15, 1.8306071003661236e-14]}
+    before["float32"] = [6.9141387941062945e-06, 4.768614114950923e-07]
+    assert with_floor[0][:2] == pytest.approx(before[dtype], rel=1e-12)
+    floor = np.array(with_floor[1][:2]) - np.array(without[1][:2])
+    assert np.all(floor >= SAFETY * p.tiny)
+    assert np.all(floor <= SAFETY * 2 * 8 * p.tiny)
 
 
 # --- every rejection ------------------------------------------------------------------------
