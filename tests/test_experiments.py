@@ -28,7 +28,6 @@ from bnref.experiments import bn_init_scale, cli, optimizers, overfitting
 from bnref.experiments.common import (
     Claim,
     ExperimentResult,
-    Progress,
     check_run_args,
     fit,
     to_jsonable,
@@ -36,6 +35,7 @@ from bnref.experiments.common import (
     write_table,
 )
 from bnref.experiments.data import course_moons, digits_split, two_moons
+from bnref.progress import Progress
 from reference.minibatch import random_mini_batches
 from reference.network import DropoutSpec, NetworkSpec, NetworkState, gradient, init_params
 from reference.optimizers import Momentum, make_optimizer
@@ -470,78 +470,6 @@ def test_json_and_csv_writers(tmp_path: Path) -> None:
         write_table([], tmp_path / "e.csv")
     with pytest.raises(ValueError, match=r"rows\[1\]"):
         write_table([{"x": 1}, {"y": 2}], tmp_path / "e.csv")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-class FakeClock:
-    """Seconds that pass only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_progress_off_a_terminal_writes_a_line_every_interval() -> None:
-    """Piped or logged, progress is a line every `interval` seconds and one at the end, each
-    with the count in its unit, the share, the rate, the time spent and the time left."""
-    clock, log = FakeClock(), io.StringIO()
-    with Progress(10, "job", unit="epochs", stream=log, interval=5.0, clock=clock) as bar:
-        clock.now += 2.0
-        bar.update(2)  # 2 s after the start: no line yet
-        assert log.getvalue() == ""
-        clock.now += 3.0
-        bar.update(3)  # 5 s: a line
-        clock.now += 1.0
-        bar.update()  # 1 s after that line: none
-        bar.update(99)  # clamped to the total
-    assert bar.done == 10
-    assert log.getvalue().splitlines() == [
-        "job: 5/10 epochs (50%), 1.00 epochs/s, 00:05 elapsed, 00:05 left",
-        "job: 10/10 epochs (100%), 1.67 epochs/s, 00:06 elapsed, 00:00 left",
-    ]
-    bar.close()  # closed already: nothing more
-    assert len(log.getvalue().splitlines()) == 2
-
-
-def test_progress_on_a_terminal_is_a_tqdm_bar() -> None:
-    tty = FakeTerminal()
-    with Progress(2, "job", unit="runs", stream=tty) as bar:
-        bar.update()
-        bar.update(5)
-    text = tty.getvalue()
-    assert "\r" in text  # redrawn in place
-    assert "job: 100%" in text
-    assert "2/2 runs" in text
-    assert "runs/s" in text
-    assert text.endswith("\n")
-
-
-def test_progress_disabled_writes_nothing() -> None:
-    for stream in (FakeTerminal(), io.StringIO()):
-        with Progress(2, "job", unit="epochs", stream=stream, enabled=False) as bar:
-            bar.update(2)
-        assert stream.getvalue() == ""
-        assert bar.done == 2
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"total": 0}, r"^total must be"),
-        ({"unit": " "}, r"^unit must be a non-empty word such as 'epochs', got ' '$"),
-        ({"interval": 0.0}, r"^interval must be a number of seconds > 0, got 0.0$"),
-    ],
-)
-def test_progress_rejects(kwargs: dict[str, Any], message: str) -> None:
-    args: dict[str, Any] = {"total": 3, "unit": "epochs", **kwargs}
-    with pytest.raises(ValueError, match=message):
-        Progress(args.pop("total"), "job", **args)
 
 
 def test_report_says_claims_then_files(tmp_path: Path) -> None:

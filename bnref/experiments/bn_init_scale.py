@@ -27,7 +27,6 @@ import numpy as np
 from bnref.experiments.common import (
     Claim,
     ExperimentResult,
-    Progress,
     check_run_args,
     fit,
     new_figure,
@@ -35,6 +34,7 @@ from bnref.experiments.common import (
     write_outputs,
 )
 from bnref.experiments.data import Split, digits_split, load_mnist
+from bnref.progress import Progress
 from reference.layers import BatchNormConfig
 from reference.network import NetworkSpec, NetworkState, Params, accuracy, init_params
 from reference.optimizers import make_optimizer

@@ -1,4 +1,5 @@
-"""What every experiment shares: its claims, its output files, its progress, its signature.
+"""What every experiment shares: its claims, its output files, its signature (its progress is
+`bnref.progress.Progress`, which `bnref check` shares).
 
 An experiment module exposes
 
@@ -21,21 +22,18 @@ import functools
 import json
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TextIO, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no py.typed
-from tqdm import tqdm  # type: ignore[import-untyped]  # no py.typed (stubs: types-tqdm)
 
+from bnref.progress import Progress
 from reference._validation import check_int
 from reference.minibatch import random_mini_batches
 from reference.network import NetworkSpec, NetworkState, Params, check_params, init_state
@@ -186,116 +184,6 @@ def save_figure(fig: Figure, path: Path) -> Path:
     `path`."""
     fig.savefig(path, format="png", dpi=100)
     return path
-
-
-# What the progress shows: done/total in its unit, the share done, the rate, the time spent and
-# the time left (tqdm's estimate: the average rate so far, smoothed).
-_LINE_FORMAT = (
-    "{desc}: {n_fmt}/{total_fmt}{unit} ({percentage:.0f}%), {rate_fmt}, "
-    "{elapsed} elapsed, {remaining} left"
-)
-_BAR_FORMAT = (
-    "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} "
-    "[{elapsed}<{remaining}, {rate_fmt}]"
-)
-
-
-class Progress:
-    """The progress of a long run on stderr, counted in `unit` ("epochs", "runs"): how many
-    of the total are done, the rate, the time spent and the time left.
-
-    On a terminal it is a tqdm bar redrawn in place. On any other stream (a pipe, a log file,
-    CI) it writes a line every `interval` seconds and one at the end, so that a log shows the
-    run advancing without the carriage returns of a bar:
-
-        overfitting: 575/900 epochs (64%), 9.52 epochs/s, 01:00 elapsed, 00:34 left
-
-    With `enabled` False it writes nothing. `clock` (seconds, monotonic) is for the tests.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        label: str,
-        *,
-        unit: str,
-        enabled: bool = True,
-        stream: TextIO | None = None,
-        interval: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total = check_int(total, "total", minimum=1)
-        unit_given: object = unit  # checked as an object: the type is the caller's promise
-        if not isinstance(unit_given, str) or not unit.strip():
-            raise ValueError(f"unit must be a non-empty word such as 'epochs', got {unit!r}")
-        seconds: object = interval
-        if not isinstance(seconds, int | float) or not interval > 0:
-            raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
-        self.label = label
-        self.unit = unit
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled
-        self.interval = float(interval)
-        self.done = 0
-        self._clock = clock
-        self._start = clock()
-        self._last_line = self._start
-        self._bar: Any = None
-        if enabled and self.stream.isatty():
-            self._bar = tqdm(
-                total=self.total,
-                desc=label,
-                unit=f" {unit}",
-                file=self.stream,
-                bar_format=_BAR_FORMAT,
-                dynamic_ncols=True,
-            )
-
-    def line(self) -> str:
-        """The progress now, as one line (the text written off a terminal)."""
-        text = tqdm.format_meter(
-            self.done,
-            self.total,
-            self._clock() - self._start,
-            prefix=self.label,
-            unit=f" {self.unit}",
-            bar_format=_LINE_FORMAT,
-        )
-        return " ".join(str(text).split())  # without the padding tqdm puts before a rate
-
-    def update(self, n: int = 1) -> None:
-        """Advance by `n` (at most to the total) and show it if it is time to."""
-        step = min(self.total - self.done, check_int(n, "n", minimum=0))
-        self.done += step
-        if self._bar is not None:
-            self._bar.update(step)
-        elif self.enabled and self._clock() - self._last_line >= self.interval:
-            self._write_line()
-
-    def _write_line(self) -> None:
-        self._last_line = self._clock()
-        self.stream.write(self.line() + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the bar (on a terminal) or write the last line (elsewhere)."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        elif self.enabled:
-            self._write_line()
-            self.enabled = False  # closed: a second close writes nothing
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 Evaluate = Callable[[Params, NetworkState], Mapping[str, float]]

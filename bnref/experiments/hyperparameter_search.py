@@ -32,7 +32,6 @@ import numpy as np
 from bnref.experiments.common import (
     Claim,
     ExperimentResult,
-    Progress,
     check_run_args,
     fit,
     new_figure,
@@ -40,6 +39,7 @@ from bnref.experiments.common import (
     write_outputs,
 )
 from bnref.experiments.data import digits_split
+from bnref.progress import Progress
 from reference.data_split import validation_split
 from reference.hyperparameter_search import LogUniform, coarse_to_fine
 from reference.network import NetworkSpec, accuracy, init_params

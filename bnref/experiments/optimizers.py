@@ -50,7 +50,6 @@ from bnref.experiments.common import (
     Claim,
     ExperimentResult,
     FitResult,
-    Progress,
     check_run_args,
     fit,
     new_figure,
@@ -58,6 +57,7 @@ from bnref.experiments.common import (
     write_outputs,
 )
 from bnref.experiments.data import course_moons, two_moons
+from bnref.progress import Progress
 from reference.network import NetworkSpec, NetworkState, Params, accuracy, predict
 from reference.optimizers import Optimizer, make_optimizer
 from reference.schedules import schedule_lr_decay

@@ -37,7 +37,6 @@ import numpy as np
 from bnref.experiments.common import (
     Claim,
     ExperimentResult,
-    Progress,
     check_run_args,
     fit,
     new_figure,
@@ -45,6 +44,7 @@ from bnref.experiments.common import (
     write_outputs,
 )
 from bnref.experiments.data import Split, digits_split
+from bnref.progress import Progress
 from reference.network import DropoutSpec, NetworkSpec, NetworkState, Params, accuracy, init_params
 from reference.optimizers import make_optimizer
 
