@@ -9,7 +9,7 @@ eps, variances, momentum, variance algorithm, compute precision and named conven
                 [--timeout SECONDS] [--memory-format contiguous|channels_last]
                 [--convention NAME] [--backward MOD:FN] [--inference MOD:FN]
                 [--running-stats MOD:FN] [--layer MOD:FN] [--eps EPS] [--momentum M]
-                [--strict]
+                [--strict] [--progress auto|always|never]
 
 TARGET is `reference` (the default), `torch` (--memory-format channels_last: x in torch's
 channels-last layout), `onnx` (the ONNX reference evaluator), `onnxruntime`, `jax` (a
@@ -57,6 +57,11 @@ property failed (an exit, crash or timeout of the target included); 2 a usage er
 or BNREF_PROFILE, a target that does not import, a --json path that cannot be written), found
 before the run starts; 130 interrupted (Ctrl-C), after printing the partial table. --json writes
 strict JSON (RFC 8259; schema in docs/audit.md, `JSON_SCHEMA_VERSION`).
+
+The run's progress (properties done of the total over the dtypes, the rate, the time left, the
+property running) goes to stderr, so stdout carries only the report: a bar on a terminal; off
+one, a line every PROGRESS_INTERVAL seconds and a last one, or (--progress auto, the default)
+nothing for a run shorter than that; --progress never: nothing (`bnref.progress`).
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ import json
 import math
 import sys
 import textwrap
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import IO, Any, NoReturn
 
@@ -79,6 +85,7 @@ from bnref.isolation import (
     TargetSpec,
     TargetWorker,
 )
+from bnref.progress import Progress
 from bnref.targets import DTYPES, MEMORY_FORMATS, TARGETS, load_target
 from properties.adapter import Implementation, StrictAccuracy
 from properties.framework import Measurement, Property, PropertyResult, run_property
@@ -99,6 +106,14 @@ EXIT_STATUS = (
 # changes whenever a field is renamed, removed or changes meaning.
 JSON_SCHEMA = "bnref-check-report"
 JSON_SCHEMA_VERSION = 2
+# --progress (on stderr): off a terminal, a line every PROGRESS_INTERVAL seconds (a CI log of a
+# 20-second `--profile ci` run gets two, a minutes-long framework run a few dozen); a thread
+# looks every PROGRESS_TICK seconds, so lines keep coming, and a bar's clock runs, while one
+# long property runs. The tests set them (no test waits on the real clock).
+PROGRESS_MODES = ("auto", "always", "never")
+PROGRESS_INTERVAL = 10.0
+PROGRESS_TICK: float | None = 1.0
+PROGRESS_CLOCK: Callable[[], float] = time.monotonic
 
 
 def _usage(message: str) -> NoReturn:
@@ -303,11 +318,17 @@ def list_properties() -> str:
 
 # What `bnref check --help` says beside the options: whole sentences, the targets, the
 # signatures of a user's functions and the exit status (printed as written, not rewrapped).
-CHECK_DESCRIPTION = """\
+CHECK_DESCRIPTION = f"""\
 Run bnref's properties against TARGET and print a table: for each property the
 examples run, the worst error seen beside its derived tolerance, and pass, FAIL,
 or n/a where the target lacks what the property needs. A failure prints
-Hypothesis's minimal example and Python code that replays it."""
+Hypothesis's minimal example and Python code that replays it.
+
+Progress (properties done, rate, time left, the property running) goes to
+stderr, so stdout carries only the report. --progress auto (the default): a bar
+on a terminal; elsewhere (a pipe, a log, CI) a line every {PROGRESS_INTERVAL:g} s once
+the run has lasted that long, and a last line at the end; a shorter run writes
+none. always: the same, and the last line even for a short run. never: none."""
 CHECK_SIGNATURES = """\
 targets:
   reference       the reference (default): the batch-norm and mini-batch properties
@@ -434,6 +455,13 @@ def _parser() -> argparse.ArgumentParser:
         "mini-batch properties on it",
     )
     parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="progress on stderr: auto (the default: a bar on a terminal, else a line every "
+        f"{PROGRESS_INTERVAL:g} s once the run lasts that long), always, never",
+    )
+    parser.add_argument(
         "--list-properties",
         action="store_true",
         help="print every property with what it claims, and exit",
@@ -527,13 +555,22 @@ def _run(
     results: list[PropertyResult] = []
     interrupted = False
     try:
-        for impl, code in impls:
-            print(f"bnref check {impl.name} (dtype {impl.dtype}, profile {profile})", flush=True)
-            for prop in props:
-                target, target_code = _target_of(prop, impl, code, args.target)
-                result = run_property(prop, target, settings(), impl_code=target_code)
-                results.append(result)
-                print(f"  {prop.name}: {_status(result)} ({result.examples} examples)", flush=True)
+        with _progress(args.progress, len(impls) * len(props)) as bar:
+            for impl, code in impls:
+                with bar.paused():
+                    print(
+                        f"bnref check {impl.name} (dtype {impl.dtype}, profile {profile})",
+                        flush=True,
+                    )
+                for prop in props:
+                    bar.status(f"running {prop.name} [{impl.dtype}]")
+                    target, target_code = _target_of(prop, impl, code, args.target)
+                    result = run_property(prop, target, settings(), impl_code=target_code)
+                    results.append(result)
+                    with bar.paused():
+                        examples = f"({result.examples} examples)"
+                        print(f"  {prop.name}: {_status(result)} {examples}", flush=True)
+                    bar.update()
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted (Ctrl-C): the table shows the properties that finished", flush=True)
@@ -594,6 +631,22 @@ def _run(
     stop = " (interrupted)" if interrupted else ""
     print(f"\n{passed} passed, {len(failures)} failed{tail}{stop}")
     return status
+
+
+def _progress(mode: str, total: int) -> Progress:
+    """The progress of a run of `total` properties on stderr, as --progress `mode` asks:
+    auto and always differ only off a terminal, where auto writes nothing for a run shorter
+    than PROGRESS_INTERVAL."""
+    return Progress(
+        total,
+        "bnref check",
+        unit="properties",
+        enabled=mode != "never",
+        interval=PROGRESS_INTERVAL,
+        quiet_if_short=mode == "auto",
+        tick_every=PROGRESS_TICK,
+        clock=PROGRESS_CLOCK,
+    )
 
 
 def failure_groups(failures: Sequence[PropertyResult]) -> list[list[PropertyResult]]:
