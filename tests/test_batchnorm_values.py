@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from properties.strategies import BatchCase, batch_cases
 from properties.tolerances import U64
@@ -17,6 +19,7 @@ from reference import (
     batch_norm_inference,
     identity_params,
 )
+from reference.batchnorm import batch_statistics, training_layout
 
 
 def test_forward_by_hand_course_layout() -> None:
@@ -64,43 +67,48 @@ def test_inference_formula() -> None:
     np.testing.assert_allclose(y, [[1.0, -4.0], [3.0, 2.0], [5.0, -2.0]], rtol=4 * U64)
 
 
-@given(batch_cases(dtypes=("float64",), max_condition=1e4))
-def test_graph_backward_equals_closed_form(case: BatchCase) -> None:
+def assert_graph_agrees_with_closed_form(
+    dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, eps: float, axis: int
+) -> None:
     """The node-by-node backward and the closed form compute the same gradient.
 
-    Both add up the same O(n) terms in another order, and the graph version uses a plain
-    (uncorrected) mean, whose error shifts x_hat by up to (n + 1) u kappa, kappa = max|x| / s.
-    Each dx_i is gamma inv_std times a combination of dy_i, mean(dy) and x_hat_i mean(dy x_hat),
-    so the two differ by at most (n + 10) u (1 + kappa) times gamma inv_std
-    (|dy_i| + mean|dy| + (1 + |x_hat_i|) mean(|dy| (1 + |x_hat|))), doubled for the
-    first-order expansion; dgamma = sum(dy x_hat) likewise with sum(|dy| (1 + |x_hat|)).
+    Both add up the same O(n) terms in another order, from the same two-pass mean, whose error
+    (up to about u |mean| when |mean| >> std) makes the computed x_hat sum to up to n u kappa,
+    kappa = max|x| / s, instead of 0: the closed form relies on sum(x_hat) = 0, the graph sums
+    its nodes (dmu = -sum(dx1)). In a constant channel (x_hat = 0) the mean is every value,
+    exactly, and kappa drops out. Each dx_i is gamma inv_std times a combination of dy_i,
+    mean(dy) and x_hat_i mean(dy x_hat), so the two differ by at most (n + 10) u (1 + kappa)
+    times gamma inv_std (|dy_i| + mean|dy| + (1 + |x_hat_i|) mean(|dy| (1 + |x_hat|))),
+    doubled for the first-order expansion; dgamma = sum(dy x_hat) likewise with
+    sum(|dy| (1 + |x_hat|)). inv_std and x_hat are those of the plain reference
+    (`batch_statistics`), which exist also where the forward's variance is beyond float64.
     """
-    rng = np.random.default_rng(0)
-    dy = rng.standard_normal(case.x.shape)
-    closed = batch_norm_backward(dy, case.x, case.gamma, eps=case.eps, axis=case.axis)
-    nodes = batch_norm_backward_graph(dy, case.x, case.gamma, eps=case.eps, axis=case.axis)
-    fwd = batch_norm_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
-    reduce = tuple(i for i in range(case.x.ndim) if i != fwd.axis)
-    n = case.x.size // case.x.shape[fwd.axis]
-    shape = [1] * case.x.ndim
-    shape[fwd.axis] = -1
-
-    def per_channel(v: np.ndarray) -> np.ndarray:
-        return v.reshape(shape)
-
-    kappa = np.max(np.abs(case.x), axis=reduce) * fwd.inv_std
+    closed = batch_norm_backward(dy, x, gamma, eps=eps, axis=axis)
+    nodes = batch_norm_backward_graph(dy, x, gamma, eps=eps, axis=axis)
+    layout = training_layout(x, axis)
+    _, _, inv_std, x_hat = batch_statistics(x, layout, eps)
+    reduce, n, per_channel = layout.reduce_axes, layout.count, layout.expand
+    constant = np.all(x_hat == 0, axis=reduce)
+    with np.errstate(over="ignore"):  # max|x| / sqrt(eps) of a constant channel: not used
+        kappa = np.where(constant, 0.0, np.max(np.abs(x), axis=reduce) * inv_std)
     rel = 2 * (n + 10) * U64 * (1 + kappa)
-    weight = np.abs(dy) * (1 + np.abs(fwd.x_hat))
+    weight = np.abs(dy) * (1 + np.abs(x_hat))
     mean_abs_dy = np.mean(np.abs(dy), axis=reduce)
-    tol_dx = per_channel(rel * np.abs(case.gamma) * fwd.inv_std) * (
+    tol_dx = per_channel(rel * np.abs(gamma) * inv_std) * (
         np.abs(dy)
         + per_channel(mean_abs_dy)
-        + (1 + np.abs(fwd.x_hat)) * per_channel(np.mean(weight, axis=reduce))
+        + (1 + np.abs(x_hat)) * per_channel(np.mean(weight, axis=reduce))
     )
     assert np.all(np.abs(closed.dx - nodes.dx) <= tol_dx)
     np.testing.assert_array_equal(closed.dbeta, nodes.dbeta)  # the same np.sum both times
     tol_g = rel * np.sum(weight, axis=reduce)
     assert np.all(np.abs(closed.dgamma - nodes.dgamma) <= tol_g)
+
+
+@given(batch_cases(dtypes=("float64",), max_condition=1e4))
+def test_graph_backward_equals_closed_form(case: BatchCase) -> None:
+    dy = np.random.default_rng(0).standard_normal(case.x.shape)
+    assert_graph_agrees_with_closed_form(dy, case.x, case.gamma, case.eps, case.axis)
 
 
 def test_graph_backward_defaults_shapes_and_finite_check() -> None:
@@ -252,3 +260,116 @@ def test_inference_where_x_minus_running_mean_overflows() -> None:
     )
     np.testing.assert_allclose(y[:, 0], [2e154, 0.0, 1e154], rtol=4 * U64)
     np.testing.assert_array_equal(y[:, 1], [2.0, 0.5 + 5e-324 / 2, -0.5])
+
+
+# --- The graph backward near the float64 limit: the plain reference's results, scaled exactly --
+
+# (x, s, eps): x * 2**-s is O(1), and eps * 4**-s is a float64 exactly. Squares overflow at
+# +-1e154 (their sum 4e308), the variance does at 1e200, 1.7e308 and -1e300, squares underflow at
+# 1e-160.
+EXTREME_CHANNELS = {
+    "+-1e154": ([1e154, -1e154, 1e154, -1e154], 512, 2.0**-36),
+    "+-1e200": ([1e200, -1e200, 1e200, -1e200], 665, 2.0**270),
+    "[1, 2, 3] * 1e200": ([1e200, 2e200, 3e200], 666, 2.0**270),
+    "[1.7, 1.7, 1] * 1e308": ([1.7e308, 1.7e308, 1e308], 1024, 2.0**988),
+    "-1e300 beside 0 and 1": ([-1e300, 0.0, 1.0], 997, 2.0**934),
+    "+-1e-160": ([1e-160, -1e-160, 1e-160, -1e-160], -531, 2.0**-1074),
+    "[1, 2, 3] * 1e-160": ([1e-160, 2e-160, 3e-160], -530, 2.0**-1074),
+}
+
+
+@pytest.mark.parametrize("values", EXTREME_CHANNELS.values(), ids=EXTREME_CHANNELS.keys())
+def test_graph_backward_near_the_float64_limit(values: tuple[list[float], int, float]) -> None:
+    # Where the unscaled graph overflowed (var = inf: dx = 0, dgamma = 0) or divided by a
+    # flushed square, it agrees with the plain reference, next to an ordinary channel (each
+    # channel has its own scale), and equals the graph of the data scaled to O(1) exactly:
+    # x * 2**-s with eps * 4**-s has the same dgamma and dbeta, and dx times 2**s.
+    column, s, eps = values
+    x = np.stack([np.array(column), np.arange(1.0, len(column) + 1)], axis=1)
+    dy = np.random.default_rng(1).standard_normal(x.shape)
+    gamma = np.array([1.5, -0.5])
+    assert_graph_agrees_with_closed_form(dy, x, gamma, 1e-5, 1)
+    scale = np.array([s, 0])
+    small_x, small_eps = np.ldexp(x, -scale), math.ldexp(eps, -2 * s)
+    assert np.array_equal(np.ldexp(small_x, scale), x)  # exact: the same data
+    assert math.ldexp(small_eps, 2 * s) == eps  # exact, neither 0 nor inf
+    big = batch_norm_backward_graph(dy[:, :1], x[:, :1], gamma[:1], eps=eps)
+    small = batch_norm_backward_graph(dy[:, :1], small_x[:, :1], gamma[:1], eps=small_eps)
+    np.testing.assert_array_equal(big.dgamma, small.dgamma, strict=True)
+    np.testing.assert_array_equal(big.dbeta, small.dbeta, strict=True)
+    np.testing.assert_array_equal(big.dx, np.ldexp(small.dx, -s), strict=True)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 2.0**-1074])
+def test_graph_backward_of_a_constant_channel_at_any_size(eps: float) -> None:
+    # x_hat = 0 and dx = gamma / sqrt(eps) * (dy - mean(dy)), whatever the constant: the sum
+    # 3 * 1.7e308 overflows, and with eps = 2**-1074 so does 1 / sqrtvar**2 = 1 / eps. Both
+    # are the plain reference's (whose two-pass mean is exactly 1.7e308), bit for bit those of
+    # the constant 1 (x enters only through xmu = 0), and dgamma is exactly 0.
+    dy = np.array([[0.5, 1.0], [-2.0, 1.0], [0.0, 1.0]])  # mean(dy[:, 0]) = -0.5
+    x = np.array([[1.7e308, 1.0]] * 3)
+    gamma = np.array([1.5, -0.5])
+    assert_graph_agrees_with_closed_form(dy, x, gamma, eps, 1)
+    big = batch_norm_backward_graph(dy, x, gamma, eps=eps)
+    ones = batch_norm_backward_graph(dy, np.ones_like(x), gamma, eps=eps)
+    for field in ("dx", "dgamma", "dbeta"):
+        np.testing.assert_array_equal(getattr(big, field), getattr(ones, field), strict=True)
+    np.testing.assert_array_equal(big.dgamma, [0.0, 0.0])
+    np.testing.assert_allclose(big.dx[:, 0], 1.5 / math.sqrt(eps) * (dy[:, 0] + 0.5), rtol=8 * U64)
+
+
+@given(batch_cases(dtypes=("float64",)), st.data())
+def test_graph_backward_scales_exactly_with_a_power_of_two(
+    case: BatchCase, data: st.DataObject
+) -> None:
+    # For every j that keeps x * 2**j normal and finite (up to |j| = 1000), with eps * 4**j
+    # normal too: the graph of x * 2**j has the same dgamma and dbeta as that of x, and dx
+    # times 2**-j, bit for bit (every node is computed on the same x * 2**-k).
+    exponents = np.frexp(case.x[case.x != 0])[1]
+    lowest = -1021 - int(exponents.min(initial=1024))  # |x| * 2**j >= 2**-1022
+    highest = 1024 - int(exponents.max(initial=-1021))  # |x| * 2**j < 2**1024
+    j = data.draw(st.integers(max(-1000, lowest), min(1000, highest)), label="j")
+    e = data.draw(st.integers(max(-1021, -1021 - 2 * j), min(1024, 1024 - 2 * j)), label="e")
+    eps = math.ldexp(math.frexp(case.eps)[0], e)  # eps and eps * 4**j are normal floats
+    dy = np.random.default_rng(2).standard_normal(case.x.shape)
+    base = batch_norm_backward_graph(dy, case.x, case.gamma, eps=eps, axis=case.axis)
+    scaled = batch_norm_backward_graph(
+        dy, np.ldexp(case.x, j), case.gamma, eps=math.ldexp(eps, 2 * j), axis=case.axis
+    )
+    np.testing.assert_array_equal(scaled.dgamma, base.dgamma, strict=True)
+    np.testing.assert_array_equal(scaled.dbeta, base.dbeta, strict=True)
+    np.testing.assert_array_equal(scaled.dx, np.ldexp(base.dx, -j), strict=True)
+
+
+GRADIENT_OVERFLOWS = {
+    # case: (x's channel 1, dy's channel 1, gamma[1], eps, the gradient named)
+    "dy * gamma": ([1e100, 2e100, 3e100], [1e10, 0.0, -1e10], 1e300, 1e-5, "dx"),
+    "dx itself": ([0.0, 2.0**-1074, 2.0**-1073], [1.0, 0.0, -1.0], 1e160, 2.0**-1074, "dx"),
+    "dgamma": ([1.0, 2.0, 3.0], [1e308, 0.0, -1e308], 1e-10, 1e-5, "dgamma"),
+    "dbeta": ([1.0, 2.0, 3.0], [1e308, 1e308, 1.0], 1e-10, 1e-5, "dbeta"),
+}
+
+
+@pytest.mark.parametrize("check_finite", [True, False])
+@pytest.mark.parametrize("values", GRADIENT_OVERFLOWS.values(), ids=GRADIENT_OVERFLOWS.keys())
+def test_graph_backward_refuses_results_beyond_float64(
+    values: tuple[list[float], list[float], float, float, str], check_finite: bool
+) -> None:
+    # From finite arguments an inf or NaN can only be an overflow: of the node dy * gamma =
+    # 1e310 (dx, about 1e194, exists: the plain reference returns it), of dx = gamma /
+    # sqrt(eps) ~ 4.5e321 itself, of dgamma = sum(dy * x_hat) = -2.4e308 or of dbeta =
+    # sum(dy) = 2e308. Each is a ValueError naming the gradient and the channel, with or
+    # without check_finite.
+    x_column, dy_column, gamma_1, eps, name = values
+    x = np.stack([np.arange(1.0, 4.0), x_column], axis=1)
+    dy = np.stack([np.zeros(3), dy_column], axis=1)
+    with pytest.raises(
+        ValueError,
+        match=r"^dy and gamma must be small enough that the gradients and the graph's nodes are "
+        rf"within float64 \(at most 1\.8e308\), got a non-finite {name} in channel 1, where "
+        + re.escape(f"max|dy| = {max(abs(v) for v in dy_column):.3g} and gamma = {gamma_1:.3g}")
+        + "$",
+    ):
+        batch_norm_backward_graph(
+            dy, x, np.array([1.0, gamma_1]), eps=eps, check_finite=check_finite
+        )
