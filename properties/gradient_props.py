@@ -1,5 +1,4 @@
-"""Properties 4 and 6: batch norm's backward is the derivative of its forward, for any
-`Implementation`.
+"""Batch norm's backward is the derivative of its forward, for any `Implementation`.
 
 gradients-full / gradients-fast. For L = sum(dy * y(x, gamma, beta)) with a
 non-uniform dy, `impl.backward` agrees with central differences of `impl.forward`, checked by
@@ -10,6 +9,11 @@ u = 2**-53 and c3 = (3u)**(1/3) = 6.9e-6:
 Steps. Batch norm is nonlinear on the scale s, not on the scale of x: a constant channel with
 eps = 1e-8 has s = 1e-4 whatever its value. So the step for x is c3 * s per channel (the
 optimum of `reference.gradcheck` with s as the scale), for gamma and beta c3 * max(|p|, 1).
+A channel with gamma = 0 has y = beta whatever its x: no truncation at any step (G1 below is
+proportional to |gamma|), only the rounding E_L / h, so it is differenced at the coarsest step of
+the case, c3 * max(max_c s_c, 1). At c3 sqrt(eps) its E_L / h, summed into the norm of dx, could
+exceed the other channels' whole dx (a constant channel with beta = -5 beside one with
+gamma = 1e-3 and s = 50: a relative tolerance of 27, a comparison that could not fail).
 
 Error bound per element (derivative units), the `atol` given to gradcheck:
 
@@ -77,12 +81,23 @@ Where a gradient is below what differences of L can resolve (dgamma when every |
 ~1e-40, or dx in a channel of s = 1e-4 next to large ones) the tolerance exceeds 1 and that
 input's comparison says nothing; the others still do.
 
-Cases (`gradient_cases`): float64 only, kappa <= KAPPA_MAX per channel (see there why).
+Teeth. A comparison has teeth when its tolerance is below 1 (relative: an answer of 0 breaks it)
+or, for dx-orthogonality, below the size of the sums' terms somewhere. A case whose every
+channel is dead could not fail: gamma = 0 everywhere (dx = 0 exactly, a tolerance of a few
+subnormals against sums of size 0), x_hat ~0 everywhere (a constant channel, or values all
+~1e-80 whose dgamma ~1e-78 is below L's rounding: tolerances up to 1e285), or pairs (n = 2) of
+var >> eps, whose dx is eps / (var + eps) of its terms' size and below the truncation bound G1.
+So every case of these properties has a live channel (`strategies.live_channel`: inserted
+beside the drawn channels, which are all kept, where none of them is live); the dead channels
+are still differenced and compared, within the norm.
+
+Cases (`gradient_cases`): float64 only, kappa <= KAPPA_MAX per channel (see there why), and a
+live channel.
 
 dx-orthogonality. Per channel, sum(dx) = 0 and sum(dx * x_hat) = gamma dgamma eps
 / s**3: with dx = gamma/(n s) (n dy - dbeta - x_hat dgamma), sum(x_hat) = 0 and
-sum(x_hat**2) = n var / (var + eps). The second sum is 0 only for eps = 0 (the issue's
-"orthogonal to x_hat" holds up to the eps term, which is large when var is not >> eps).
+sum(x_hat**2) = n var / (var + eps). The second sum is 0 only for eps = 0 ("orthogonal to
+x_hat" holds up to the eps term, which is large when var is not >> eps).
 """
 
 from __future__ import annotations
@@ -97,7 +112,13 @@ from hypothesis import strategies as st
 from properties.adapter import Array, Implementation, forward_ys
 from properties.checks import compare
 from properties.framework import Measurement, Property
-from properties.strategies import BatchCase, CodeRepr, batch_cases, upstream_gradients
+from properties.strategies import (
+    BatchCase,
+    CodeRepr,
+    batch_cases,
+    live_channel,
+    upstream_gradients,
+)
 from properties.tolerances import (
     ACCURACY_CLASS,
     PRECISIONS,
@@ -167,16 +188,19 @@ def _resolvable(case: BatchCase) -> BatchCase:
 
 @st.composite
 def gradient_cases(draw: st.DrawFn) -> GradientCase:
-    """float64 cases with kappa <= KAPPA_MAX per channel, standard-normal dy, and a seed."""
-    case = draw(batch_cases(dtypes=("float64",), max_condition=MAX_CONDITION).map(_resolvable))
+    """float64 cases with kappa <= KAPPA_MAX per channel and a live channel (`live_channel`),
+    standard-normal dy, and a seed."""
+    case = draw(batch_cases(dtypes=("float64",), max_condition=MAX_CONDITION))
+    case = _resolvable(draw(live_channel(case)))
     dy = draw(upstream_gradients(case.x.shape))
     return GradientCase(case, dy, draw(st.integers(0, 2**32 - 1)))
 
 
 @st.composite
 def backward_cases(draw: st.DrawFn) -> GradientCase:
-    """Every float64 case (|mean| / std up to 1e8, constant channels) with a dy and a seed."""
-    case = draw(batch_cases(dtypes=("float64",)))
+    """Every float64 case (|mean| / std up to 1e8, constant channels) with a live channel
+    (`live_channel`), a dy and a seed."""
+    case = draw(batch_cases(dtypes=("float64",)).flatmap(live_channel))
     dy = draw(upstream_gradients(case.x.shape))
     return GradientCase(case, dy, draw(st.integers(0, 2**32 - 1)))
 
@@ -263,7 +287,10 @@ def _plan(case: BatchCase, dy: Array, accuracy: str) -> _Plan:
     ch = _Channels(case, accuracy)
     stats, col, c3 = ch.stats, ch.col, DEFAULT_RELATIVE_STEP
     g_abs, b_abs = np.abs(case.gamma), np.abs(case.beta)
-    h_x, h_g, h_b = c3 * stats.scale, c3 * np.maximum(g_abs, 1.0), c3 * np.maximum(b_abs, 1.0)
+    h_g, h_b = c3 * np.maximum(g_abs, 1.0), c3 * np.maximum(b_abs, 1.0)
+    # A channel with gamma = 0 has y = beta whatever its x (G1 is 0 at any step), so only the
+    # rounding E_L / h is left, smallest for the largest step: the coarsest step of the case.
+    h_x = np.where(g_abs > 0, c3 * stats.scale, c3 * max(float(np.max(stats.scale)), 1.0))
     xh, E, ady = np.abs(stats.x_hat), ch.x_hat_error(), np.abs(dy)
     # G2: the rounding of L, with the magnitudes reachable within the steps (x_hat moves by
     # <= 2 c3 when x moves by <= 2 h_x, centered).

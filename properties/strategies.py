@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from properties.tolerances import precision
+from properties.tolerances import exact_stats, precision
 
 Array = NDArray[np.float64]
 T = TypeVar("T")
@@ -213,6 +213,72 @@ def upstream_gradients(draw: st.DrawFn, shape: tuple[int, ...]) -> Array:
     """A non-uniform upstream gradient dy (uniform dy hides the mean and variance terms)."""
     seed = draw(st.integers(0, 2**32 - 1))
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+# A channel is live when a backward's outputs there are of a size that can be checked: gamma != 0
+# (else dx = gamma (...) is 0 exactly) and var >= LIVE_RATIO (var + eps), i.e. x_hat of rms
+# >= 1e-3, what the smallest deliberate spread 1e-3 gives against the largest eps 1 (else
+# dgamma = sum(dy x_hat) and sum(dx x_hat) are ~0: a constant channel, or one whose values are
+# all ~1e-80, has x_hat ~0, and a comparison of those sums has nothing of their size to miss).
+# A pair (n = 2) has x_hat = +-sqrt(var / (var + eps)) whatever its values, so that its
+# dx_1 = -dx_2 = gamma (dy_1 - dy_2) eps / (2 s**3) is a fraction eps / (var + eps) of its
+# terms' size |gamma dy| / s: a pair is live only with eps >= PAIR_RATIO (var + eps) too.
+LIVE_RATIO = 1e-6
+PAIR_RATIO = 1e-3
+# The inserted live channel's spread: {1} and [0.1, 1e3], so that var >= 2 spread**2 / n >=
+# 2 * 0.01 / MAX_SIZE = 3.9e-5 >= LIVE_RATIO (var + 1) for any eps <= 1 (see `live_channel`);
+# a pair's var / eps in [1e-2, 1e2], within both ratios by a factor >= 9.
+_LIVE_SPREAD = st.one_of(st.just(1.0), st.floats(0.1, 1e3))
+_PAIR_VAR = st.floats(1e-2, 1e2)
+_NONZERO = st.one_of(st.floats(1e-3, 5.0), st.floats(-5.0, -1e-3))
+
+
+def live_channels(case: BatchCase) -> NDArray[np.bool_]:
+    """Per channel: gamma != 0, var >= LIVE_RATIO (var + eps) and, for a pair (two values per
+    channel), eps >= PAIR_RATIO (var + eps) (see LIVE_RATIO)."""
+    stats = exact_stats(case.x, case.axis, case.eps)
+    var, eps = stats.var, case.eps
+    live: NDArray[np.bool_] = (case.gamma != 0) & (var >= LIVE_RATIO * (var + eps))
+    if stats.count == 2:
+        live &= eps >= PAIR_RATIO * (var + eps)
+    return live
+
+
+@st.composite
+def live_channel(draw: st.DrawFn, case: BatchCase) -> BatchCase:
+    """`case` if some channel is live (`live_channels`), else `case` with one live channel
+    inserted at a drawn position along the channel axis.
+
+    Every drawn channel is kept as it is (constant channels, gamma = 0, values ~1e-80, a pair
+    of var >> eps: the hard cases stay), and a backward's comparisons get one channel where a
+    wrong answer shows. The inserted channel has |gamma| in [1e-3, 5], beta as usual, and
+    values offset + spread * w with |offset| <= 10 spread, w in [-1, 1] and w = -1, +1 among
+    them: the squared deviations of two values 2 spread apart sum to >= 2 spread**2, so
+    var >= 2 spread**2 / n, live for spread >= 0.1, n <= MAX_SIZE and eps <= 1 (_LIVE_SPREAD).
+    A pair is offset -+ spread with spread**2 = var = eps r, r in [1e-2, 1e2] (_PAIR_VAR).
+    A channel of one value (n = 1) has var 0: such a case is returned unchanged.
+    """
+    n = case.x.size // case.gamma.size
+    if n < 2 or live_channels(case).any():
+        return case
+    ax = case.axis % case.x.ndim
+    rest = tuple(d for i, d in enumerate(case.x.shape) if i != ax)
+    w = draw(hnp.arrays(np.float64, (n,), elements=st.floats(-1.0, 1.0, allow_subnormal=False)))
+    w[:2] = (-1.0, 1.0)
+    spread = math.sqrt(case.eps * draw(_PAIR_VAR)) if n == 2 else draw(_LIVE_SPREAD)
+    offset = draw(st.floats(-10.0, 10.0)) * spread
+    values = (offset + spread * w).astype(case.dtype).astype(np.float64).reshape(rest)
+    where = draw(st.integers(0, case.gamma.size))
+    rows = np.moveaxis(case.x, ax, 0)
+    x = np.moveaxis(np.concatenate([rows[:where], values[None], rows[where:]]), 0, ax)
+    gamma = np.insert(case.gamma, where, draw(_NONZERO))
+    beta = np.insert(case.beta, where, draw(_PARAM))
+    return dataclasses.replace(
+        case,
+        x=np.ascontiguousarray(x),
+        gamma=gamma.astype(case.dtype).astype(np.float64),
+        beta=beta.astype(case.dtype).astype(np.float64),
+    )
 
 
 def _cast_array(value: Array, dtype: str, max_abs: float) -> Array:
