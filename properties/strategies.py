@@ -230,18 +230,69 @@ PAIR_RATIO = 1e-3
 # a pair's var / eps in [1e-2, 1e2], within both ratios by a factor >= 9.
 _LIVE_SPREAD = st.one_of(st.just(1.0), st.floats(0.1, 1e3))
 _PAIR_VAR = st.floats(1e-2, 1e2)
+# In inference mode with running statistics rm, rv (a frozen backward: dx = gamma dy / sqrt(rv +
+# eps), dgamma = sum(dy (x - rm)) / sqrt(rv + eps)), a channel is live when gamma != 0 (else
+# dx = 0 exactly) and some |x - rm| >= LIVE_SCALE = sqrt(LIVE_RATIO) times both sqrt(rv + eps)
+# (x_r = (x - rm) / sqrt(rv + eps) of size >= 1e-3, as x_hat's rms in training mode: else
+# dgamma is ~0: x - rm = 0 exactly, or ~1e-80, down to its underflow terms) and |x| + |rm| (else
+# dgamma's bound, (n + 5) u sum(|dy| (|x| + |rm|)) / sqrt(rv + eps) for the folded form
+# sum(dy x) - rm sum(dy), exceeds the cancelled sum it bounds).
+LIVE_SCALE = math.sqrt(LIVE_RATIO)
 _NONZERO = st.one_of(st.floats(1e-3, 5.0), st.floats(-5.0, -1e-3))
 
 
-def live_channels(case: BatchCase) -> NDArray[np.bool_]:
-    """Per channel: gamma != 0, var >= LIVE_RATIO (var + eps) and, for a pair (two values per
-    channel), eps >= PAIR_RATIO (var + eps) (see LIVE_RATIO)."""
+def live_channels(case: BatchCase, frozen: tuple[Array, Array] | None = None) -> NDArray[np.bool_]:
+    """Per channel, in training mode: gamma != 0, var >= LIVE_RATIO (var + eps) and, for a pair
+    (two values per channel), eps >= PAIR_RATIO (var + eps) (see LIVE_RATIO).
+
+    With `frozen` = (running_mean, running_var), in inference mode with those statistics:
+    gamma != 0 and max|x - rm| >= LIVE_SCALE max(max(|x| + |rm|), sqrt(rv + eps)) over the
+    channel's values (see LIVE_SCALE); one value per channel is enough.
+    """
+    if frozen is not None:
+        rm, rv = frozen
+        rows = np.moveaxis(case.x, case.axis, 0).reshape(case.gamma.size, -1)
+        dev = np.max(np.abs(rows - rm[:, None]), axis=1)
+        size = np.maximum(
+            np.max(np.abs(rows) + np.abs(rm)[:, None], axis=1), np.sqrt(rv + case.eps)
+        )
+        frozen_live: NDArray[np.bool_] = (case.gamma != 0) & (dev >= LIVE_SCALE * size)
+        return frozen_live
     stats = exact_stats(case.x, case.axis, case.eps)
     var, eps = stats.var, case.eps
     live: NDArray[np.bool_] = (case.gamma != 0) & (var >= LIVE_RATIO * (var + eps))
     if stats.count == 2:
         live &= eps >= PAIR_RATIO * (var + eps)
     return live
+
+
+@st.composite
+def _with_live_channel(
+    draw: st.DrawFn, case: BatchCase, spreads: st.SearchStrategy[float]
+) -> tuple[BatchCase, int, float, float]:
+    """(case with a channel inserted, its position, offset and spread): the inserted channel
+    has |gamma| in [1e-3, 5], beta as usual, and values offset + spread * w, spread drawn from
+    `spreads`, |offset| <= 10 spread, w in [-1, 1] with w = -1, +1 among them (-1 for n = 1)."""
+    n = case.x.size // case.gamma.size
+    ax = case.axis % case.x.ndim
+    rest = tuple(d for i, d in enumerate(case.x.shape) if i != ax)
+    w = draw(hnp.arrays(np.float64, (n,), elements=st.floats(-1.0, 1.0, allow_subnormal=False)))
+    w[:2] = (-1.0, 1.0)[:n]
+    spread = draw(spreads)
+    offset = draw(st.floats(-10.0, 10.0)) * spread
+    values = (offset + spread * w).astype(case.dtype).astype(np.float64).reshape(rest)
+    where = draw(st.integers(0, case.gamma.size))
+    rows = np.moveaxis(case.x, ax, 0)
+    x = np.moveaxis(np.concatenate([rows[:where], values[None], rows[where:]]), 0, ax)
+    gamma = np.insert(case.gamma, where, draw(_NONZERO))
+    beta = np.insert(case.beta, where, draw(_PARAM))
+    out = dataclasses.replace(
+        case,
+        x=np.ascontiguousarray(x),
+        gamma=gamma.astype(case.dtype).astype(np.float64),
+        beta=beta.astype(case.dtype).astype(np.float64),
+    )
+    return out, where, offset, spread
 
 
 @st.composite
@@ -261,24 +312,32 @@ def live_channel(draw: st.DrawFn, case: BatchCase) -> BatchCase:
     n = case.x.size // case.gamma.size
     if n < 2 or live_channels(case).any():
         return case
-    ax = case.axis % case.x.ndim
-    rest = tuple(d for i, d in enumerate(case.x.shape) if i != ax)
-    w = draw(hnp.arrays(np.float64, (n,), elements=st.floats(-1.0, 1.0, allow_subnormal=False)))
-    w[:2] = (-1.0, 1.0)
-    spread = math.sqrt(case.eps * draw(_PAIR_VAR)) if n == 2 else draw(_LIVE_SPREAD)
-    offset = draw(st.floats(-10.0, 10.0)) * spread
-    values = (offset + spread * w).astype(case.dtype).astype(np.float64).reshape(rest)
-    where = draw(st.integers(0, case.gamma.size))
-    rows = np.moveaxis(case.x, ax, 0)
-    x = np.moveaxis(np.concatenate([rows[:where], values[None], rows[where:]]), 0, ax)
-    gamma = np.insert(case.gamma, where, draw(_NONZERO))
-    beta = np.insert(case.beta, where, draw(_PARAM))
-    return dataclasses.replace(
-        case,
-        x=np.ascontiguousarray(x),
-        gamma=gamma.astype(case.dtype).astype(np.float64),
-        beta=beta.astype(case.dtype).astype(np.float64),
-    )
+    spreads = _PAIR_VAR.map(lambda r: math.sqrt(case.eps * r)) if n == 2 else _LIVE_SPREAD
+    return draw(_with_live_channel(case, spreads))[0]
+
+
+@st.composite
+def live_frozen_channel(
+    draw: st.DrawFn, case: BatchCase, running_mean: Array, running_var: Array
+) -> tuple[BatchCase, Array, Array]:
+    """(case, running_mean, running_var) if some channel is live in inference mode with those
+    running statistics (`live_channels` with `frozen`), else the three with one such channel
+    inserted at a drawn position: `live_channel`'s values and parameters, with running mean
+    offset and running variance spread**2 r, r in [1e-2, 1e2] (_PAIR_VAR).
+
+    Every drawn channel is kept (gamma = 0, x = rm, values ~1e-80: the hard cases stay). The
+    inserted channel is live for any n >= 1: its w = -1 value has |x - rm| = spread (to the
+    dtype's rounding of offset + spread w, |offset| <= 10 spread), against
+    max(|x| + |rm|) <= 21 spread and sqrt(rv + eps) <= sqrt(100 spread**2 + 1) <= 15 spread
+    (spread >= 0.1, eps <= 1): a ratio >= 1/21 >= LIVE_SCALE.
+    """
+    if live_channels(case, (running_mean, running_var)).any():
+        return case, running_mean, running_var
+    out, where, offset, spread = draw(_with_live_channel(case, _LIVE_SPREAD))
+    rv = spread**2 * draw(_PAIR_VAR)
+    mean = np.insert(running_mean, where, np.float64(offset).astype(case.dtype))
+    var = np.insert(running_var, where, np.float64(rv).astype(case.dtype))
+    return out, mean.astype(np.float64), var.astype(np.float64)
 
 
 def _cast_array(value: Array, dtype: str, max_abs: float) -> Array:
