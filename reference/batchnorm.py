@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from reference import float_range
 from reference._validation import (
     Float64Array,
     as_float64_array,
@@ -36,7 +37,6 @@ from reference._validation import (
     frozen,
     normalize_axis,
 )
-from reference.float_range import check_variance_fits, scaled_difference, scaling_exponents
 
 DEFAULT_EPS = 1e-5
 
@@ -137,15 +137,16 @@ def batch_statistics(x: Float64Array, layout: ChannelLayout, eps: float) -> Stat
     (the one-pass E[x**2] - E[x]**2 cancels catastrophically and is never used).
 
     Near 1.8e308 a sum or square overflows where the results exist (x = +-1e154: var = 1e308,
-    x_hat = +-1): a channel reaching 2**480 is computed as x * 2**-k, exactly, and scaled back
+    x_hat = +-1), and below 2**-479 squares underflow: a channel reaching 2**480, or spreading
+    less than 2**-479, is computed as x * 2**-k with eps * 4**-k, exactly, and scaled back
     (`reference.float_range`; k = 0 elsewhere). var is inf where float64 cannot hold it."""
-    k = scaling_exponents(x, layout.reduce_axes)
+    k = float_range.statistics_exponents(x, layout.reduce_axes, eps)
     xs = np.ldexp(x, -k.reshape(layout.broadcast_shape))  # x * 2**-k; x itself where k = 0
     m0 = layout.mean(xs)
     mean = m0 + layout.mean(xs - layout.expand(m0))
     centered = xs - layout.expand(mean)
     var = layout.mean(centered * centered)
-    k_var = np.where(var > 0, k, 0)  # var = 0 (equal values) at any k, and eps * 4**-k may be 0
+    k_var = np.where(var > 0, k, np.minimum(k, 0))  # var = 0 scaled down: eps * 4**-k may be 0
     inv_std = 1.0 / np.sqrt(var + np.ldexp(eps, -2 * k_var))
     x_hat = centered * layout.expand(inv_std)
     with np.errstate(over="ignore"):  # var beyond float64: inf, reported by the forward
@@ -201,16 +202,10 @@ def batch_norm_forward(
     b = check_channel_vector(beta, "beta", layout.channels, check_finite=check_finite)
 
     mean, var, inv_std, x_hat = batch_statistics(x64, layout, eps_)
-    check_variance_fits(var, inv_std)  # var is a result here: ValueError if inf for a finite x
+    float_range.check_variance_fits(var, inv_std)  # var is a result: ValueError if inf
     y = layout.expand(g) * x_hat + layout.expand(b)
     return BatchNormForward(
-        y=frozen(y),
-        x_hat=frozen(x_hat),
-        mean=frozen(mean),
-        var=frozen(var),
-        inv_std=frozen(inv_std),
-        axis=layout.axis,
-        eps=eps_,
+        frozen(y), frozen(x_hat), frozen(mean), frozen(var), frozen(inv_std), layout.axis, eps_
     )
 
 
@@ -232,20 +227,25 @@ def batch_norm_backward(
         dx     = gamma * inv_std / n * (n * dy - dbeta - x_hat * dgamma)
 
     The derivation from the computation graph is in docs/backward.md; the node-by-node version
-    is `reference.batchnorm_graph.batch_norm_backward_graph`.
+    is `reference.batchnorm_graph.batch_norm_backward_graph`. From finite arguments, a gradient
+    beyond float64 is a ValueError (`reference.float_range.check_gradients_fit`).
     """
     dy64, x64, g, eps_, layout = backward_arguments(
         dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
     )
     _, _, inv_std, x_hat = batch_statistics(x64, layout, eps_)
-    dbeta = layout.sum(dy64)
-    dgamma = layout.sum(dy64 * x_hat)
-    n = layout.count
+    # Exactly dy = dys 2**j (per channel, |dys| < 1), gamma = gs 2**i, inv_std = s 2**m: no overflow
+    j = np.frexp(np.max(np.abs(dy64), axis=layout.reduce_axes))[1]
+    dys, (gs, i), (s, m) = np.ldexp(dy64, -layout.expand(j)), np.frexp(g), np.frexp(inv_std)
+    dbeta, dgamma, n = layout.sum(dys), layout.sum(dys * x_hat), layout.count
     # The three terms: the direct path, the path through the mean, the path through the variance.
-    dx = layout.expand(g * inv_std / n) * (
-        n * dy64 - layout.expand(dbeta) - x_hat * layout.expand(dgamma)
+    dx = layout.expand(gs * s / n) * (
+        n * dys - layout.expand(dbeta) - x_hat * layout.expand(dgamma)
     )
-    return BatchNormBackward(dx=frozen(dx), dgamma=frozen(dgamma), dbeta=frozen(dbeta))
+    with np.errstate(over="ignore"):  # a gradient beyond float64: ValueError below
+        grads = np.ldexp(dx, layout.expand(i + j + m)), np.ldexp(dgamma, j), np.ldexp(dbeta, j)
+    float_range.check_gradients_fit(grads, dy64, x64, g, layout.axis)
+    return BatchNormBackward(*(frozen(v) for v in grads))
 
 
 def batch_norm_inference(
@@ -279,8 +279,8 @@ def batch_norm_inference(
             f"running_var must be >= 0 in every channel, got {float(rv[rv < 0][0])!r} at "
             f"channel {int(np.argmax(rv < 0))}"
         )
-    scale = g / np.sqrt(rv + eps_)
-    y = scaled_difference(x64, layout.expand(rm), layout.expand(scale)) + layout.expand(b)
+    scale = layout.expand(g / np.sqrt(rv + eps_))
+    y = float_range.scaled_difference(x64, layout.expand(rm), scale) + layout.expand(b)
     return frozen(y)
 
 

@@ -36,6 +36,7 @@ from reference.batchnorm import (
     backward_arguments,
     batch_statistics,
 )
+from reference.float_range import check_gradients_fit
 
 
 def batch_norm_backward_graph(
@@ -97,17 +98,7 @@ def batch_norm_backward_graph(
         dx2 = np.ones_like(x64) / n * dmu  # mu = mean(x)
         dx = np.ldexp(dx1 + dx2, -k)  # the gradient with respect to x, not x * 2**-k
 
-    if all(np.isfinite(a).all() for a in (dout, x64, gamma64)):  # then inf or NaN: overflow
-        for name, value in (("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)):
-            overflowed = channel_sum(~np.isfinite(value)).reshape(layout.channels) > 0
-            if overflowed.any():
-                c = int(np.argmax(overflowed))
-                largest_dy = np.max(np.abs(np.take(dout, c, axis=layout.axis)))
-                raise ValueError(
-                    "dy and gamma must be small enough that the gradients and the graph's nodes "
-                    f"are within float64 (at most 1.8e308), got a non-finite {name} in channel "
-                    f"{c}, where max|dy| = {largest_dy:.3g} and gamma = {gamma64[c]:.3g}"
-                )
+    check_gradients_fit((dx, dgamma, dbeta), dout, x64, gamma64, layout.axis)  # inf, NaN: overflow
     return BatchNormBackward(
         dx=frozen(dx),
         dgamma=frozen(dgamma.reshape(layout.channels)),

@@ -9,6 +9,15 @@ x * 2**-k has mean * 2**-k, var * 4**-k, and x_hat unchanged (with eps * 4**-k).
 computes a channel whose values reach 2**480 as x * 2**-k, |x * 2**-k| < 1, and scales back;
 the other channels, k = 0, are computed from x itself and their results are those of the plain
 formulas bit for bit (ldexp(x, 0) is x).
+
+At the other end squares underflow: x = [1, 2, 3] * 1e-160 has var = 6.7e-321, a subnormal
+number with 11 significant bits, and with eps = 2**-1074 that loss reaches inv_std, x_hat and
+the gradients (dx 35% off). A channel whose values spread less than 2**-479 is computed as
+x * 2**j with eps * 4**j (k = -j < 0; j capped so that eps * 4**j < 2**1000) and scaled back
+the same way. The gradients scale too: dy * 2**-j has dbeta, dgamma and dx times 2**-j, and
+gamma * 2**-i has dx times 2**-i. The backward writes dy, gamma and inv_std as numbers below 1
+times a power of two (frexp, exact), so that no sum or product overflows where the gradients
+exist; a gradient beyond float64 is a ValueError.
 """
 
 from __future__ import annotations
@@ -21,6 +30,16 @@ from reference._validation import Float64Array
 # Below 2**480 no step of the two-pass statistics overflows: |x - mean| < 2**481, and a sum of
 # n < 2**62 squares of that size stays below 2**1024 (2 * 481 + 62 = 1024).
 SAFE_EXPONENT = 480
+# A square below 2**-1022 is subnormal: rounded to a multiple of 2**-1074, off by up to 2**-1075.
+# A channel whose values spread (max - min) at least 2**-479 has a deviation |x - mean| of at
+# least 2**-480 (the spread is at most twice the largest deviation), so a sum of squares of at
+# least 2**-960, and the n < 2**62 underflows cost it at most 2**-1013: below u = 2**-53.
+TINY_SPREAD_EXPONENT = -479
+# The scaled eps * 4**j stays below 2**1000 (j is capped): var * 4**j < 1 and eps * 4**j add,
+# square-root and divide without overflow. Where the cap binds, var * 4**j < 1/4 and
+# eps * 4**j >= 2**998: var is too small to change inv_std, and x_hat = centered * inv_std
+# < 2**-499, so a deviation's subnormal rounding (2**-1075) reaches x_hat as less than 2**-1574.
+SCALED_EPS_EXPONENT = 1000
 
 
 def scaling_exponents(x: Float64Array, axes: tuple[int, ...]) -> NDArray[np.int_]:
@@ -28,6 +47,20 @@ def scaling_exponents(x: Float64Array, axes: tuple[int, ...]) -> NDArray[np.int_
     2**(k-1) <= max|x| < 2**k, so that |x * 2**-k| < 1. NaN and infinity give k = 0."""
     _, exponent = np.frexp(np.max(np.abs(x), axis=axes, initial=0.0))
     k: NDArray[np.int_] = np.where(exponent > SAFE_EXPONENT, exponent, 0)
+    return k
+
+
+def statistics_exponents(x: Float64Array, axes: tuple[int, ...], eps: float) -> NDArray[np.int_]:
+    """Per channel the k with which batch norm computes on x * 2**-k and eps * 4**-k: that of
+    `scaling_exponents` for values reaching 2**480; for values that spread less than 2**-479
+    (but not 0), k = -j with j >= 0 the largest such that spread * 2**j < 1 and
+    eps * 4**j < 2**1000; else 0. NaN and infinity give k = 0."""
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, or a spread past 1.8e308
+        spread = np.max(x, axis=axes) - np.min(x, axis=axes)
+    e_spread = np.frexp(spread)[1]  # 2**(e-1) <= spread < 2**e; e = 0 for 0, NaN and infinity
+    j = np.minimum(-e_spread, (SCALED_EPS_EXPONENT - np.frexp(eps)[1]) // 2)  # eps < 2**e too
+    tiny = e_spread <= TINY_SPREAD_EXPONENT
+    k: NDArray[np.int_] = np.where(tiny, -np.maximum(j, 0), scaling_exponents(x, axes))
     return k
 
 
@@ -40,6 +73,39 @@ def check_variance_fits(var: Float64Array, inv_std: Float64Array, name: str = "x
             f"{name} must have a variance that float64 can represent (at most 1.8e308) in every "
             f"channel, got about 2**{-2 * np.log2(inv_std[c]):.1f} in channel {c}"
         )
+
+
+GRADIENTS = ("dx", "dgamma", "dbeta")
+
+
+def check_gradients_fit(
+    gradients: tuple[Float64Array, Float64Array, Float64Array],
+    dy: Float64Array,
+    x: Float64Array,
+    gamma: Float64Array,
+    axis: int,
+) -> None:
+    """ValueError if, from finite dy, x and gamma, a gradient is inf or NaN: it overflowed.
+
+    `gradients` are dx (x's shape), dgamma and dbeta (one value per channel, as a (C,) vector or
+    broadcast along `axis`, the channel axis). dbeta = sum(dy) and dgamma = sum(dy * x_hat) name
+    dy, dx names dy and gamma. With a NaN or infinity among the inputs (``check_finite=False``)
+    nothing is checked: they propagate."""
+    if not all(np.isfinite(a).all() for a in (dy, x, gamma)):
+        return
+    for name, value in zip(GRADIENTS, gradients, strict=True):
+        rows = np.moveaxis(value, axis, 0) if value.ndim == x.ndim else value
+        overflowed = ~np.isfinite(rows.reshape(gamma.size, -1)).all(axis=1)
+        if overflowed.any():
+            c = int(np.argmax(overflowed))
+            largest = np.max(np.abs(np.take(dy, c, axis=axis)))
+            names, of_gamma = (
+                ("dy and gamma", f" and gamma = {gamma[c]:.3g}") if name == "dx" else ("dy", "")
+            )
+            raise ValueError(
+                f"{names} must be small enough that {name} is within float64 (at most 1.8e308), "
+                f"got a non-finite {name} in channel {c}, where max|dy| = {largest:.3g}{of_gamma}"
+            )
 
 
 def scaled_difference(x: Float64Array, center: Float64Array, scale: Float64Array) -> Float64Array:

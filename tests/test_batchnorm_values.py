@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from properties.accuracy_props import BackwardCase, check_backward, check_forward
+from properties.adapter import (
+    BackwardOutput,
+    ForwardOutput,
+    ReferenceImplementation,
+    StrictAccuracy,
+)
+from properties.framework import Measurement
+from properties.highprec import highprec_backward, highprec_forward
 from properties.strategies import BatchCase, batch_cases
-from properties.tolerances import U64
+from properties.tolerances import ETA, U64
 from reference import (
     batch_norm_backward,
     batch_norm_backward_graph,
@@ -19,7 +29,8 @@ from reference import (
     batch_norm_inference,
     identity_params,
 )
-from reference.batchnorm import batch_statistics, training_layout
+from reference.batchnorm import BatchNormBackward, batch_statistics, training_layout
+from reference.float_range import statistics_exponents
 
 
 def test_forward_by_hand_course_layout() -> None:
@@ -233,16 +244,72 @@ def _unscaled_formulas(
 
 @given(batch_cases(dtypes=("float64",)))
 def test_ordinary_input_gives_the_unscaled_formulas_bit_for_bit(case: BatchCase) -> None:
-    # Channels below 2**480 have k = 0 (ldexp(x, 0) is x): the results are those of the plain
-    # two-pass formulas on x, not merely close to them.
+    # Channels below 2**480 that spread at least 2**-479 have k = 0 (ldexp(x, 0) is x): their
+    # results are those of the plain two-pass formulas on x, not merely close to them. (The
+    # strategy's z can make a channel of values near 2e-308: that one is scaled up.)
     out = batch_norm_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     mean, var, inv_std, x_hat, y = _unscaled_formulas(
         case.x, case.gamma, case.beta, case.eps, case.axis
     )
+    layout = training_layout(case.x, case.axis)
+    plain = statistics_exponents(case.x, layout.reduce_axes, case.eps) == 0
     for got, want in ((out.mean, mean), (out.var, var), (out.inv_std, inv_std)):
-        np.testing.assert_array_equal(got, want, strict=True)
-    np.testing.assert_array_equal(out.x_hat, x_hat, strict=True)
-    np.testing.assert_array_equal(out.y, y, strict=True)
+        np.testing.assert_array_equal(got[plain], want[plain], strict=True)
+    for got, want in ((out.x_hat, x_hat), (out.y, y)):
+        kept = np.compress(plain, got, axis=layout.axis), np.compress(plain, want, axis=layout.axis)
+        np.testing.assert_array_equal(*kept, strict=True)
+
+
+def _exponent_range(values: np.ndarray, power: int = 1) -> tuple[int, int]:
+    """The j for which every nonzero value * 2**(power * j) is a normal float64: a range."""
+    exponents = np.frexp(values[values != 0])[1]  # 2**(e - 1) <= |value| < 2**e
+    ends = sorted(
+        (
+            (-1021 - exponents.min(initial=1024)) / power,
+            (1024 - exponents.max(initial=-1021)) / power,
+        )
+    )
+    return math.ceil(ends[0]), math.floor(ends[1])
+
+
+@given(batch_cases(dtypes=("float64",)), st.data())
+def test_forward_and_backward_scale_exactly_with_a_power_of_two(
+    case: BatchCase, data: st.DataObject
+) -> None:
+    # For every j (|j| <= 1000) that keeps x * 2**j, mean * 2**j, var * 4**j and dx * 2**-j
+    # normal (or 0), with eps * 4**j normal and below 2**998 (a tiny channel's scale is capped
+    # by eps * 4**j < 2**1000): batch norm of x * 2**j with eps * 4**j is that of x exactly --
+    # x_hat, y, dgamma and dbeta bit for bit, mean, var, inv_std and dx by the scale -- whether
+    # a channel is computed on x itself, scaled down (reaching 2**480) or scaled up (spreading
+    # less than 2**-479). A channel whose variance underflows is not normal: left out.
+    layout = training_layout(case.x, case.axis)
+    e = math.frexp(case.eps)[1]
+    eps = math.ldexp(case.eps, data.draw(st.integers(-1021 - e, 998 - e), label="eps * 2**i"))
+    dy = np.random.default_rng(3).standard_normal(case.x.shape)
+    out = batch_norm_forward(case.x, case.gamma, case.beta, eps=eps, axis=case.axis)
+    grads = batch_norm_backward(dy, case.x, case.gamma, eps=eps, axis=case.axis)
+    spread = np.ptp(case.x, axis=layout.reduce_axes)
+    assume(np.all((out.var >= 2.0**-1022) | (spread == 0)))
+    ranges = [
+        _exponent_range(np.concatenate([case.x.ravel(), out.mean])),
+        _exponent_range(out.var, 2),
+        _exponent_range(np.array([eps]), 2),
+        _exponent_range(grads.dx, -1),
+        (-1000, 1000),
+        (-1000, (998 - math.frexp(eps)[1]) // 2),  # eps * 4**j < 2**998
+    ]
+    lowest, highest = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    assume(lowest <= 0 <= highest)  # x itself is normal
+    j = data.draw(st.integers(lowest, highest), label="j")
+    scaled_x, scaled_eps = np.ldexp(case.x, j), math.ldexp(eps, 2 * j)
+    scaled = batch_norm_forward(scaled_x, case.gamma, case.beta, eps=scaled_eps, axis=case.axis)
+    for name, power in (("x_hat", 0), ("y", 0), ("mean", 1), ("var", 2), ("inv_std", -1)):
+        want = np.ldexp(getattr(out, name), power * j)
+        np.testing.assert_array_equal(getattr(scaled, name), want, strict=True, err_msg=name)
+    scaled_grads = batch_norm_backward(dy, scaled_x, case.gamma, eps=scaled_eps, axis=case.axis)
+    np.testing.assert_array_equal(scaled_grads.dgamma, grads.dgamma, strict=True)
+    np.testing.assert_array_equal(scaled_grads.dbeta, grads.dbeta, strict=True)
+    np.testing.assert_array_equal(scaled_grads.dx, np.ldexp(grads.dx, -j), strict=True)
 
 
 def test_inference_where_x_minus_running_mean_overflows() -> None:
@@ -341,35 +408,206 @@ def test_graph_backward_scales_exactly_with_a_power_of_two(
     np.testing.assert_array_equal(scaled.dx, np.ldexp(base.dx, -j), strict=True)
 
 
+# --- Tiny data, huge gradients: the results of the same data scaled to O(1), or a ValueError ------
+
+
+class AtScale(ReferenceImplementation):
+    """The reference run on data scaled by powers of two, its results scaled back: it computes
+    on x * 2**sx with eps * 4**sx, dy * 2**sdy and gamma * 2**sg. Batch norm commutes with that
+    exactly (mean times 2**sx, var 4**sx, x_hat and y unchanged, dgamma and dbeta 2**sdy, dx
+    2**(sdy + sg - sx)), so an extreme case is judged as the ordinary case it scales to: against
+    that case's 50-digit values within its derived bounds (`properties.accuracy_props`), which
+    have teeth there, as they have not where a flush to zero is allowed for."""
+
+    def __init__(self, *, x: int = 0, dy: int = 0, gamma: int = 0) -> None:
+        super().__init__(name="reference at scale")
+        self.sx, self.sdy, self.sg = x, dy, gamma
+
+    def forward(
+        self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        at = batch_norm_forward(
+            np.ldexp(x, self.sx), gamma, beta, eps=math.ldexp(eps, 2 * self.sx), axis=axis
+        )
+        return ForwardOutput(at.y, np.ldexp(at.mean, -self.sx), np.ldexp(at.var, -2 * self.sx))
+
+    def backward(
+        self, dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, *, eps: float, axis: int
+    ) -> BackwardOutput:
+        sx, sdy, sg = self.sx, self.sdy, self.sg
+        at = batch_norm_backward(
+            np.ldexp(dy, sdy),
+            np.ldexp(x, sx),
+            np.ldexp(gamma, sg),
+            eps=math.ldexp(eps, 2 * sx),
+            axis=axis,
+        )
+        dx = np.ldexp(at.dx, sx - sdy - sg)
+        return BackwardOutput(dx, np.ldexp(at.dgamma, -sdy), np.ldexp(at.dbeta, -sdy))
+
+
+def assert_within_the_derived_bounds(
+    measured: list[Measurement], *, skip: str = "", teeth: tuple[str, ...] = ()
+) -> None:
+    """Every measurement but `skip` passes; those named in `teeth` (all if empty) could have
+    failed (`Measurement.teeth`: an exact value of 0 leaves nothing to miss)."""
+    for m in measured:
+        assert m.quantity == skip or m.passed, m
+        assert m.quantity == skip or m.teeth or m.quantity not in (teeth or m.quantity), m
+
+
+TINY = np.array([[1e-160], [2e-160], [3e-160]])  # var = 6.7e-321, subnormal: 11 bits
+TINY_DY = np.array([[-1.0], [0.5], [2.0]])
+
+
+@pytest.mark.parametrize(("eps", "s"), [(2.0**-1074, -531), (1e-300, -531), (1e-5, -500)])
+def test_tiny_values_with_a_tiny_eps_against_50_digits(eps: float, s: int) -> None:
+    # The squares of [1, 2, 3] * 1e-160 are subnormal, and so is var = 6.7e-321 (11 bits): with
+    # eps = 2**-1074 the unscaled formulas give dx = +-8.87e156 for +-1.36e157, dgamma 1.3e-4
+    # too large. The channel is computed on x * 2**531 and scaled back: its results are those
+    # of the ordinary case TINY * 2**-s (eps * 4**-s), within that case's two-pass bounds,
+    # except var itself, a subnormal number, within ETA (its rounding) of the 50-digit value.
+    case = BatchCase(
+        np.ldexp(TINY, -s), np.ones(1), np.zeros(1), math.ldexp(eps, -2 * s), 1, "float64"
+    )
+    impl = StrictAccuracy(AtScale(x=s))
+    measured = check_forward(impl, case) + check_backward(impl, BackwardCase(case, TINY_DY))
+    assert_within_the_derived_bounds(measured, skip="var")
+    exact = highprec_backward(TINY_DY, TINY, np.ones(1), eps=eps, axis=1)  # the same yardstick
+    scaled = highprec_backward(TINY_DY, case.x, np.ones(1), eps=case.eps, axis=1)
+    np.testing.assert_array_equal(exact.dx, np.ldexp(scaled.dx, -s), strict=True)
+    var = batch_norm_forward(TINY, np.ones(1), np.zeros(1), eps=eps).var
+    exact_var = highprec_forward(TINY, np.ones(1), np.zeros(1), eps=eps, axis=1).var
+    assert abs(var[0] - exact_var[0]) <= ETA
+
+
+def test_a_variance_negligible_next_to_eps_keeps_the_scale_of_x() -> None:
+    # [0, 2**-540] spreads below 2**-479, but eps = 2**996 allows x * 2 at most (eps * 4**j
+    # < 2**1000): its squares 2**-1080 still round to 0, and var = 0 must not undo that
+    # scale. x_hat = +-2**-541 / sqrt(2**996) = +-2**-1039 exactly (a subnormal number).
+    out = batch_norm_forward(np.array([[0.0], [2.0**-540]]), np.ones(1), np.zeros(1), eps=2.0**996)
+    np.testing.assert_array_equal(out.mean, [2.0**-541])
+    np.testing.assert_array_equal(out.var, [0.0])  # 2**-1082 rounds to 0
+    np.testing.assert_array_equal(out.inv_std, [2.0**-498])
+    np.testing.assert_array_equal(out.x_hat[:, 0], [-(2.0**-1039), 2.0**-1039])
+
+
+@pytest.mark.parametrize(
+    ("column", "eps", "k"),
+    [
+        ([2.0**500, 0.0], 1e-5, 501),  # reaching 2**480: x * 2**-501
+        ([-1.7e308, 1.7e308], 1e-5, 1024),  # the spread 3.4e308 overflows: no warning
+        ([2.0**479, 0.0], 1e-5, 0),
+        ([0.0, 2.0**-479], 1e-5, 0),  # spread 2**-479: squares of 2**-958 are normal
+        ([0.0, 2.0**-480], 1e-5, -479),  # spread 2**-480: x * 2**479 spreads 1/2
+        ([-(2.0**-500), 2.0**-500], 1e-5, -498),  # the spread is max - min = 2**-499
+        ([0.0, 2.0**-1074], 2.0**-1074, -1036),  # eps * 4**1036 = 2**998, below 2**1000
+        ([0.0, 2.0**-540], 2.0**996, -1),  # eps * 4 = 2**998
+        ([0.0, 2.0**-540], 2.0**1000, 0),  # not even x * 2: x itself
+        ([3.0, 3.0], 2.0**-1074, 0),  # no spread: x itself
+        ([np.inf, np.inf], 1e-5, 0),  # inf - inf is NaN: no warning
+        ([np.nan, 1.0], 1e-5, 0),
+    ],
+)
+def test_the_scale_each_channel_is_computed_at(column: list[float], eps: float, k: int) -> None:
+    # x * 2**-k and eps * 4**-k (`reference.float_range`), k per channel: > 0 for values
+    # reaching 2**480, < 0 for values spreading less than 2**-479, 0 for the rest.
+    x = np.array([column, [1.0, 2.0]]).T  # an ordinary channel beside it: k = 0
+    np.testing.assert_array_equal(statistics_exponents(x, (0,), eps), [k, 0])
+
+
+# From finite arguments a non-finite gradient can only be an overflow: of dx = gamma /
+# sqrt(eps) ~ 4.5e321 itself, of dgamma = sum(dy * x_hat) = -2.4e308 or of dbeta = sum(dy) =
+# 2e308. Both backwards say so in one message, naming dy, and gamma for dx.
 GRADIENT_OVERFLOWS = {
-    # case: (x's channel 1, dy's channel 1, gamma[1], eps, the gradient named)
-    "dy * gamma": ([1e100, 2e100, 3e100], [1e10, 0.0, -1e10], 1e300, 1e-5, "dx"),
-    "dx itself": ([0.0, 2.0**-1074, 2.0**-1073], [1.0, 0.0, -1.0], 1e160, 2.0**-1074, "dx"),
-    "dgamma": ([1.0, 2.0, 3.0], [1e308, 0.0, -1e308], 1e-10, 1e-5, "dgamma"),
-    "dbeta": ([1.0, 2.0, 3.0], [1e308, 1e308, 1.0], 1e-10, 1e-5, "dbeta"),
+    # case: (x's channel 1, dy's channel 1, gamma[1], eps, the message)
+    "dx": (
+        [0.0, 2.0**-1074, 2.0**-1073],
+        [1.0, 0.0, -1.0],
+        1e160,
+        2.0**-1074,
+        "dy and gamma must be small enough that dx is within float64 (at most 1.8e308), got a "
+        "non-finite dx in channel 1, where max|dy| = 1 and gamma = 1e+160",
+    ),
+    "dgamma": (
+        [1.0, 2.0, 3.0],
+        [1e308, 0.0, -1e308],
+        1e-10,
+        1e-5,
+        "dy must be small enough that dgamma is within float64 (at most 1.8e308), got a "
+        "non-finite dgamma in channel 1, where max|dy| = 1e+308",
+    ),
+    "dbeta": (
+        [1.0, 2.0, 3.0],
+        [1e308, 1e308, 1.0],
+        1e-10,
+        1e-5,
+        "dy must be small enough that dbeta is within float64 (at most 1.8e308), got a "
+        "non-finite dbeta in channel 1, where max|dy| = 1e+308",
+    ),
 }
 
 
+@pytest.mark.parametrize("backward", [batch_norm_backward, batch_norm_backward_graph])
 @pytest.mark.parametrize("check_finite", [True, False])
 @pytest.mark.parametrize("values", GRADIENT_OVERFLOWS.values(), ids=GRADIENT_OVERFLOWS.keys())
-def test_graph_backward_refuses_results_beyond_float64(
-    values: tuple[list[float], list[float], float, float, str], check_finite: bool
+def test_gradients_beyond_float64_are_a_value_error(
+    values: tuple[list[float], list[float], float, float, str],
+    check_finite: bool,
+    backward: Callable[..., BatchNormBackward],
 ) -> None:
-    # From finite arguments an inf or NaN can only be an overflow: of the node dy * gamma =
-    # 1e310 (dx, about 1e194, exists: the plain reference returns it), of dx = gamma /
-    # sqrt(eps) ~ 4.5e321 itself, of dgamma = sum(dy * x_hat) = -2.4e308 or of dbeta =
-    # sum(dy) = 2e308. Each is a ValueError naming the gradient and the channel, with or
-    # without check_finite.
-    x_column, dy_column, gamma_1, eps, name = values
+    x_column, dy_column, gamma_1, eps, message = values
     x = np.stack([np.arange(1.0, 4.0), x_column], axis=1)
     dy = np.stack([np.zeros(3), dy_column], axis=1)
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        backward(dy, x, np.array([1.0, gamma_1]), eps=eps, check_finite=check_finite)
+
+
+def test_a_sum_of_dy_beyond_float64_is_a_value_error_not_nan() -> None:
+    # dbeta = 1e308 + 1e308 + 1 is not a float64 (unscaled, it is inf and dx NaN, with only
+    # RuntimeWarnings); dgamma = -1.2e308 and dx (about -2e307) are, and are not named.
+    x, dy = np.array([[1.0], [2.0], [3.0]]), np.array([[1e308], [1e308], [1.0]])
     with pytest.raises(
         ValueError,
-        match=r"^dy and gamma must be small enough that the gradients and the graph's nodes are "
-        rf"within float64 \(at most 1\.8e308\), got a non-finite {name} in channel 1, where "
-        + re.escape(f"max|dy| = {max(abs(v) for v in dy_column):.3g} and gamma = {gamma_1:.3g}")
-        + "$",
+        match=r"^dy must be small enough that dbeta is within float64 \(at most 1\.8e308\), got "
+        r"a non-finite dbeta in channel 0, where max\|dy\| = 1e\+308$",
     ):
-        batch_norm_backward_graph(
-            dy, x, np.array([1.0, gamma_1]), eps=eps, check_finite=check_finite
-        )
+        batch_norm_backward(dy, x, np.ones(1))
+    # With a NaN among the arguments (check_finite=False) nothing is checked: it propagates.
+    dy2 = np.hstack([[[np.nan], [0.0], [1.0]], dy])
+    out = batch_norm_backward(dy2, np.hstack([x, x]), np.ones(2), check_finite=False)
+    np.testing.assert_array_equal(out.dbeta, [np.nan, np.inf])
+
+
+# Representable gradients whose unscaled steps overflow (to inf and NaN): n * dy = 4e308;
+# gamma * inv_std = 1e200 * 2**500; and the graph's node dy * gamma = 1e310, where the graph
+# raises. (x, dy, gamma, eps, the scales of `AtScale` that make the case ordinary.)
+INTERMEDIATE_OVERFLOWS = {
+    "n * dy": ([0.0, 0.0, 2.0, 2.0], [1e308, -1e308, 0.0, 0.0], 1.0, 1e-5, (0, 1000, 0)),
+    "gamma * inv_std": (
+        [0.0, 0.0, 0.0],
+        [1e-200, -1e-200, 0.0],
+        1e200,
+        2.0**-1000,
+        (-500, -664, 664),
+    ),
+    "dy * gamma": ([1e100, 2e100, 3e100], [1e10, 1e10, -1e10], 1e300, 1e-5, (333, 33, 997)),
+}
+
+
+@pytest.mark.parametrize(
+    "values", INTERMEDIATE_OVERFLOWS.values(), ids=INTERMEDIATE_OVERFLOWS.keys()
+)
+def test_gradients_whose_steps_overflow_are_computed(
+    values: tuple[list[float], list[float], float, float, tuple[int, int, int]],
+) -> None:
+    x_column, dy_column, gamma_0, eps, (sx, sdy, sg) = values
+    x, dy, gamma = np.array([x_column]).T, np.array([dy_column]).T, np.array([gamma_0])
+    impl = StrictAccuracy(AtScale(x=sx, dy=sdy, gamma=sg))
+    scaled = BatchCase(
+        np.ldexp(x, -sx), np.ldexp(gamma, -sg), np.zeros(1), math.ldexp(eps, -2 * sx), 1, "float64"
+    )
+    measured = check_backward(impl, BackwardCase(scaled, np.ldexp(dy, -sdy)))
+    assert_within_the_derived_bounds(measured, teeth=("dx",))
+    out = batch_norm_backward(dy, x, gamma, eps=eps)
+    assert np.isfinite(out.dx).all()
