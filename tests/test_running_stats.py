@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import properties.running_stats_props as rsp
 from properties.adapter import (
     Array,
+    BackwardOutput,
     ForwardOutput,
     ReferenceImplementation,
     Rounded,
@@ -544,6 +545,77 @@ class _FlushesToZero(ReferenceImplementation):
         new_mean = f(f(a * f(running_mean)) + f(b * mean))
         new_var = f(f(a * f(running_var)) + f(b * var))
         return RunningStats(np.asarray(new_mean, np.float64), np.asarray(new_var, np.float64))
+
+
+class _FlushedFrozenBackward(_FlushesToZero):
+    """The frozen-mode backward as autodiff orders it, dgamma = sum(dy (x - rm)) / sqrt(rv +
+    eps), on a platform that flushes: a subnormal dy (x - rm) is read as 0 before the division."""
+
+    def frozen_backward(
+        self,
+        dy: Array,
+        x: Array,
+        gamma: Array,
+        running_mean: Array,
+        running_var: Array,
+        *,
+        eps: float,
+        axis: int,
+    ) -> BackwardOutput:
+        f = self._f
+        shape = [1] * x.ndim
+        shape[axis % x.ndim] = -1
+        axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+        root = f(np.sqrt(f(f(running_var) + f(eps)))).reshape(shape)
+        dev = f(f(x) - f(running_mean).reshape(shape))
+        dgamma = f(f(f(f(dy) * dev).sum(axis=axes)) / root.ravel())
+        dx = f(f(f(gamma).reshape(shape) * f(dy)) / root)
+        out = (dx, dgamma, f(f(dy).sum(axis=axes)))
+        return BackwardOutput(*(np.asarray(v, dtype=np.float64) for v in out))
+
+
+class _FrozenDgammaZero(_FlushedFrozenBackward):
+    """WRONG: dgamma = 0 (gamma treated as a constant)."""
+
+    def frozen_backward(self, *args: Any, **kwargs: Any) -> BackwardOutput:
+        right = super().frozen_backward(*args, **kwargs)
+        return right._replace(dgamma=np.zeros_like(right.dgamma))
+
+
+def _flax_frozen_case(dy: float) -> GradientCase:
+    """The case Flax failed at float32: x = 2**-126 (the smallest normal float32), rm = rv = 0,
+    gamma = 0, dy = 0.1257: dy (x - rm) = 1.5e-39 is subnormal in float32 and flushed, and the
+    exact dgamma is 4.7e-37 (r = 1 / sqrt(eps) = 316)."""
+    tiny32 = float(np.finfo(np.float32).tiny)
+    case = BatchCase(
+        np.array([[tiny32]]), np.zeros(1), np.zeros(1), float(np.float32(1e-5)), 0, "float32"
+    )
+    return GradientCase(case, np.array([[dy]]), np.zeros(1), np.zeros(1))
+
+
+def test_a_flushed_frozen_backward_product_passes() -> None:
+    impl = _FlushedFrozenBackward("float32")
+    case = _flax_frozen_case(0.1257302165031433)
+    got = impl.frozen_backward(
+        case.dy,
+        case.case.x,
+        case.case.gamma,
+        case.running_mean,
+        case.running_var,
+        eps=case.case.eps,
+        axis=0,
+    )
+    assert got.dgamma[0] == 0.0  # flushed indeed: the exact value is 4.7e-37
+    assert all(m.passed for m in check_frozen_backward(impl, case))
+
+
+def test_a_wrong_frozen_dgamma_still_fails_where_nothing_is_subnormal() -> None:
+    """The floor is added only where a value is subnormal: with dy = 1e3 the product dy x is
+    1.2e-35, normal, and dgamma = 0 is a discrepancy."""
+    case = _flax_frozen_case(1e3)
+    assert all(m.passed for m in check_frozen_backward(_FlushedFrozenBackward("float32"), case))
+    with pytest.raises(PropertyFailure, match="frozen dgamma"):
+        _BY_NAME["frozen-backward"].judge(_FrozenDgammaZero("float32"), case)
 
 
 class _MomentumOnTheWrongSide(_FlushesToZero):
