@@ -46,7 +46,7 @@ pass/fail (n/a where the target lacks the capability, e.g. ONNX has no backward,
 property is not stated at that dtype). A failure prints Hypothesis's minimal example and
 a Python snippet that replays it. Other targets run the batch-norm properties only; the
 reference also runs the mini-batch properties on its own random_mini_batches, and
-`MOD:FN --minibatch` runs them on a user's (in this process).
+`MOD:FN --minibatch` runs them on a user's (in a worker process, as any other target).
 
 The target runs in a worker process of its own (`bnref.isolation`; the reference, which every
 check calls in this process anyway, runs here): an exit, a crash or a signal in it, or a call
@@ -80,6 +80,7 @@ from hypothesis import settings
 
 from bnref.isolation import (
     DEFAULT_TIMEOUT,
+    IsolatedMiniBatchTarget,
     IsolatedTarget,
     TargetLoadError,
     TargetSpec,
@@ -233,32 +234,23 @@ def format_table(results: Sequence[PropertyResult]) -> str:
     return "\n".join(lines)
 
 
-def _minibatch_target(args: argparse.Namespace) -> tuple[Implementation, str]:
-    """`bnref check MOD:FN --minibatch`: the user's mini-batch function of the course's form as
-    a target, and the Python code that builds it. It runs in this process: the properties
-    compare its batches with X and Y in memory (no batch may share memory with them), which a
-    separate process cannot see."""
-    from bnref.targets.user_target import resolve_function  # noqa: PLC0415
-    from properties.minibatch_props import MiniBatchTarget  # noqa: PLC0415
-
+def _minibatch_code(args: argparse.Namespace) -> str:
+    """`bnref check MOD:FN --minibatch`: the Python code that builds the user's mini-batch
+    function as a target in a snippet, after checking the options (a usage error if they do
+    not fit a mini-batch function)."""
     if ":" not in args.target:
         _usage(f"--minibatch needs a TARGET module:function, got {args.target!r}")
     given = [f"--{k.replace('_', '-')}" for k in USER_OPTIONS if getattr(args, k) is not None]
     if given:
         _usage(f"{', '.join(given)} do not apply to a mini-batch function (--minibatch)")
+    if args.memory_format is not None:
+        _usage(f"--memory-format is the torch target's; got TARGET {args.target!r}")
     if parse_dtypes(args.dtype) != ["float64"]:
         _usage("--dtype: a mini-batch function moves values and computes none; it is checked once")
-    try:
-        function = resolve_function(args.target, "TARGET")
-    except (TypeError, ValueError) as exc:
-        _usage(str(exc))
-    name = f"user {args.target}"
-    code = (
-        "from bnref.targets.user_target import resolve_function\n"
-        "from properties.minibatch_props import MiniBatchTarget\n"
-        f"impl = MiniBatchTarget(resolve_function({args.target!r}), {name!r})"
+    return (
+        "from bnref.targets.user_minibatch import load_user_minibatch_target\n"
+        f"impl = load_user_minibatch_target({args.target!r})"
     )
-    return MiniBatchTarget(function, name), code
 
 
 def _minibatch_properties(names: Sequence[str] | None) -> list[Property]:
@@ -364,7 +356,7 @@ your functions (positional arguments, the channel axis where --convention puts i
   mini-batches    TARGET MOD:FN --minibatch
                   random_mini_batches(X, Y, mini_batch_size=64, seed=0)
                     -> [(mini_batch_X, mini_batch_Y), ...]
-                  X (n_x, m), Y (1, m); run in this process (no --timeout)
+                  X (n_x, m), Y (1, m); run in a worker process like the others
 
 bnref check --list-properties prints every property with what it claims."""
 
@@ -529,16 +521,28 @@ def check(argv: Sequence[str]) -> int:
 
 
 def _check_minibatch(args: argparse.Namespace) -> int:
-    """`bnref check MOD:FN --minibatch`: the mini-batch properties on the user's function."""
+    """`bnref check MOD:FN --minibatch`: the mini-batch properties on the user's function, which
+    runs in a worker process as every other target does (`IsolatedMiniBatchTarget`)."""
     profile = _profile(args.profile)
-    pair = _minibatch_target(args)
-    props = _minibatch_properties(args.property)
-    report = _open_report(args.json)
+    timeout = _timeout(args.timeout)
+    code = _minibatch_code(args)
+    worker = TargetWorker(TargetSpec(args.target, ("float64",), minibatch=True), timeout)
+    worker.launch()  # the worker imports the function while the audit imports its properties
     try:
-        return _run(args, profile, [pair], props, timeout=None, report=report)
+        props = _minibatch_properties(args.property)
+        try:
+            worker.start()
+        except TargetLoadError as exc:
+            _usage(str(exc))
+        report = _open_report(args.json)
+        impl = IsolatedMiniBatchTarget(worker)
+        try:
+            return _run(args, profile, [(impl, code)], props, timeout=timeout, report=report)
+        finally:
+            if report is not None:
+                report.close()
     finally:
-        if report is not None:
-            report.close()
+        worker.close()
 
 
 def _run(

@@ -20,6 +20,10 @@ as `TargetRaised` naming its type (a class of the target's own, which the audit 
 with a note saying where in the target it was raised. A write into an argument is copied back
 into the caller's array, so the no-mutation property sees it as if the call were in-process.
 
+A user's mini-batch function (`bnref check MOD:FN --minibatch`) runs the same way, as an
+`IsolatedMiniBatchTarget`: the worker also decides whether a batch shares memory with X or Y,
+which the copies sent back cannot show.
+
 One worker serves the whole run (restarted only after a death or a timeout), so isolation costs
 one interpreter start and one pipe round trip per call. The perturbed points of a gradient check
 (thousands of forward calls per example) go in one message (`IsolatedTarget.forward_many`): the
@@ -55,11 +59,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bnref.targets import load_target
+from bnref.targets.user_minibatch import load_user_minibatch_target
 from bnref.targets.user_target import load_user_target, reference_stand_in
 from properties.adapter import (
     Array,
@@ -70,7 +76,9 @@ from properties.adapter import (
     frozen_backward_of,
 )
 from properties.framework import TargetStopped, Unsupported
+from properties.minibatch_props import Layout, MiniBatches, MiniBatchTarget
 from reference.conventions import get_convention
+from reference.minibatch import random_mini_batches
 
 DEFAULT_TIMEOUT = 60.0  # seconds a call of the target may take (`bnref check --timeout`)
 HEARTBEAT = 0.25  # seconds between the worker's progress reports during a batch of calls
@@ -101,11 +109,14 @@ class TargetLoadError(ValueError):
 @dataclass(frozen=True)
 class TargetSpec:
     """What the worker builds: `target` (a name of `bnref.targets.TARGETS` or module:function),
-    its dtypes, and for a module:function target the options of `load_user_target`."""
+    its dtypes, and for a module:function target the options of `load_user_target`; with
+    `minibatch`, the module:function is a mini-batch function of the course's form
+    (`load_user_minibatch_target`, float64 only)."""
 
     target: str
     dtypes: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    minibatch: bool = False
 
     @property
     def is_user(self) -> bool:
@@ -113,9 +124,18 @@ class TargetSpec:
 
     def build(self, dtype: str) -> Implementation:
         """The target's implementation at `dtype`, built in this process (the worker's)."""
+        if self.minibatch:
+            return load_user_minibatch_target(self.target)
         if self.is_user:
             return load_user_target(self.target, dtype=dtype, **self.options)
         return load_target(self.target, dtype, **self.options)  # torch's memory_format
+
+    def shown(self, method: str) -> str:
+        """`method` of the built implementation as the target's user knows it: forward for a
+        batch of forward calls, the function's own name for a mini-batch function's methods."""
+        if self.minibatch:
+            return self.target.rpartition(":")[2]
+        return _BATCHED.get(method, method)
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,22 @@ class _Meta:
     fixed_case_values: dict[str, object]
     has_frozen_backward: bool = False  # the optional method (`properties.adapter.FrozenBackward`)
     has_layer_step: bool = False  # the optional `layer_step` (`properties.running_stats_props`)
+
+
+def _meta(impl: Implementation) -> _Meta:
+    """What the audit needs to know of `impl` (in the worker); a mini-batch function's
+    convention is "" (it has none: its `convention` raises Unsupported)."""
+    try:
+        convention = impl.convention
+    except Unsupported:
+        convention = ""
+    return _Meta(
+        impl.name,
+        convention,
+        dict(getattr(impl, "fixed_case_values", None) or {}),
+        frozen_backward_of(impl) is not None,
+        callable(getattr(impl, "layer_step", None)),
+    )
 
 
 def _die_with_parent() -> None:
@@ -203,16 +239,7 @@ def serve(fd: int) -> None:
         message = f"TARGET {spec.target!r}: loading it raised {type(exc).__name__}: {exc}"
         _send(conn, ("load-failed", message))
         return
-    meta = {
-        dtype: _Meta(
-            impl.name,
-            impl.convention,
-            dict(getattr(impl, "fixed_case_values", None) or {}),
-            frozen_backward_of(impl) is not None,
-            callable(getattr(impl, "layer_step", None)),
-        )
-        for dtype, impl in impls.items()
-    }
+    meta = {dtype: _meta(impl) for dtype, impl in impls.items()}
     _send(conn, ("loaded", meta))
     while True:
         try:
@@ -394,7 +421,7 @@ class TargetWorker:
         into `args`.
         """
         name = self.meta[dtype].name if dtype in self.meta else self.spec.target
-        shown = _BATCHED.get(method, method)  # the target's method, as its user knows it
+        shown = self.spec.shown(method)  # the target's method, as its user knows it
         if self._process is None:
             try:
                 self.start()
@@ -623,6 +650,46 @@ class IsolatedTarget:
         kwargs = {"momentum": momentum, "num_batches_tracked": num_batches_tracked, "axis": axis}
         out: RunningStats = self._worker.call(
             self._dtype, "update_running_stats", [x, running_mean, running_var], kwargs
+        )
+        return out
+
+
+class IsolatedMiniBatchTarget(MiniBatchTarget):
+    """A user's mini-batch function (`TargetSpec.minibatch`), as the mini-batch properties see
+    it: `batches` and `batches_and_sharing` are calls into `worker`, where the function runs
+    (`load_user_minibatch_target`). Whether a batch shares memory with X or Y is decided there:
+    the batches that come back are copies.
+
+    `stand_in` is the course-form adapter around the reference's `random_mini_batches`:
+    `run_property` asks it which properties are not applicable (drop_last), without the
+    user's code.
+    """
+
+    def __init__(self, worker: TargetWorker) -> None:
+        name = worker.meta["float64"].name
+        super().__init__(self._not_here, name)
+        self._worker = worker
+        self.stand_in = MiniBatchTarget(random_mini_batches, name)
+
+    @staticmethod
+    def _not_here(*_args: object) -> NoReturn:
+        raise AssertionError("the mini-batch function runs in the worker, not here")
+
+    def batches(
+        self, X: Array, Y: Array, size: int, seed: int, *, layout: Layout | None, drop_last: bool
+    ) -> list[tuple[ArrayLike, ArrayLike]]:
+        kwargs = {"layout": layout, "drop_last": drop_last}
+        out: list[tuple[ArrayLike, ArrayLike]] = self._worker.call(
+            "float64", "batches", [X, Y, size, seed], kwargs
+        )
+        return out
+
+    def batches_and_sharing(
+        self, X: Array, Y: Array, size: int, seed: int, *, layout: Layout | None, drop_last: bool
+    ) -> MiniBatches:
+        kwargs = {"layout": layout, "drop_last": drop_last}
+        out: MiniBatches = self._worker.call(
+            "float64", "batches_and_sharing", [X, Y, size, seed], kwargs
         )
         return out
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn
 
 import numpy as np
 from hypothesis import strategies as st
@@ -81,6 +81,15 @@ class MiniBatchCase:
         )
 
 
+class MiniBatches(NamedTuple):
+    """What a mini-batch function returned for (X, Y): its batches, and whether any of them
+    shares memory with X or Y, decided in the process where the function ran (batches sent
+    from a worker process are copies, which share memory with nothing)."""
+
+    batches: list[tuple[ArrayLike, ArrayLike]]
+    shares_memory: bool
+
+
 class MiniBatchTarget:
     """A mini-batch function under test, seen as a `bnref check` target.
 
@@ -128,6 +137,17 @@ class MiniBatchTarget:
         if drop_last:
             raise Unsupported(f"{self._name} takes no drop_last: it always keeps the last batch")
         return list(self._function(X, Y, size, seed))
+
+    def batches_and_sharing(
+        self, X: Array, Y: Array, size: int, seed: int, *, layout: Layout | None, drop_last: bool
+    ) -> MiniBatches:
+        """The function's batches of (X, Y) (`batches`) and whether any shares memory with X
+        or Y, which only the process that called the function can tell."""
+        out = self.batches(X, Y, size, seed, layout=layout, drop_last=drop_last)
+        shared = any(
+            np.shares_memory(np.asarray(b), a) for pair in out for b in pair for a in (X, Y)
+        )
+        return MiniBatches(out, shared)
 
     def _no_batch_norm(self, method: str) -> NoReturn:
         raise Unsupported(f"{self._name} is a mini-batch function: it has no batch-norm {method}")
@@ -269,14 +289,13 @@ def check_pure(impl: Implementation, case: MiniBatchCase) -> list[Measurement]:
     target = _target(impl)
     x, y = case.arrays()
     x0, y0 = x.copy(), y.copy()
-    batches = _call(target, case, x, y, drop_last=case.drop_last)
-    shared = any(
-        np.shares_memory(np.asarray(b), a) for pair in batches for b in pair for a in (x, y)
+    out = target.batches_and_sharing(
+        x, y, case.size, case.seed, layout=case.layout, drop_last=case.drop_last
     )
     unchanged = np.array_equal(x, x0) and np.array_equal(y, y0)
     return [
         _exact("inputs unchanged", unchanged),
-        _exact("batches share no memory with X, Y", not shared),
+        _exact("batches share no memory with X, Y", not out.shares_memory),
     ]
 
 

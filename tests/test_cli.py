@@ -281,7 +281,7 @@ def test_check_a_users_mini_batch_function(
         "property 'minibatch-pairing' failed for user "
         "user_minibatch_example:random_mini_batches_misaligned"
     ) in out
-    assert "impl = MiniBatchTarget(resolve_function(" in out
+    assert "impl = load_user_minibatch_target(" in out
     assert out.rstrip().endswith("0 passed, 1 failed")
 
 
