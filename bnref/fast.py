@@ -2,9 +2,9 @@
 
 `bnref.fast` has the reference's public batch-norm functions (`batch_norm_forward`,
 `batch_norm_backward`, `batch_norm_inference`) with the same signatures, checks, error messages
-and results to rounding, but several times faster on large inputs (`nox -s bench`). It is not the oracle: it is one
-more target that every batch-norm property audits (`bnref check fast`), and the tests compare
-it with `reference.batchnorm`, the plain formulas, to rounding.
+and results to rounding, but several times faster on large inputs (`nox -s bench`). It is not
+the oracle: it is one more target that every batch-norm property audits (`bnref check fast`),
+and the tests compare it with `reference.batchnorm`, the plain formulas, to rounding.
 
 Where the speed comes from: x is viewed as (N, C, L) and cut into blocks of 2**17 values. The
 chain of elementwise steps on one block stays in the CPU cache, so each chain costs one pass

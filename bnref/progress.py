@@ -73,7 +73,8 @@ class Progress:
     `quiet_if_short`, a run that ends before its first line writes nothing at all. With
     `tick_every` (seconds), a background thread calls `tick` that often: a bar's clock then
     runs, and the lines keep coming, while one long step runs. `status` names what runs now,
-    until the next `update`. With `enabled` False it writes nothing. `clock` (seconds, monotonic) is for the tests.
+    until the next `update`. With `enabled` False it writes nothing. `clock` (seconds,
+    monotonic) is for the tests.
     """
 
     def __init__(
