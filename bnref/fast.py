@@ -19,7 +19,8 @@ The blocked passes take finite input whose steps stay in float64's range. A stat
 out NaN or infinite (a NaN or infinity let through with ``check_finite=False``, or values near
 1.8e308 whose sums or squares overflow) sends the call to the reference, which propagates the
 former and scales the latter (`reference.float_range`): the two agree there too, at no cost for
-the ordinary input.
+the ordinary input. So does a variance small enough that its squares were subnormal, with an eps
+too small to dwarf it (`_TINY_VAR`), and per-channel factors of dx beyond float64.
 """
 
 from __future__ import annotations
@@ -297,6 +298,19 @@ def _finite_statistics(
     return stats if _all_finite(*stats) else None
 
 
+# A variance below 2**-958 comes from deviations below 2**-479, whose squares may be
+# subnormal and lose bits (`reference.float_range.statistics_exponents`, which scales such
+# channels). That loss is at most about the variance itself, so it is below u/16 of var + eps
+# unless eps < 2**-900 too; only then does the call go to the reference.
+_TINY_VAR, _TINY_EPS = 2.0**-958, 2.0**-900
+
+
+def _subnormal_squares_matter(var: Float64Array, eps: float) -> bool:
+    """Whether some channel's variance may have lost bits to subnormal squares that eps does
+    not dwarf (see `_TINY_VAR`)."""
+    return eps < _TINY_EPS and bool(np.any(var < _TINY_VAR))
+
+
 def batch_norm_forward(
     x: ArrayLike,
     gamma: ArrayLike,
@@ -324,7 +338,7 @@ def batch_norm_forward(
 
     x3 = _channel_view(x_arr, layout)
     stats = _finite_statistics(x3, _channel_sums(x3, x, "x", check_finite))
-    if stats is None:  # see the module docstring
+    if stats is None or _subnormal_squares_matter(stats[1], eps_):  # see the module docstring
         return plain.batch_norm_forward(
             x, gamma, beta, eps=eps, axis=axis, check_finite=check_finite
         )
@@ -392,6 +406,10 @@ def batch_norm_backward(
             dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
         )
     mean, var, dy_sums, dy_dots = stats
+    if _subnormal_squares_matter(var, eps_):
+        return plain.batch_norm_backward(
+            dy, x, gamma, eps=eps, axis=axis, check_finite=check_finite
+        )
     n = layout.count
     inv_std = 1.0 / np.sqrt(var + eps_)
     dbeta = dy_sums[0]  # sum(dy)
@@ -400,8 +418,8 @@ def batch_norm_backward(
     # factors multiplied first: dx = (scale n) dy - (scale inv_std dgamma)(x - mean) - scale dbeta.
     # Five whole-block operations instead of seven; each folded factor adds one rounding of a
     # per-channel number, relative u, as the seven-step form has one per step.
-    scale = g * inv_std / n
     with np.errstate(over="ignore", invalid="ignore"):  # a product past float64: see below
+        scale = g * inv_std / n
         dy_factor, deviation_factor, shift = scale * n, scale * inv_std * dgamma, scale * dbeta
     if not _all_finite(dy_factor, deviation_factor, shift):  # inv_std**2 beyond float64 (tiny
         # eps and var), where the reference's order of steps stays finite: the reference

@@ -398,6 +398,22 @@ def test_values_near_the_float64_limit_give_the_plain_results(
     assert handed == ["batch_norm_forward"] * forward_hands_over + ["batch_norm_backward"]
 
 
+@pytest.mark.parametrize("eps", [2.0**-1074, 1e-300])
+def test_tiny_channels_with_a_tiny_eps_give_the_plain_results(eps: float) -> None:
+    """x = [1, 2, 3] 1e-160: the squared deviations are subnormal. With eps = 2**-1074 they are
+    not negligible next to eps, and the reference scales the channel up (the unscaled sums are
+    1.3e-4 off); the fast path hands the call over. With eps = 1e-300 they are negligible."""
+    x = np.array([[1e-160], [2e-160], [3e-160]])
+    dy, g, b = np.array([[-1.0], [0.5], [2.0]]), np.array([1.0]), np.array([0.0])
+    fast_out, plain_out = batch_norm_forward(x, g, b, eps=eps), plain_forward(x, g, b, eps=eps)
+    fast_grad = batch_norm_backward(dy, x, g, eps=eps)
+    plain_grad = plain_backward(dy, x, g, eps=eps)
+    for name in ("y", "x_hat", "var", "inv_std"):
+        np.testing.assert_allclose(getattr(fast_out, name), getattr(plain_out, name), rtol=8 * U)
+    for name in ("dx", "dgamma", "dbeta"):
+        np.testing.assert_allclose(getattr(fast_grad, name), getattr(plain_grad, name), rtol=8 * U)
+
+
 def test_gradient_factors_past_float64_give_the_plain_results() -> None:
     """With var and eps near 1e-320, gamma inv_std**2 dgamma / n overflows while the
     reference's order of steps (x_hat first) stays finite: the call is handed over."""
