@@ -475,7 +475,12 @@ def batch_norm_inference(
                 f"{float(rv[rv < 0][0])!r} at channel "
                 f"{int(np.argmax(rv < 0))}"
             )
-    scale = g / np.sqrt(rv + eps_)
+    with np.errstate(over="ignore"):  # gamma / sqrt(rv + eps) past float64: the reference's
+        scale = g / np.sqrt(rv + eps_)
+    if not _all_finite(scale):
+        return plain.batch_norm_inference(
+            x, gamma, beta, running_mean, running_var, eps=eps, axis=axis, check_finite=check_finite
+        )
     x3 = _channel_view(x_arr, layout)
     y = np.empty(x_arr.shape)
     y3 = _channel_view(y, layout)

@@ -414,6 +414,16 @@ def test_tiny_channels_with_a_tiny_eps_give_the_plain_results(eps: float) -> Non
         np.testing.assert_allclose(getattr(fast_grad, name), getattr(plain_grad, name), rtol=8 * U)
 
 
+def test_an_inference_scale_past_float64_gives_the_plain_result() -> None:
+    """gamma / sqrt(rv + eps) = 1e300 / 2**-537 is beyond float64 although y may not be: the
+    fast path hands the call over, so its result, error or warnings are the reference's."""
+    args = (np.array([[0.5], [0.5]]), np.array([1e300]), np.array([0.25]), np.array([0.5]))
+    rv, eps = np.array([0.0]), 2.0**-1074
+    assert _outcome(lambda: SimpleNamespace(y=batch_norm_inference(*args, rv, eps=eps))) == (
+        _outcome(lambda: SimpleNamespace(y=plain_inference(*args, rv, eps=eps)))
+    )
+
+
 def test_gradient_factors_past_float64_give_the_plain_results() -> None:
     """With var and eps near 1e-320, gamma inv_std**2 dgamma / n overflows while the
     reference's order of steps (x_hat first) stays finite: the call is handed over."""
