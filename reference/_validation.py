@@ -17,11 +17,10 @@ from numpy.typing import ArrayLike, NDArray
 Float64Array = NDArray[np.float64]
 
 
-def check_bool(value: object, name: str) -> bool:
-    """Return `value` after checking it is a bool (a string such as "no" is truthy: refused)."""
+def check_bool(value: object, name: str) -> None:
+    """Check that `value` is a bool (a string such as "no" is truthy: refused)."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def real_array(value: ArrayLike, name: str, *, allow_bool: bool = False) -> NDArray[Any]:

@@ -17,7 +17,7 @@ from reference import (
     batch_norm_inference,
     identity_params,
 )
-from reference._validation import as_float64_array
+from reference._validation import as_float64_array, as_float64_labels
 from reference.batchnorm import channel_layout
 
 X = np.arange(12.0).reshape(4, 3)
@@ -441,3 +441,62 @@ def test_check_finite_accepts_numpy_bools(fn: Callable[..., object]) -> None:
         fn(x=x, check_finite=np.True_)
     with np.errstate(invalid="ignore"):
         fn(x=x, check_finite=np.False_)  # NaN propagates, no error
+
+
+# --- labels and dtype names ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "want"),
+    [
+        (np.array([[True, False, True]]), [[1.0, 0.0, 1.0]]),
+        (np.array([[2, 0, -1]], dtype=np.int8), [[2.0, 0.0, -1.0]]),
+        (np.array([[0.5, 1.0]], dtype=np.float32), [[0.5, 1.0]]),
+    ],
+    ids=["boolean", "int8", "float32"],
+)
+def test_labels_are_read_as_float64_numbers(labels: Any, want: list[list[float]]) -> None:
+    """The course's Y = (randn(1, m) < 0.5) is boolean; labels of every real kind come back as
+    float64 0/1 or their values, and the input is not modified."""
+    before = labels.copy()
+    got = as_float64_labels(labels, "Y")
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(labels, before)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array([1 + 2j]), "Y must have a boolean, integer or floating dtype, got complex"),
+        (np.array([np.nan, 1.0]), "Y must be finite, got 1 non-finite value(s)"),
+    ],
+)
+def test_labels_that_are_not_real_finite_numbers_are_refused_by_name(
+    labels: Any, message: str
+) -> None:
+    with pytest.raises((TypeError, ValueError), match="^" + re.escape(message)):
+        as_float64_labels(labels, "Y")
+
+
+def test_a_boolean_array_is_refused_where_labels_are_not_expected() -> None:
+    with pytest.raises(
+        TypeError, match=r"^x must have a real integer or floating dtype, got boolean"
+    ):
+        as_float64_array(np.array([True, False]), "x")
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        (np.array([object()]), "object dtype object"),
+        (np.array(["a"]), "string dtype <U1"),
+        (np.array([b"a"]), "bytes dtype |S1"),
+        (np.array([1j]), "complex dtype complex128"),
+        (np.array(["2026-12-05"], dtype="datetime64[D]"), "datetime64[D] dtype datetime64[D]"),
+    ],
+)
+def test_a_refused_dtype_is_named_in_words(value: Any, what: str) -> None:
+    message = f"x must have a real integer or floating dtype, got {what}"
+    with pytest.raises(TypeError, match="^" + re.escape(message) + "$"):
+        as_float64_array(value, "x")
