@@ -542,10 +542,17 @@ def test_inputs_are_never_modified_even_by_a_mutating_f() -> None:
     assert fast.passed
 
 
+@pytest.mark.parametrize("batch_values", [None, 1])
 @pytest.mark.parametrize("mode", ["full", "fast"])
-def test_the_check_uses_the_inputs_as_they_were_at_the_call(mode: str) -> None:
+def test_the_check_uses_the_inputs_as_they_were_at_the_call(
+    mode: str, batch_values: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """f modifies the caller's arrays (through a closure) at every call: the check works on
-    private copies taken at the call, so it still sees the function x**2 at the original x."""
+    private copies taken at the call, so it still sees the function x**2 at the original x.
+    With batches of one value f runs after each point is built, before the next one: the
+    points too are built around the copy, not around the caller's (moved) array."""
+    if batch_values is not None:
+        monkeypatch.setattr(gradcheck, "BATCH_VALUES", batch_values)
     x, v = np.array([1.0, 2.0]), np.array([1.0, -1.0])
     x0, v0 = x.copy(), v.copy()
 
@@ -868,3 +875,21 @@ def test_f_many_gets_batches_of_bounded_size(monkeypatch: pytest.MonkeyPatch) ->
     assert [len(c) for c in many.calls] == [5] * 9 + [3]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("limit", [1, 23, 24, 25, 5 * 24 + 1, 6 * 24, 47 * 24, 48 * 24, 10**6])
+def test_f_many_gets_a_batch_as_soon_as_it_reaches_batch_values(
+    monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """A batch goes to f_many as soon as its points hold BATCH_VALUES input values or more:
+    each batch is the fewest points that reach the limit (the last one: the points left), so a
+    batch exceeds the limit by less than one point. f_many never gets an empty batch, also
+    when the last point fills a batch exactly."""
+    monkeypatch.setattr(gradcheck, "BATCH_VALUES", limit)
+    many = Many()
+    numeric_gradients(f_ab, (A, B), V, f_many=many)
+    per_point = A.size + B.size  # 24 values in each point (a, b)
+    points = 2 * per_point  # two points per element
+    full = -(-limit // per_point)  # the fewest points holding >= limit values
+    want = [full] * (points // full) + ([points % full] if points % full else [])
+    assert [len(c) for c in many.calls] == want
