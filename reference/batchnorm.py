@@ -263,8 +263,8 @@ def batch_norm_inference(
 
     ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``, per channel. Unlike
     training mode any batch size is accepted, including a single example or an empty batch.
-    running_var must be >= 0 (a negative variance would give NaN). `scaled_difference` takes
-    the product also where only x - running_mean exceeds float64.
+    running_var must be >= 0 (a negative variance would give NaN). No step overflows where y
+    is a float64, and a y beyond float64 is a ValueError (`reference.float_range.inference_y`).
     """
     eps_ = check_positive_scalar(eps, "eps")
     x64 = as_float64_array(x, "x", check_finite=check_finite)
@@ -279,8 +279,8 @@ def batch_norm_inference(
             f"running_var must be >= 0 in every channel, got {float(rv[rv < 0][0])!r} at "
             f"channel {int(np.argmax(rv < 0))}"
         )
-    scale = layout.expand(g / np.sqrt(rv + eps_))
-    y = float_range.scaled_difference(x64, layout.expand(rm), scale) + layout.expand(b)
+    # y = gamma / sqrt(running_var + eps) * (x - running_mean) + beta
+    y = float_range.inference_y(x64, *map(layout.expand, (rm, rv, g, b)), eps=eps_)
     return frozen(y)
 
 

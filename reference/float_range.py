@@ -17,7 +17,8 @@ x * 2**j with eps * 4**j (k = -j < 0; j capped so that eps * 4**j < 2**1000) and
 the same way. The gradients scale too: dy * 2**-j has dbeta, dgamma and dx times 2**-j, and
 gamma * 2**-i has dx times 2**-i. The backward writes dy, gamma and inv_std as numbers below 1
 times a power of two (frexp, exact), so that no sum or product overflows where the gradients
-exist; a gradient beyond float64 is a ValueError.
+exist; a gradient beyond float64 is a ValueError. Inference writes its ratio
+gamma / sqrt(running_var + eps) so too where it would leave float64 (`inference_y`).
 """
 
 from __future__ import annotations
@@ -84,13 +85,15 @@ def check_gradients_fit(
     x: Float64Array,
     gamma: Float64Array,
     axis: int,
+    *,
+    dy_name: str = "dy",
 ) -> None:
     """ValueError if, from finite dy, x and gamma, a gradient is inf or NaN: it overflowed.
 
     `gradients` are dx (x's shape), dgamma and dbeta (one value per channel, as a (C,) vector or
     broadcast along `axis`, the channel axis). dbeta = sum(dy) and dgamma = sum(dy * x_hat) name
-    dy, dx names dy and gamma. With a NaN or infinity among the inputs (``check_finite=False``)
-    nothing is checked: they propagate."""
+    dy (as `dy_name`), dx names dy and gamma. With a NaN or infinity among the inputs
+    (``check_finite=False``) nothing is checked: they propagate."""
     if not all(np.isfinite(a).all() for a in (dy, x, gamma)):
         return
     for name, value in zip(GRADIENTS, gradients, strict=True):
@@ -100,7 +103,9 @@ def check_gradients_fit(
             c = int(np.argmax(overflowed))
             largest = np.max(np.abs(np.take(dy, c, axis=axis)))
             names, of_gamma = (
-                ("dy and gamma", f" and gamma = {gamma[c]:.3g}") if name == "dx" else ("dy", "")
+                (f"{dy_name} and gamma", f" and gamma = {gamma[c]:.3g}")
+                if name == "dx"
+                else (dy_name, "")
             )
             raise ValueError(
                 f"{names} must be small enough that {name} is within float64 (at most 1.8e308), "
@@ -119,3 +124,51 @@ def scaled_difference(x: Float64Array, center: Float64Array, scale: Float64Array
     k = (np.maximum(np.abs(x), np.abs(center)) >= 2.0**1000).astype(np.int_)  # 1 or 0
     result: Float64Array = np.ldexp(scale * (np.ldexp(x, -k) - np.ldexp(center, -k)), k)
     return result
+
+
+def inference_y(
+    x: Float64Array,
+    running_mean: Float64Array,
+    running_var: Float64Array,
+    gamma: Float64Array,
+    beta: Float64Array,
+    *,
+    eps: float,
+) -> Float64Array:
+    """``y = gamma / sqrt(running_var + eps) * (x - running_mean) + beta`` elementwise
+    (broadcast), with no step overflowing or underflowing where y is a float64; from finite
+    arguments, a ValueError where it is not.
+
+    running_var + eps past 1.8e308 is taken in quarters and its root doubled. Where
+    2**-1000 < |gamma / sqrt(running_var + eps)| < 2**1000, or gamma = 0 (k = 0), y is
+    ``scaled_difference(x, running_mean, gamma / sqrt(running_var + eps)) + beta`` bit for bit.
+    Elsewhere that ratio would overflow, or lose its bits to underflow while x - running_mean
+    is large: it is r * 2**k (frexp, exact) with 2**500 < |r| < 2**502 if it is large, so that
+    r times a subnormal x - running_mean (>= 2**-1074) is normal, and 2**-502 < |r| < 2**-500
+    if it is small, so that r times x - running_mean of up to 2**1025 is finite; the product is
+    taken with r and scaled by 2**k (where the product is normal, so is r (x - running_mean)).
+    Where that y is beyond float64 (h = 1) it is taken again as twice the y
+    of gamma / 2 and beta / 2: the product alone can pass 1.8e308 where y, with a beta of the
+    other sign, does not.
+    """
+    with np.errstate(over="ignore"):  # running_var + eps beyond float64: its quarters
+        q = np.isinf(running_var + eps).astype(np.int_)
+    std = np.ldexp(np.sqrt(np.ldexp(running_var, -2 * q) + np.ldexp(eps, -2 * q)), q)
+    (g, i), (s, p) = np.frexp(gamma), np.frexp(std)  # gamma / std = g / s * 2**(i - p)
+    k = np.where((np.abs(i - p) < 1000) | (gamma == 0), 0, i - p - 501 * np.sign(i - p))
+    ratio = np.ldexp(g / s, i - p - k)  # gamma / std itself where k = 0
+    with np.errstate(over="ignore"):  # y beyond float64: inf, then a ValueError
+        h = np.isinf(np.ldexp(scaled_difference(x, running_mean, ratio), k) + beta)
+        half = scaled_difference(x, running_mean, np.ldexp(ratio, -h.astype(np.int_)))
+        y: Float64Array = np.ldexp(np.ldexp(half, k) + np.ldexp(beta, -h.astype(np.int_)), h)
+    arguments = (x, running_mean, running_var, gamma, beta)
+    if all(np.isfinite(a).all() for a in arguments) and not np.isfinite(y).all():
+        at = np.unravel_index(np.argmax(~np.isfinite(y)), y.shape)
+        rm, rv, g0, b0 = (np.broadcast_to(a, y.shape)[at] for a in arguments[1:])
+        raise ValueError(
+            "gamma, x and running_var must give y = gamma * (x - running_mean) / "
+            "sqrt(running_var + eps) + beta within float64 (at most 1.8e308), got y = "
+            f"{y[at]} at x[{', '.join(map(str, at))}] = {x[at]:.3g}, where gamma = {g0:.3g}, "
+            f"running_mean = {rm:.3g}, running_var = {rv:.3g}, eps = {eps:.3g} and beta = {b0:.3g}"
+        )
+    return y

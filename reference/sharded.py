@@ -36,7 +36,12 @@ from reference._validation import (
     frozen,
 )
 from reference.batchnorm import DEFAULT_EPS, ChannelLayout, channel_layout
-from reference.float_range import check_variance_fits, scaling_exponents
+from reference.float_range import (
+    check_gradients_fit,
+    check_variance_fits,
+    scaling_exponents,
+    statistics_exponents,
+)
 
 
 @dataclass(frozen=True)
@@ -184,28 +189,26 @@ def _global_stats(shards: Sequence[ArrayLike], eps: float, axis: object) -> _Sha
     layouts = tuple(channel_layout(x, axis, name=f"shards[{k}]") for k, x in enumerate(xs))
     if layouts[0].axis == 0:
         raise ValueError("axis must not be 0: the shards split the batch axis 0, got axis 0")
-    for k, x in enumerate(xs):
+    for index, x in enumerate(xs):
         if x.ndim != xs[0].ndim or x.shape[1:] != xs[0].shape[1:]:
             raise ValueError(
-                f"shards[{k}] must have shape (n_k, *{xs[0].shape[1:]}) like shards[0], "
+                f"shards[{index}] must have shape (n_k, *{xs[0].shape[1:]}) like shards[0], "
                 f"got shape {x.shape}"
             )
-    # One scale per channel for every shard (the largest k any shard needs), so that the
-    # summaries merge as they are; scaled back below (see batchnorm.batch_statistics).
-    k = np.max(
-        [scaling_exponents(x, lay.reduce_axes) for x, lay in zip(xs, layouts, strict=True)], axis=0
-    )
-    summaries = [_shard_summary(x, lay, k) for x, lay in zip(xs, layouts, strict=True)]
-    total = sum(s.count for s in summaries)
+    total = sum(lay.count for lay in layouts)
     if total < 2:
         raise ValueError(
             "shards must hold at least 2 values per channel in total (the variance of one value "
             f"carries no information), got {total}"
         )
+    # One scale per channel for every shard, that of the whole batch in the plain reference
+    # (batchnorm.batch_statistics), so that the summaries merge as they are; scaled back below.
+    k = statistics_exponents(np.concatenate(xs), layouts[0].reduce_axes, eps)
+    summaries = [_shard_summary(x, lay, k) for x, lay in zip(xs, layouts, strict=True)]
     merged = merge_stats(
         [s.count for s in summaries], [s.mean for s in summaries], [s.m2 for s in summaries]
     )
-    k_var = np.where(merged.var > 0, k, 0)  # var = 0 at any k, and eps * 4**-k may be 0
+    k_var = np.where(merged.var > 0, k, np.minimum(k, 0))  # as in batchnorm.batch_statistics
     inv_std = 1.0 / np.sqrt(merged.var + np.ldexp(eps, -2 * k_var))
     x_hats = tuple(
         frozen(
@@ -233,7 +236,9 @@ def sync_batch_norm_forward(
     With (n, mean, M2) = `merge_stats` of the shards' `shard_stats`, var = M2/n (biased) and
     ``inv_std = 1/sqrt(var + eps)``, shard k gives ``y_k = gamma*(x_k - mean)*inv_std + beta``.
     Shards share every dimension but axis 0 (the batch axis); the channel axis must not be 0.
-    A shard may hold 0 or 1 examples; the total must have >= 2 values per channel.
+    A shard may hold 0 or 1 examples; the total must have >= 2 values per channel. Each channel
+    is computed at the power-of-two scale the plain reference gives the whole batch
+    (`reference.float_range.statistics_exponents`), so that no square overflows or underflows.
     """
     eps_ = check_positive_scalar(eps, "eps")
     s = _global_stats(shards, eps_, axis)
@@ -265,7 +270,8 @@ def sync_batch_norm_backward(
     dgamma and dbeta are the sums over all shards, the gradient of the loss summed over the
     whole batch. torch returns only the local shard's part and leaves the reduction to the
     data-parallel wrapper (DistributedDataParallel averages over processes, i.e. divides
-    this sum by the number of processes).
+    this sum by the number of processes). From finite arguments, a gradient beyond float64 is
+    a ValueError naming dys (`reference.float_range.check_gradients_fit`).
     """
     eps_ = check_positive_scalar(eps, "eps")
     s = _global_stats(shards, eps_, axis)
@@ -276,24 +282,35 @@ def sync_batch_norm_backward(
     dy64 = tuple(as_float64_array(d, f"dys[{k}]") for k, d in enumerate(dy_items))
     for k, (d, x) in enumerate(zip(dy64, s.xs, strict=True)):
         check_same_shape(d, f"dys[{k}]", x.shape, f"shards[{k}]")
-    x_hats = s.x_hats
+    x_hats, layout = s.x_hats, s.layouts[0]
+    # As in batchnorm.batch_norm_backward, exactly dy = ds 2**j (per channel over all shards,
+    # |ds| < 1), gamma = gs 2**i and inv_std = r 2**m: no step overflows where the gradients do
+    # not, and a gradient beyond float64 is a ValueError (float_range.check_gradients_fit).
+    j = np.frexp(np.max(np.abs(np.concatenate(dy64)), axis=layout.reduce_axes))[1]
+    ds = tuple(np.ldexp(d, -lay.expand(j)) for d, lay in zip(dy64, s.layouts, strict=True))
+    (gs, i), (r, m) = np.frexp(g), np.frexp(s.inv_std)
     # The all-reduce: per-shard partial sums, added over the shards.
     dbeta = sum(
-        (np.sum(d, axis=lay.reduce_axes) for d, lay in zip(dy64, s.layouts, strict=True)),
+        (np.sum(d, axis=lay.reduce_axes) for d, lay in zip(ds, s.layouts, strict=True)),
         start=np.zeros(g.size),
     )
     dgamma = sum(
         (
             np.sum(d * xh, axis=lay.reduce_axes)
-            for d, xh, lay in zip(dy64, x_hats, s.layouts, strict=True)
+            for d, xh, lay in zip(ds, x_hats, s.layouts, strict=True)
         ),
         start=np.zeros(g.size),
     )
     n = s.n
-    dxs = tuple(
-        frozen(
-            lay.expand(g * s.inv_std / n) * (n * d - lay.expand(dbeta) - xh * lay.expand(dgamma))
+    with np.errstate(over="ignore"):  # a gradient beyond float64: ValueError below
+        dxs = tuple(
+            np.ldexp(
+                lay.expand(gs * r / n) * (n * d - lay.expand(dbeta) - xh * lay.expand(dgamma)),
+                lay.expand(i + j + m),
+            )
+            for d, xh, lay in zip(ds, x_hats, s.layouts, strict=True)
         )
-        for d, xh, lay in zip(dy64, x_hats, s.layouts, strict=True)
-    )
-    return SyncBatchNormBackward(dxs, frozen(dgamma), frozen(dbeta))
+        dgamma, dbeta = np.ldexp(dgamma, j), np.ldexp(dbeta, j)
+    grads, dy = (np.concatenate(dxs), dgamma, dbeta), np.concatenate(dy64)
+    check_gradients_fit(grads, dy, np.concatenate(s.xs), g, layout.axis, dy_name="dys")
+    return SyncBatchNormBackward(tuple(frozen(dx) for dx in dxs), frozen(dgamma), frozen(dbeta))

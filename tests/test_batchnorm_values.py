@@ -611,3 +611,162 @@ def test_gradients_whose_steps_overflow_are_computed(
     assert_within_the_derived_bounds(measured, teeth=("dx",))
     out = batch_norm_backward(dy, x, gamma, eps=eps)
     assert np.isfinite(out.dx).all()
+
+
+# --- Inference where a step leaves float64: y exactly, or a ValueError ---------------------------
+
+# One channel's (x, gamma, beta, running_mean, running_var, eps) and its exact y, where the plain
+# gamma / sqrt(running_var + eps) * (x - running_mean) + beta leaves float64 on the way: every
+# value a power of two times a small integer, so y is exact.
+INFERENCE_STEPS_OUT_OF_RANGE = {
+    # gamma / sqrt(2**-1074) = 1e300 * 2**537 overflows; inf * 0 was NaN
+    "the ratio overflows, x = running_mean": (0.5, 1e300, 3.0, 0.5, 0.0, 2.0**-1074, 3.0),
+    "the ratio overflows": (2.0**-600, 1e300, 0.0, 0.0, 0.0, 2.0**-1074, math.ldexp(1e300, -63)),
+    # the ratio 1.5 * 2**1536 times a subnormal x - running_mean: 3 * 2**-1074
+    "the ratio overflows, x - running_mean is subnormal": (
+        3.0 * 2.0**-1074,
+        1.5 * 2.0**999,
+        0.0,
+        0.0,
+        0.0,
+        2.0**-1074,
+        9.0 * 2.0**461,
+    ),
+    # gamma / sqrt(running_var) = 2**-1100 underflows to 0, x - running_mean = 2**1000: y was beta
+    "the ratio underflows": (
+        2.0**1000,
+        2.0**-1000,
+        2.0**-101,
+        0.0,
+        2.0**200,
+        2.0**-1074,
+        1.5 * 2.0**-100,
+    ),
+    # running_var + eps = 2**1024: sqrt(inf) gave y = beta
+    "running_var + eps overflows": (2.0**600, 3.0, 0.0, 0.0, 2.0**1023, 2.0**1023, 3.0 * 2.0**88),
+    # gamma * (x - running_mean) = 2.25 * 2**1023 is beyond float64, y with beta = -2**1023 is not
+    "the product overflows, y does not": (
+        2.0**1023,
+        1.5,
+        -(2.0**1023),
+        -(2.0**1022),
+        0.0,
+        1.0,
+        1.25 * 2.0**1023,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "values", INFERENCE_STEPS_OUT_OF_RANGE.values(), ids=INFERENCE_STEPS_OUT_OF_RANGE.keys()
+)
+def test_inference_where_a_step_leaves_float64(
+    values: tuple[float, float, float, float, float, float, float],
+) -> None:
+    # The channel gives its exact y (at x = running_mean: beta); an ordinary channel beside it
+    # gives the plain formula's values bit for bit.
+    x0, gamma0, beta0, rm0, rv0, eps, want = values
+    x = np.array([[x0, 3.0], [rm0, -1.0]])
+    gamma, beta = np.array([gamma0, 2.0]), np.array([beta0, 0.5])
+    rm, rv = np.array([rm0, 1.0]), np.array([rv0, 3.0])
+    y = batch_norm_inference(x, gamma, beta, rm, rv, eps=eps)
+    np.testing.assert_array_equal(y[:, 0], [want, beta0], strict=True)
+    plain = 2.0 / np.sqrt(3.0 + eps) * (x[:, 1] - 1.0) + 0.5
+    np.testing.assert_array_equal(y[:, 1], plain, strict=True)
+
+
+INFERENCE_BEYOND_FLOAT64 = {
+    "the product": (
+        (1.5, 1e300, 3.0, 0.5, 0.0, 2.0**-1074),
+        "got y = inf at x[0, 0] = 1.5, where gamma = 1e+300, running_mean = 0.5, "
+        "running_var = 0, eps = 4.94e-324 and beta = 3",
+    ),
+    "the sum with beta": (
+        (2.0**1023, 1.0, 2.0**1023, 0.0, 0.0, 1.0),
+        "got y = inf at x[0, 0] = 8.99e+307, where gamma = 1, running_mean = 0, "
+        "running_var = 0, eps = 1 and beta = 8.99e+307",
+    ),
+    "below -1.8e308": (
+        (-(2.0**1000), 2.0**600, 0.0, 0.0, 2.0**-1000, 2.0**-1000),
+        "got y = -inf at x[0, 0] = -1.07e+301, where gamma = 4.15e+180, running_mean = 0, "
+        "running_var = 9.33e-302, eps = 9.33e-302 and beta = 0",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "values", INFERENCE_BEYOND_FLOAT64.values(), ids=INFERENCE_BEYOND_FLOAT64.keys()
+)
+def test_an_inference_y_beyond_float64_is_a_value_error(
+    values: tuple[tuple[float, float, float, float, float, float], str],
+) -> None:
+    (x0, gamma0, beta0, rm0, rv0, eps), where = values
+    x = np.array([[x0, 1.0], [rm0, 2.0]])
+    arguments = ([gamma0, 1.0], [beta0, 0.0], [rm0, 0.0], [rv0, 1.0])
+    message = (
+        "gamma, x and running_var must give y = gamma * (x - running_mean) / "
+        "sqrt(running_var + eps) + beta within float64 (at most 1.8e308), " + where
+    )
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        batch_norm_inference(x, *map(np.array, arguments), eps=eps)
+
+
+def test_an_inference_y_beyond_float64_propagates_beside_a_nan() -> None:
+    # With a NaN among the arguments (check_finite=False) nothing is checked: inf comes back.
+    x = np.array([[1.5, np.nan]])
+    y = batch_norm_inference(
+        x,
+        np.array([1e300, 1.0]),
+        np.zeros(2),
+        np.array([0.5, 0.0]),
+        np.zeros(2),
+        eps=2.0**-1074,
+        check_finite=False,
+    )
+    np.testing.assert_array_equal(y, [[np.inf, np.nan]])
+
+
+@st.composite
+def _running_statistics(draw: st.DrawFn, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """running_mean and running_var (>= 0, zero included) for `channels` channels."""
+    mean = draw(st.lists(st.floats(-1e3, 1e3), min_size=channels, max_size=channels))
+    var = st.one_of(st.just(0.0), st.floats(1e-6, 1e3))
+    return np.array(mean), np.array(draw(st.lists(var, min_size=channels, max_size=channels)))
+
+
+@given(batch_cases(dtypes=("float64",), min_count=1), st.data())
+def test_inference_scales_exactly_with_powers_of_two(case: BatchCase, data: st.DataObject) -> None:
+    # y of (x, running_mean) * 2**j, (running_var, eps) * 4**j and (gamma, beta) * 2**i is
+    # y * 2**i bit for bit, for every j and i that keep those values, x - running_mean,
+    # running_var + eps, y and the product gamma / sqrt(running_var + eps) * (x - running_mean)
+    # normal (or 0), whichever step would leave float64 on the way: the ratio gamma /
+    # sqrt(running_var + eps), scaled by 2**(i - j), the product and x - running_mean may pass
+    # 1.8e308, running_var + eps too.
+    rm, rv = data.draw(_running_statistics(case.gamma.size), label="running statistics")
+    shape = tuple(-1 if a == case.axis % case.x.ndim else 1 for a in range(case.x.ndim))
+    args = (case.gamma, case.beta, rm, rv)
+    y = batch_norm_inference(case.x, *args, eps=case.eps, axis=case.axis)
+    d = case.x - rm.reshape(shape)
+    product = (case.gamma / np.sqrt(rv + case.eps)).reshape(shape) * d
+    eps = np.array([case.eps])
+    by_j = [(case.x, 1), (rm, 1), (rv, 2), (eps, 2)]  # and d, rv + eps: not past 2**1025
+    by_i = [(case.gamma, 1), (case.beta, 1), (y, 1)]  # and the product: not past 2**1025
+    low_j = max(_exponent_range(v, p)[0] for v, p in [*by_j, (d, 1), (rv + eps, 2)])
+    high_j = min(_exponent_range(v, p)[1] for v, p in by_j)
+    low_i = max(_exponent_range(v, p)[0] for v, p in [*by_i, (product, 1)])
+    high_i = min(_exponent_range(v, p)[1] for v, p in by_i)
+    assume(low_j <= 0 <= high_j and low_i <= 0 <= high_i)  # the unscaled values are normal
+    j = data.draw(st.sampled_from([low_j, high_j]) | st.integers(low_j, high_j), label="j")
+    # i - j the furthest from 0 scales the ratio gamma / sqrt(running_var + eps) past 2**+-1000
+    far = high_i if j <= 0 else low_i
+    i = data.draw(st.just(far) | st.integers(low_i, high_i), label="i")
+    scaled = batch_norm_inference(
+        np.ldexp(case.x, j),
+        np.ldexp(case.gamma, i),
+        np.ldexp(case.beta, i),
+        np.ldexp(rm, j),
+        np.ldexp(rv, 2 * j),
+        eps=math.ldexp(case.eps, 2 * j),
+        axis=case.axis,
+    )
+    np.testing.assert_array_equal(scaled, np.ldexp(y, i), strict=True)

@@ -21,15 +21,18 @@ x_hat mean(dy x_hat)) with D = max|dy|, X = max|x_hat|: |d dx| <= |g|/s D (r (2 
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from properties.accuracy_props import BackwardCase, check_backward, check_forward
+from properties.adapter import BackwardOutput, ForwardOutput, ReferenceImplementation
 from properties.strategies import BatchCase, batch_cases, upstream_gradients
 from properties.tolerances import SAFETY, U64
 from reference.batchnorm import (
@@ -38,6 +41,7 @@ from reference.batchnorm import (
     batch_statistics,
     channel_layout,
 )
+from reference.float_range import statistics_exponents
 from reference.sharded import (
     merge_stats,
     shard_stats,
@@ -172,9 +176,14 @@ def test_sync_forward_equals_plain(pair: tuple[BatchCase, list[Array]]) -> None:
     tol_y = np.abs(case.gamma).reshape(bshape) * tol_x_hat + 2 * SAFETY * U64 * np.abs(want.y)
     _note("sync y", np.abs(y - want.y), tol_y)
     _note("sync mean", np.abs(got.mean - want.mean), 2 * SAFETY * e * s)
-    # inv_std is 1/sqrt(var + eps) of the merged var (the same operations, so bit for bit), and
-    # each side's inv_std errs relatively by <= r (module docstring): twice that between them.
-    assert np.array_equal(got.inv_std, 1.0 / np.sqrt(got.var + case.eps))
+    # inv_std is 1/sqrt(var + eps) of the merged var (the same operations, so bit for bit) where
+    # the channel is computed on x itself (a channel spreading less than 2**-479 is computed on
+    # x * 2**j, as in batch_statistics), and each side's inv_std errs relatively by <= r (module
+    # docstring): twice that between them.
+    reduce = tuple(i for i in range(case.x.ndim) if i != case.axis)
+    itself = statistics_exponents(case.x, reduce, case.eps) == 0
+    want_inv_std = 1.0 / np.sqrt(got.var + case.eps)
+    assert np.array_equal(got.inv_std[itself], want_inv_std[itself])
     _note("sync inv_std", np.abs(got.inv_std - want.inv_std), 2 * SAFETY * r / s)
 
 
@@ -234,33 +243,40 @@ def test_inputs_not_mutated() -> None:
         ([[1.7e308], [1.7e308], [1.7e308]], [2]),  # the sum overflows, var = 0
         ([[1e200], [2e200], [3e200]], [1]),  # var = 6.7e399: only the gradients exist
         ([[1e154, 1.0], [-1e154, 2.0], [5e-324, 4.0]], [1, 1]),  # an empty shard, k = 0 beside
+        ([[1e-160], [2e-160], [3e-160]], [1]),  # subnormal squares: x * 2**j
     ],
 )
-def test_sync_near_the_float64_limit_equals_plain(x: list[list[float]], cuts: list[int]) -> None:
-    # One scale per channel for every shard: the results are those of plain batch norm of the
-    # whole batch to rounding (the merge adds the shards in another order), or its ValueError.
+@pytest.mark.parametrize("eps", [1e-5, 2.0**-1074])
+def test_sync_near_the_float64_limit_equals_plain(
+    x: list[list[float]], cuts: list[int], eps: float
+) -> None:
+    # One scale per channel for every shard, the plain reference's for the whole batch: the
+    # results are those of plain batch norm of the whole batch to rounding (the merge adds the
+    # shards in another order), or its ValueError. (A constant channel with eps = 2**-1074 keeps
+    # the scale of x: eps * 4**-k would be 0.)
     whole = np.array(x)
     parts = np.split(whole, cuts)
     c = whole.shape[1]
     g, b = np.full(c, 0.5), np.full(c, 0.25)
     dy = np.linspace(-1.0, 2.0, whole.size).reshape(whole.shape)
     try:
-        want = batch_norm_forward(whole, g, b)
+        want = batch_norm_forward(whole, g, b, eps=eps)
     except ValueError as exc:
         message = str(exc).replace("x must", "shards must")
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-            sync_batch_norm_forward(parts, g, b)
+            sync_batch_norm_forward(parts, g, b, eps=eps)
     else:
-        got = sync_batch_norm_forward(parts, g, b)
+        got = sync_batch_norm_forward(parts, g, b, eps=eps)
         np.testing.assert_allclose(np.concatenate(got.ys), want.y, rtol=16 * U64)
         np.testing.assert_allclose(got.mean, want.mean, rtol=4 * U64)
         np.testing.assert_allclose(got.var, want.var, rtol=16 * U64)
-    grad = sync_batch_norm_backward(list(np.split(dy, cuts)), parts, g)
-    want_grad = batch_norm_backward(dy, whole, g)
+        np.testing.assert_allclose(got.inv_std, want.inv_std, rtol=16 * U64)
+    grad = sync_batch_norm_backward(list(np.split(dy, cuts)), parts, g, eps=eps)
+    want_grad = batch_norm_backward(dy, whole, g, eps=eps)
     assert np.isfinite(want_grad.dgamma).all()
     # dx = g inv_std (dy - mean(dy) - x_hat mean(dy x_hat)) is a difference: its error is a
     # few n u of the terms' size, |g| inv_std max|dy| (2 + max|x_hat|**2) (module docstring).
-    _, _, inv_std, x_hat = batch_statistics(whole, channel_layout(whole, 1), 1e-5)
+    _, _, inv_std, x_hat = batch_statistics(whole, channel_layout(whole, 1), eps)
     terms = np.abs(g) * inv_std * np.max(np.abs(dy)) * (2 + np.max(x_hat**2, axis=0))
     dx_error = np.abs(np.concatenate(grad.dxs) - want_grad.dx)
     assert np.all(dx_error <= 16 * whole.shape[0] * U64 * terms)
@@ -279,6 +295,198 @@ def test_shard_stats_near_the_float64_limit() -> None:
         r"\(at most 1\.8e308\) in every channel, got about 2\*\*1025\.2 in channel 1$",
     ):
         shard_stats(np.array([[0.0, 1e154], [1.0, -1e154], [2.0, 1e154], [3.0, -1e154]]))
+
+
+# ---- tiny values, huge gradients: the plain reference's scales --------------------------------
+
+
+class ShardedAtScale(ReferenceImplementation):
+    """Synchronized batch norm of the batch cut along axis 0 at `cuts`, run on x * 2**sx with
+    eps * 4**sx and its results scaled back (mean 2**-sx, var 4**-sx, dx 2**sx): an extreme case
+    judged as the ordinary case it scales to, against that case's 50-digit values within the
+    bounds of any backward-stable algorithm (`properties.accuracy_props`), which have teeth
+    there."""
+
+    def __init__(self, cuts: list[int], sx: int) -> None:
+        super().__init__(name="synchronized batch norm at scale")
+        self.cuts, self.sx = cuts, sx
+
+    def forward(
+        self, x: Array, gamma: Array, beta: Array, *, eps: float, axis: int
+    ) -> ForwardOutput:
+        parts = np.split(np.ldexp(x, self.sx), self.cuts)
+        at = sync_batch_norm_forward(
+            parts, gamma, beta, eps=math.ldexp(eps, 2 * self.sx), axis=axis
+        )
+        mean, var = np.ldexp(at.mean, -self.sx), np.ldexp(at.var, -2 * self.sx)
+        return ForwardOutput(np.concatenate(at.ys), mean, var)
+
+    def backward(
+        self, dy: Array, x: Array, gamma: Array, *, eps: float, axis: int
+    ) -> BackwardOutput:
+        parts = np.split(np.ldexp(x, self.sx), self.cuts)
+        dys = np.split(dy, self.cuts)
+        at = sync_batch_norm_backward(
+            dys, parts, gamma, eps=math.ldexp(eps, 2 * self.sx), axis=axis
+        )
+        return BackwardOutput(np.ldexp(np.concatenate(at.dxs), self.sx), at.dgamma, at.dbeta)
+
+
+TINY = np.array([[1e-160], [2e-160], [3e-160]])  # var = 6.7e-321, subnormal: 11 bits
+
+
+@pytest.mark.parametrize("cuts", [[1], [2], [1, 2], [0, 3]])
+@pytest.mark.parametrize(("eps", "s"), [(2.0**-1074, -531), (1e-300, -531), (1e-5, -500)])
+def test_sync_tiny_values_with_a_tiny_eps_against_50_digits(
+    eps: float, s: int, cuts: list[int]
+) -> None:
+    # The squares of [1, 2, 3] * 1e-160 are subnormal: with eps = 2**-1074 the shards' summaries
+    # of x itself gave dx = +-8.87e156 for +-1.36e157. The whole batch's scale, x * 2**531
+    # (`statistics_exponents`, as in the plain reference), gives the results of the ordinary
+    # case TINY * 2**-s within its bounds, but var itself: a subnormal number.
+    case = BatchCase(
+        np.ldexp(TINY, -s), np.ones(1), np.zeros(1), math.ldexp(eps, -2 * s), 1, "float64"
+    )
+    impl = ShardedAtScale(cuts, s)
+    dy = np.array([[-1.0], [0.5], [2.0]])
+    measured = check_forward(impl, case) + check_backward(impl, BackwardCase(case, dy))
+    for m in measured:
+        assert m.quantity == "var" or m.passed, m
+    assert [m.teeth for m in measured if m.quantity in ("x_hat", "dx")] == [True, True]
+
+
+def _exponent_range(values: Array, power: int = 1) -> tuple[int, int]:
+    """The j for which every nonzero value * 2**(power * j) is a normal float64: a range."""
+    exponents = np.frexp(values[values != 0])[1]  # 2**(e - 1) <= |value| < 2**e
+    ends = sorted(
+        (
+            (-1021 - exponents.min(initial=1024)) / power,
+            (1024 - exponents.max(initial=-1021)) / power,
+        )
+    )
+    return math.ceil(ends[0]), math.floor(ends[1])
+
+
+@given(pair=sharded_cases(), data=st.data())
+def test_sync_scales_exactly_with_a_power_of_two(
+    pair: tuple[BatchCase, list[Array]], data: st.DataObject
+) -> None:
+    # For every j that keeps x * 2**j, mean * 2**j, var * 4**j, eps * 4**j and dx * 2**-j normal
+    # (or 0), eps * 4**j below 2**998 (a tiny channel's scale is capped by eps * 4**j < 2**1000):
+    # synchronized batch norm of the shards * 2**j with eps * 4**j is that of the shards exactly,
+    # whether a channel is computed on x itself, scaled down (reaching 2**480) or scaled up
+    # (spreading less than 2**-479). A channel whose variance underflows is not normal: left out.
+    case, parts = pair
+    e = math.frexp(case.eps)[1]
+    eps = math.ldexp(case.eps, data.draw(st.integers(-1021 - e, 998 - e), label="eps * 2**i"))
+    dy = np.random.default_rng(3).standard_normal(case.x.shape)
+    dys = np.split(dy, np.cumsum([p.shape[0] for p in parts])[:-1])
+    out = sync_batch_norm_forward(parts, case.gamma, case.beta, eps=eps, axis=case.axis)
+    grads = sync_batch_norm_backward(dys, parts, case.gamma, eps=eps, axis=case.axis)
+    reduce = tuple(i for i in range(case.x.ndim) if i != case.axis)
+    spread = np.ptp(case.x, axis=reduce)
+    assume(np.all((out.var >= 2.0**-1022) | (spread == 0)))
+    ranges = [
+        _exponent_range(np.concatenate([case.x.ravel(), out.mean])),
+        _exponent_range(out.var, 2),
+        _exponent_range(np.array([eps]), 2),
+        _exponent_range(np.concatenate(grads.dxs), -1),
+        (-1000, (998 - math.frexp(eps)[1]) // 2),  # eps * 4**j < 2**998
+    ]
+    lowest, highest = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    assume(lowest <= 0 <= highest)  # x itself is normal
+    ends = st.sampled_from([lowest, highest])  # the extreme scales, where a step leaves float64
+    j = data.draw(ends | st.integers(lowest, highest), label="j")
+    scaled_parts, scaled_eps = [np.ldexp(p, j) for p in parts], math.ldexp(eps, 2 * j)
+    scaled = sync_batch_norm_forward(
+        scaled_parts, case.gamma, case.beta, eps=scaled_eps, axis=case.axis
+    )
+    for name in ("ys", "x_hats"):
+        for got, want in zip(getattr(scaled, name), getattr(out, name), strict=True):
+            np.testing.assert_array_equal(got, want, strict=True, err_msg=name)
+    for name, power in (("mean", 1), ("var", 2), ("inv_std", -1)):
+        want = np.ldexp(getattr(out, name), power * j)
+        np.testing.assert_array_equal(getattr(scaled, name), want, strict=True, err_msg=name)
+    scaled_grads = sync_batch_norm_backward(
+        dys, scaled_parts, case.gamma, eps=scaled_eps, axis=case.axis
+    )
+    np.testing.assert_array_equal(scaled_grads.dgamma, grads.dgamma, strict=True)
+    np.testing.assert_array_equal(scaled_grads.dbeta, grads.dbeta, strict=True)
+    for got, want in zip(scaled_grads.dxs, grads.dxs, strict=True):
+        np.testing.assert_array_equal(got, np.ldexp(want, -j), strict=True)
+
+
+# Representable gradients whose unscaled steps overflow (to inf and NaN): n * dy = 4e308 and
+# gamma * inv_std = 1e200 * 2**500. (x, dy, gamma, eps) of one channel, cut after 2 values.
+INTERMEDIATE_OVERFLOWS = {
+    "n * dy": ([0.0, 0.0, 2.0, 2.0], [1e308, -1e308, 0.0, 0.0], 1.0, 1e-5),
+    "gamma * inv_std": ([0.0, 0.0, 0.0], [1e-200, -1e-200, 0.0], 1e200, 2.0**-1000),
+}
+
+
+@pytest.mark.parametrize(
+    "values", INTERMEDIATE_OVERFLOWS.values(), ids=INTERMEDIATE_OVERFLOWS.keys()
+)
+def test_sync_gradients_whose_steps_overflow_equal_plain(
+    values: tuple[list[float], list[float], float, float],
+) -> None:
+    # The plain reference's gradients (checked against 50 digits in test_batchnorm_values):
+    # here the merged statistics are exact (mean 1, var 1 or a constant channel), and dbeta
+    # = 0, dgamma = 0 and dx take the plain operations on the same values: to one rounding.
+    x_column, dy_column, gamma0, eps = values
+    x, dy, gamma = np.array([x_column]).T, np.array([dy_column]).T, np.array([gamma0])
+    got = sync_batch_norm_backward(np.split(dy, [2]), np.split(x, [2]), gamma, eps=eps)
+    want = batch_norm_backward(dy, x, gamma, eps=eps)
+    assert np.isfinite(want.dx).all()
+    np.testing.assert_allclose(np.concatenate(got.dxs), want.dx, rtol=2 * U64, atol=0)
+    np.testing.assert_array_equal(got.dgamma, want.dgamma)
+    np.testing.assert_array_equal(got.dbeta, want.dbeta)
+
+
+# From finite arguments a non-finite gradient can only be an overflow: of dx = gamma /
+# sqrt(eps) ~ 4.5e321 itself, of dgamma = sum(dy * x_hat) = -2.4e308 or of dbeta = sum(dy) =
+# 2e308. The message is the plain reference's, naming dys.
+GRADIENT_OVERFLOWS = {
+    # case: (x's channel 1, dy's channel 1, gamma[1], eps, the message)
+    "dx": (
+        [0.0, 2.0**-1074, 2.0**-1073],
+        [1.0, 0.0, -1.0],
+        1e160,
+        2.0**-1074,
+        "dys and gamma must be small enough that dx is within float64 (at most 1.8e308), got a "
+        "non-finite dx in channel 1, where max|dy| = 1 and gamma = 1e+160",
+    ),
+    "dgamma": (
+        [1.0, 2.0, 3.0],
+        [1e308, 0.0, -1e308],
+        1e-10,
+        1e-5,
+        "dys must be small enough that dgamma is within float64 (at most 1.8e308), got a "
+        "non-finite dgamma in channel 1, where max|dy| = 1e+308",
+    ),
+    "dbeta": (
+        [1.0, 2.0, 3.0],
+        [1e308, 1e308, 1.0],
+        1e-10,
+        1e-5,
+        "dys must be small enough that dbeta is within float64 (at most 1.8e308), got a "
+        "non-finite dbeta in channel 1, where max|dy| = 1e+308",
+    ),
+}
+
+
+@pytest.mark.parametrize("cuts", [[1], [0, 3]])
+@pytest.mark.parametrize("values", GRADIENT_OVERFLOWS.values(), ids=GRADIENT_OVERFLOWS.keys())
+def test_sync_gradients_beyond_float64_are_a_value_error(
+    values: tuple[list[float], list[float], float, float, str], cuts: list[int]
+) -> None:
+    x_column, dy_column, gamma1, eps, message = values
+    x = np.stack([np.arange(1.0, 4.0), x_column], axis=1)
+    dy = np.stack([np.zeros(3), dy_column], axis=1)
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        sync_batch_norm_backward(
+            np.split(dy, cuts), np.split(x, cuts), np.array([1.0, gamma1]), eps=eps
+        )
 
 
 # ---- rejections -----------------------------------------------------------------------------
