@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -148,7 +149,19 @@ def update_running_stats(
         )
     correction = n / (n - 1) if conv.unbiased_var else 1.0
     mean = old_w * rm + new_w * bm
-    var = old_w * rv + new_w * (correction * bv)
+    # correction * bv can pass 1.8e308 where the weighted term does not (bv = 1.5e308, n = 2):
+    # from 2**1022 on, bv is halved and the weighted term doubled, both exactly (h = 1).
+    h = (bv >= 2.0**1022).astype(np.int_)
+    with np.errstate(over="ignore"):  # a running variance beyond float64: ValueError below
+        var = old_w * rv + np.ldexp(new_w * (correction * np.ldexp(bv, -h)), h)
+    if not np.isfinite(var).all():
+        c = int(np.argmax(~np.isfinite(var)))
+        raise ValueError(
+            "running_var and batch_var must give a running variance within float64 (at most "
+            f"1.8e308), got a * running_var + b * c * batch_var beyond it in channel {c}, where "
+            f"running_var = {rv[c]:.3g}, batch_var = {bv[c]:.3g}, (a, b) = ({old_w:.3g}, "
+            f"{new_w:.3g}) and c = {correction:.3g}"
+        )
     return RunningStats(mean=frozen(mean), var=frozen(var))
 
 
@@ -163,9 +176,10 @@ def population_statistics(
         E[x]   = (1/K) * sum_k mu_k
         Var[x] = m/(m-1) * (1/K) * sum_k sigma2_k
 
-    batch_means and batch_vars have shape (K, C); K >= 1, count >= 2. Sums are exactly rounded
-    (math.fsum). Raises ValueError for mismatched or wrong shapes, K = 0, negative variances,
-    non-finite values or count < 2.
+    batch_means and batch_vars have shape (K, C); K >= 1, count >= 2. Both are computed exactly
+    (fractions.Fraction: no sum overflows or rounds) and rounded once. Raises ValueError for
+    mismatched or wrong shapes, K = 0, negative variances, non-finite values, count < 2 or a
+    Var[x] beyond float64.
     """
     means = as_float64_array(batch_means, "batch_means")
     variances = as_float64_array(batch_vars, "batch_vars")
@@ -185,7 +199,25 @@ def population_statistics(
             f"{float(variances.min())!r}"
         )
     m = check_int(count, "count", minimum=2)
-    k = means.shape[0]
-    mean = np.array([math.fsum(column) / k for column in means.T])
-    var = np.array([m / (m - 1) * (math.fsum(column) / k) for column in variances.T])
+    mean = np.array([float(_exact_mean(column)) for column in means.T])
+    var = np.array(
+        [_rounded(Fraction(m, m - 1) * _exact_mean(v), c) for c, v in enumerate(variances.T)]
+    )
     return RunningStats(mean=frozen(mean), var=frozen(var))
+
+
+def _exact_mean(column: Float64Array) -> Fraction:
+    """The mean of `column`'s float64 values as an exact fraction."""
+    return sum(map(Fraction, column.tolist()), Fraction(0)) / column.size
+
+
+def _rounded(var: Fraction, channel: int) -> float:
+    """`var` rounded to float64; ValueError, naming batch_vars and count, beyond float64."""
+    try:
+        return float(var)
+    except OverflowError:
+        exponent = math.log2(var.numerator) - math.log2(var.denominator)
+        raise ValueError(
+            "batch_vars and count must give Var[x] = m/(m-1) * mean(batch_vars) within float64 "
+            f"(at most 1.8e308), got about 2**{exponent:.1f} in channel {channel}"
+        ) from None

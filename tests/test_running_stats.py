@@ -1,12 +1,14 @@
 """Running statistics: hand-computed updates per convention, the properties, every rejection."""
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import properties.running_stats_props as rsp
@@ -247,6 +249,138 @@ def test_population_statistics_with_equal_batch_means_and_the_concatenated_batch
     np.testing.assert_allclose(
         whole.var(ddof=1), got.var[0] * (m - 1) / m * (k * m) / (k * m - 1), rtol=4 * U64
     )
+
+
+# --- near the float64 limit: no step overflows where the result exists, else a ValueError ------
+
+MAX = float(np.finfo(np.float64).max)
+
+
+@pytest.mark.parametrize("convention", ["pytorch", "tensorflow"])
+def test_an_unbiased_batch_variance_beyond_float64_is_weighted(convention: str) -> None:
+    # n/(n-1) * batch_var = 2 * 1.5e308 is not a float64; b * 2 * 1.5e308 is (b = 0.1 or
+    # fl(1 - 0.99), the default momenta), and so is a * 1e300 + that: the exact value rounded
+    # once, then the sum. The unweighted product overflowed (inf with a RuntimeWarning only).
+    a, b = CONVENTIONS[convention].weights(CONVENTIONS[convention].momentum)
+    got = update_running_stats([0.0], [0.0], [0.0], [1.5e308], 2, convention=convention)
+    assert got.var[0] == float(Fraction(b) * 2 * Fraction(1.5e308))
+    got = update_running_stats([0.0], [1e300], [0.0], [1.5e308], 2, convention=convention)
+    assert got.var[0] == a * 1e300 + float(Fraction(b) * 2 * Fraction(1.5e308))
+
+
+def test_a_running_variance_beyond_float64_is_a_value_error() -> None:
+    # 0.9 * 1.7e308 + 0.1 * 2 * 1.7e308 = 1.87e308 is beyond float64 (at most 1.8e308).
+    with pytest.raises(
+        ValueError,
+        match=r"^running_var and batch_var must give a running variance within float64 \(at "
+        r"most 1\.8e308\), got a \* running_var \+ b \* c \* batch_var beyond it in channel 1, "
+        r"where running_var = 1\.7e\+308, batch_var = 1\.7e\+308, \(a, b\) = \(0\.9, 0\.1\) and "
+        r"c = 2$",
+    ):
+        update_running_stats([0.0, 0.0], [1.0, 1.7e308], [0.0, 0.0], [1.0, 1.7e308], 2)
+
+
+_UNIT = st.one_of(st.just(0.0), st.floats(1e-3, 1e3))
+
+
+@given(
+    statistics=st.lists(_UNIT, min_size=4, max_size=4),
+    n=st.integers(2, 10_000),
+    m=st.floats(0.0, 1.0),
+    convention=st.sampled_from(sorted(CONVENTIONS)),
+    data=st.data(),
+)
+def test_running_statistics_scale_exactly_with_a_power_of_two(
+    statistics: list[float], n: int, m: float, convention: str, data: st.DataObject
+) -> None:
+    # Means times 2**j and variances times 4**j give results times 2**j and 4**j, bit for bit,
+    # for every j that keeps the arguments, the results and the weighted terms a * running_var
+    # and b * c * batch_var normal (or 0), c * batch_var included or not: from 2**1022 on, it
+    # may pass 1.8e308.
+    rm, rv, bm, bv = statistics
+    base = update_running_stats([rm], [rv], [bm], [bv], n, convention=convention, momentum=m)
+    a, b = CONVENTIONS[convention].weights(m)
+    c = n / (n - 1) if CONVENTIONS[convention].unbiased_var else 1.0
+    means = np.array([rm, bm, base.mean[0], a * rm, b * bm])
+    variances = np.array([rv, bv, base.var[0], a * rv, b * (c * bv)])
+
+    def exponents(values: np.ndarray, power: int) -> tuple[int, int]:
+        e = np.frexp(values[values != 0])[1]  # 2**(e - 1) <= |value| < 2**e: normal from e = -1021
+        low, high = (-1021 - e.min(initial=1024)) / power, (1024 - e.max(initial=-1021)) / power
+        return math.ceil(low), math.floor(high)
+
+    (low_m, high_m), (low_v, high_v) = exponents(means, 1), exponents(variances, 2)
+    low, high = max(low_m, low_v), min(high_m, high_v)
+    assume(low <= 0 <= high)  # the unscaled values are normal
+    j = data.draw(st.sampled_from([low, high]) | st.integers(low, high), label="j")
+    got = update_running_stats(
+        [math.ldexp(rm, j)],
+        [math.ldexp(rv, 2 * j)],
+        [math.ldexp(bm, j)],
+        [math.ldexp(bv, 2 * j)],
+        n,
+        convention=convention,
+        momentum=m,
+    )
+    np.testing.assert_array_equal(got.mean, np.ldexp(base.mean, j), strict=True)
+    np.testing.assert_array_equal(got.var, np.ldexp(base.var, 2 * j), strict=True)
+
+
+def test_population_statistics_whose_sums_overflow() -> None:
+    # The sum of the means, 2**1024, and of the variances, 4 * 2**1023, are beyond float64 (fsum
+    # raised OverflowError); E[x] = 2**1022 and Var[x] = 3/2 * 2**1023 are not.
+    got = population_statistics(
+        [[2.0**1023], [2.0**1023], [2.0**1023], [-(2.0**1023)]], [[2.0**1023]] * 4, 3
+    )
+    np.testing.assert_array_equal(got.mean, [2.0**1022], strict=True)
+    np.testing.assert_array_equal(got.var, [1.5 * 2.0**1023], strict=True)
+    # Both are exact before one rounding: 1.5e308 / 3 and 1000/999 * 1.5e308 once rounded.
+    got = population_statistics([[MAX], [MAX], [-MAX]], [[1.5e308]] * 3, 1000)
+    assert got.mean[0] == float(Fraction(MAX) / 3)
+    assert got.var[0] == float(Fraction(1000, 999) * Fraction(1.5e308))
+
+
+def test_a_population_variance_beyond_float64_is_a_value_error() -> None:
+    # m/(m-1) * mean = 3/2 * MAX = 2**1024.58 is beyond float64 (the sum of the variances too).
+    with pytest.raises(
+        ValueError,
+        match=r"^batch_vars and count must give Var\[x\] = m/\(m-1\) \* mean\(batch_vars\) "
+        r"within float64 \(at most 1\.8e308\), got about 2\*\*1024\.6 in channel 1$",
+    ):
+        population_statistics([[0.0, 0.0], [0.0, 0.0]], [[1.0, MAX], [1.0, MAX]], 3)
+
+
+@given(
+    batches=st.integers(1, 5).flatmap(
+        lambda k: st.tuples(
+            st.lists(st.floats(-1e3, 1e3), min_size=k, max_size=k),
+            st.lists(_UNIT, min_size=k, max_size=k),
+        )
+    ),
+    count=st.integers(2, 1000),
+    data=st.data(),
+)
+def test_population_statistics_scale_exactly_with_a_power_of_two(
+    batches: tuple[list[float], list[float]], count: int, data: st.DataObject
+) -> None:
+    # Exact values rounded once: means times 2**j and variances times 4**j give E[x] times
+    # 2**j and Var[x] times 4**j bit for bit wherever those stay normal (or 0), the sums too
+    # beyond float64.
+    means, variances = (np.array(v)[:, None] for v in batches)
+    base = population_statistics(means, variances, count)
+    values = [
+        (np.concatenate([means.ravel(), base.mean]), 1),
+        (np.concatenate([variances.ravel(), base.var]), 2),
+    ]
+    low = max(math.ceil((-1021 - np.frexp(v[v != 0])[1].min(initial=1024)) / p) for v, p in values)
+    high = min(
+        math.floor((1024 - np.frexp(v[v != 0])[1].max(initial=-1021)) / p) for v, p in values
+    )
+    assume(low <= 0 <= high)  # the unscaled values are normal
+    j = data.draw(st.sampled_from([low, high]) | st.integers(low, high), label="j")
+    got = population_statistics(np.ldexp(means, j), np.ldexp(variances, 2 * j), count)
+    np.testing.assert_array_equal(got.mean, np.ldexp(base.mean, j), strict=True)
+    np.testing.assert_array_equal(got.var, np.ldexp(base.var, 2 * j), strict=True)
 
 
 # --- the properties, wired to the reference --------------------------------------------------
