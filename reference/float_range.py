@@ -140,22 +140,23 @@ def inference_y(
     arguments, a ValueError where it is not.
 
     running_var + eps past 1.8e308 is taken in quarters and its root doubled. Where
-    2**-1000 < |gamma / sqrt(running_var + eps)| < 2**1000, or gamma = 0 (k = 0), y is
+    2**-1000 < |gamma / sqrt(running_var + eps)| < 2**1000 or gamma = 0 (k = 0), y is
     ``scaled_difference(x, running_mean, gamma / sqrt(running_var + eps)) + beta`` bit for bit.
     Elsewhere that ratio would overflow, or lose its bits to underflow while x - running_mean
     is large: it is r * 2**k (frexp, exact) with 2**500 < |r| < 2**502 if it is large, so that
     r times a subnormal x - running_mean (>= 2**-1074) is normal, and 2**-502 < |r| < 2**-500
     if it is small, so that r times x - running_mean of up to 2**1025 is finite; the product is
     taken with r and scaled by 2**k (where the product is normal, so is r (x - running_mean)).
-    Where that y is beyond float64 (h = 1) it is taken again as twice the y
-    of gamma / 2 and beta / 2: the product alone can pass 1.8e308 where y, with a beta of the
-    other sign, does not.
+    Where that y is beyond float64 (h = 1) it is taken again as twice the y of gamma / 2 and
+    beta / 2: the product alone can pass 1.8e308 where y, with a beta of the other sign, does
+    not.
     """
     with np.errstate(over="ignore"):  # running_var + eps beyond float64: its quarters
         q = np.isinf(running_var + eps).astype(np.int_)
     std = np.ldexp(np.sqrt(np.ldexp(running_var, -2 * q) + np.ldexp(eps, -2 * q)), q)
     (g, i), (s, p) = np.frexp(gamma), np.frexp(std)  # gamma / std = g / s * 2**(i - p)
-    k = np.where((np.abs(i - p) < 1000) | (gamma == 0), 0, i - p - 501 * np.sign(i - p))
+    # gamma = 0 has i = 0, and 2**-537 <= sqrt(eps) <= std < 2**513: k = 0
+    k = np.where(np.abs(i - p) < 1000, 0, i - p - 501 * np.sign(i - p))
     ratio = np.ldexp(g / s, i - p - k)  # gamma / std itself where k = 0
     with np.errstate(over="ignore"):  # y beyond float64: inf, then a ValueError
         h = np.isinf(np.ldexp(scaled_difference(x, running_mean, ratio), k) + beta)
