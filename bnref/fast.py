@@ -55,7 +55,6 @@ from reference.batchnorm import (
     channel_layout,
     training_layout,
 )
-from reference.float_range import scaled_difference
 
 # float64, or float32 read in float64 by every step: a float64 copy of x would cost a pass and
 # x's size in float64, for the same values.
@@ -303,6 +302,10 @@ def _finite_statistics(
 # channels). That loss is at most about the variance itself, so it is below u/16 of var + eps
 # unless eps < 2**-900 too; only then does the call go to the reference.
 _TINY_VAR, _TINY_EPS = 2.0**-958, 2.0**-900
+# Where gamma / sqrt(rv + eps) is beyond 2**+-1000 the reference takes it as a mantissa times a
+# power of two (`reference.float_range.inference_y`); inside, y = (x - rm) * scale + beta bit for
+# bit. The fast path keeps to a margin inside and hands the rest over.
+_SCALE_LOW, _SCALE_HIGH = 2.0**-998, 2.0**998
 
 
 def _subnormal_squares_matter(var: Float64Array, eps: float) -> bool:
@@ -475,30 +478,35 @@ def batch_norm_inference(
                 f"{float(rv[rv < 0][0])!r} at channel "
                 f"{int(np.argmax(rv < 0))}"
             )
-    with np.errstate(over="ignore"):  # gamma / sqrt(rv + eps) past float64: the reference's
-        scale = g / np.sqrt(rv + eps_)
-    if not _all_finite(scale):
+
+    def _plain_inference() -> Float64Array:
         return plain.batch_norm_inference(
             x, gamma, beta, running_mean, running_var, eps=eps, axis=axis, check_finite=check_finite
         )
+
+    with np.errstate(over="ignore"):  # rv + eps or gamma / sqrt(rv + eps) past float64
+        scale = g / np.sqrt(rv + eps_)
+    size = np.abs(scale)
+    if not _all_finite(scale) or np.any((size > _SCALE_HIGH) | ((g != 0) & (size < _SCALE_LOW))):
+        return _plain_inference()
     x3 = _channel_view(x_arr, layout)
     y = np.empty(x_arr.shape)
     y3 = _channel_view(y, layout)
 
-    def normalize(box: Box, _: Float64Array) -> None:
+    def normalize(box: Box, _: Float64Array) -> bool:
+        """y = (x - running_mean) * scale + beta on the box; whether every value is finite."""
         xb, yb = x3[box], y3[box]
         # Checked before the arithmetic, which would warn about inf - inf or inf * 0.
         if check_finite and not np.isfinite(xb).all():
             as_float64_array(x, "x")  # raises the error that counts and locates them all
-        rm_c, scale_c = _column(rm[box[1]]), _column(scale[box[1]])
-        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite y is redone below
-            np.subtract(xb, rm_c, out=yb)
-            yb *= scale_c
-        if not np.isfinite(yb).all():
-            # NaN or infinity let through, or x - running_mean beyond float64: the plain
-            # formula, which propagates the former and halves the latter, and warns as it does.
-            yb[...] = scaled_difference(xb.astype(np.float64), rm_c, scale_c)
-        yb += _column(b[box[1]])
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite y: see below
+            np.subtract(xb, _column(rm[box[1]]), out=yb)
+            yb *= _column(scale[box[1]])
+            yb += _column(b[box[1]])
+        return bool(np.isfinite(yb).all())
 
-    _map_blocks(normalize, x3.shape)
+    # NaN or infinity let through, or a step beyond float64 (x - running_mean, the product,
+    # the sum): the reference propagates the former and scales the latter, or raises.
+    if not all(_map_blocks(normalize, x3.shape)):
+        return _plain_inference()
     return frozen(y)

@@ -414,14 +414,32 @@ def test_tiny_channels_with_a_tiny_eps_give_the_plain_results(eps: float) -> Non
         np.testing.assert_allclose(getattr(fast_grad, name), getattr(plain_grad, name), rtol=8 * U)
 
 
-def test_an_inference_scale_past_float64_gives_the_plain_result() -> None:
-    """gamma / sqrt(rv + eps) = 1e300 / 2**-537 is beyond float64 although y may not be: the
-    fast path hands the call over, so its result, error or warnings are the reference's."""
-    args = (np.array([[0.5], [0.5]]), np.array([1e300]), np.array([0.25]), np.array([0.5]))
-    rv, eps = np.array([0.0]), 2.0**-1074
-    assert _outcome(lambda: SimpleNamespace(y=batch_norm_inference(*args, rv, eps=eps))) == (
-        _outcome(lambda: SimpleNamespace(y=plain_inference(*args, rv, eps=eps)))
+@pytest.mark.parametrize(
+    ("x", "gamma", "beta", "rv", "eps", "y"),
+    [
+        # gamma / sqrt(rv + eps) = 1e300 / 2**-537 is beyond float64; x = rm: y = beta
+        (0.0, 1e300, 0.25, 0.0, 2.0**-1074, 0.25),
+        # gamma / sqrt(rv + eps) = 1e-450 underflows, y = 1e-450 * 1e300 does not
+        (1e300, 1e-300, 0.0, 1e300, 1e-5, 1e-150),
+        # rv + eps = 2.7e308 overflows, its root does not
+        (1e300, 1.0, 0.0, 1.7e308, 1e308, 1e300 / (np.sqrt(2.7) * 1e154)),
+        # (x - rm) * scale = 1.87e308 overflows, y = 1.87e308 - 1e308 does not
+        (1.7e308, 1.1, -1e308, 0.0, 1.0, 0.87e308),
+    ],
+    ids=["scale beyond float64", "scale underflows", "rv + eps overflows", "product overflows"],
+)
+def test_inference_steps_past_float64_give_the_plain_result(
+    x: float, gamma: float, beta: float, rv: float, eps: float, y: float
+) -> None:
+    """Where a step of y = (x - rm) gamma / sqrt(rv + eps) + beta leaves float64 but y does not,
+    the reference scales by powers of two; the fast path hands the call over, so its result,
+    error or warnings are the reference's (running_mean = 0)."""
+    args = (np.array([[x], [0.0]]), np.array([gamma]), np.array([beta]), np.zeros(1))
+    got = batch_norm_inference(*args, np.array([rv]), eps=eps)
+    assert _outcome(lambda: SimpleNamespace(y=got)) == _outcome(
+        lambda: SimpleNamespace(y=plain_inference(*args, np.array([rv]), eps=eps))
     )
+    assert got[0, 0] == pytest.approx(y, rel=1e-14)
 
 
 def test_gradient_factors_past_float64_give_the_plain_results() -> None:
