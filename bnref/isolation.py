@@ -81,6 +81,10 @@ from reference.conventions import get_convention
 from reference.minibatch import random_mini_batches
 
 DEFAULT_TIMEOUT = 60.0  # seconds a call of the target may take (`bnref check --timeout`)
+# Loading a target imports it and its framework in a fresh process: seconds for jax or
+# TensorFlow, more on a busy machine. --timeout limits the calls; an import that hangs is
+# stopped after this many seconds, or after --timeout if that is longer.
+LOAD_TIME_FLOOR = 120.0
 HEARTBEAT = 0.25  # seconds between the worker's progress reports during a batch of calls
 _BATCHED = {"forward_many": "forward"}  # a batched method: the target's method it calls
 _USER_FUNCTIONS = ("backward", "inference", "running_stats", "layer")  # a user target's optional
@@ -368,10 +372,12 @@ class TargetWorker:
         reply = self._next(None, f"{what} ended while its worker started")
         if reply[0] != "started":
             raise TargetLoadError(f"{what}: unexpected reply {reply[0]!r} from its worker")
+        limit = None if self.timeout is None else max(self.timeout, LOAD_TIME_FLOOR)
         reply = self._next(
-            self.timeout,
+            limit,
             f"{what} ended while being loaded",
-            f"loading {what} took longer than --timeout {self.timeout or 0:g} s",
+            f"loading {what} took longer than {limit or 0:g} s (--timeout, and at least "
+            f"{LOAD_TIME_FLOOR:g} s for its imports)",
         )
         if reply[0] == "load-failed":
             self.close()

@@ -186,6 +186,7 @@ IMPORT_TIME = {
     "import_base_exception": "class Stop(BaseException):\n    pass\n\nraise Stop('no')\n",
     "import_keyboard_interrupt": "raise KeyboardInterrupt\n",
     "import_error": "import no_such_module_anywhere\n",
+    "import_slowly": "import time\n\ntime.sleep(1.0)\nfrom hostile import honest\n",
 }
 
 
@@ -598,6 +599,19 @@ def test_one_worker_serves_every_call_and_writes_come_back() -> None:
         for _ in range(50):
             impl.forward(*_case(), eps=1e-5, axis=1)
         assert worker.starts == 1
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("on_path")
+def test_loading_may_take_longer_than_a_call() -> None:
+    """--timeout limits the target's calls; its imports (a framework's take seconds, more on a
+    busy machine) have at least LOAD_TIME_FLOOR: a 1 s import loads under a 0.25 s limit."""
+    worker, (impl,) = open_target("import_slowly:honest", ["float64"], KERAS, timeout=0.25)
+    try:
+        x, gamma, beta = _case()
+        y = impl.forward(x, gamma, beta, eps=1e-5, axis=1).y
+        np.testing.assert_allclose(y, (x - x.mean(axis=0)) / x.std(axis=0), rtol=1e-6)
     finally:
         worker.close()
 
