@@ -465,6 +465,13 @@ def test_labels_are_read_as_float64_numbers(labels: Any, want: list[list[float]]
     np.testing.assert_array_equal(labels, before)
 
 
+def test_float64_labels_are_read_in_place() -> None:
+    """As as_float64_array's input: float64 labels are only read, never copied; only boolean
+    labels (and other dtypes) are converted to a new array."""
+    labels = np.array([[1.0, 0.0, 1.0]])
+    assert as_float64_labels(labels, "Y") is labels
+
+
 @pytest.mark.parametrize(
     ("labels", "message"),
     [

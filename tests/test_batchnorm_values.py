@@ -613,6 +613,21 @@ def test_gradients_whose_steps_overflow_are_computed(
     assert np.isfinite(out.dx).all()
 
 
+def test_the_graph_raises_where_its_node_dy_times_gamma_overflows() -> None:
+    # The graph forms dy * gamma (1e10 * 1e300) as a node of its own: beyond float64, where the
+    # closed form above computes dx. Its inf meets x - mu = 0 (inf * 0, NaN) on the way: no
+    # RuntimeWarning escapes, the ValueError names dy and gamma.
+    x_column, dy_column, gamma_0, eps, _ = INTERMEDIATE_OVERFLOWS["dy * gamma"]
+    x, dy, gamma = np.array([x_column]).T, np.array([dy_column]).T, np.array([gamma_0])
+    with pytest.raises(
+        ValueError,
+        match=r"^dy and gamma must be small enough that dx is within float64 \(at most "
+        r"1\.8e308\), got a non-finite dx in channel 0, where max\|dy\| = 1e\+10 and "
+        r"gamma = 1e\+300$",
+    ):
+        batch_norm_backward_graph(dy, x, gamma, eps=eps)
+
+
 # --- Inference where a step leaves float64: y exactly, or a ValueError ---------------------------
 
 # One channel's (x, gamma, beta, running_mean, running_var, eps) and its exact y, where the plain
