@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -512,7 +513,9 @@ def test_a_variance_negligible_next_to_eps_keeps_the_scale_of_x() -> None:
 def test_the_scale_each_channel_is_computed_at(column: list[float], eps: float, k: int) -> None:
     # x * 2**-k and eps * 4**-k (`reference.float_range`), k per channel: > 0 for values
     # reaching 2**480, < 0 for values spreading less than 2**-479, 0 for the rest.
-    x = np.array([column, [1.0, 2.0]]).T  # an ordinary channel beside it: k = 0
+    # An ordinary channel beside it, k = 0, with the lowest value: each channel's spread is
+    # its own max - min.
+    x = np.array([column, [-2.0, 1.0]]).T
     np.testing.assert_array_equal(statistics_exponents(x, (0,), eps), [k, 0])
 
 
@@ -532,6 +535,15 @@ GRADIENT_OVERFLOWS = {
     "dgamma": (
         [1.0, 2.0, 3.0],
         [1e308, 0.0, -1e308],
+        1e-10,
+        1e-5,
+        "dy must be small enough that dgamma is within float64 (at most 1.8e308), got a "
+        "non-finite dgamma in channel 1, where max|dy| = 1e+308",
+    ),
+    # the largest |dy| of channel 1 is not its first value: max|dy| is over the channel
+    "dgamma, max|dy| after a small dy": (
+        [2.0, 1.0, 3.0],
+        [0.5, -1e308, 1e308],
         1e-10,
         1e-5,
         "dy must be small enough that dgamma is within float64 (at most 1.8e308), got a "
@@ -647,6 +659,17 @@ INFERENCE_STEPS_OUT_OF_RANGE = {
         2.0**-1074,
         9.0 * 2.0**461,
     ),
+    # gamma = 1.5 * 2**469 is below sqrt(eps) * 2**1006 = 2**469 * 2: the ratio 1.5 * 2**1006
+    # overflows though gamma's exponent plus sqrt(eps)'s is negative; y = 9 * 2**-69
+    "the ratio overflows from a gamma below 2**470, x - running_mean is subnormal": (
+        3.0 * 2.0**-1074,
+        1.5 * 2.0**469,
+        0.0,
+        0.0,
+        0.0,
+        2.0**-1074,
+        9.0 * 2.0**-69,
+    ),
     # gamma / sqrt(running_var) = 2**-1100 underflows to 0, x - running_mean = 2**1000: y was beta
     "the ratio underflows": (
         2.0**1000,
@@ -724,6 +747,77 @@ def test_an_inference_y_beyond_float64_is_a_value_error(
     )
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         batch_norm_inference(x, *map(np.array, arguments), eps=eps)
+
+
+def test_an_inference_y_beyond_float64_is_named_where_it_is() -> None:
+    # Channel 0 is ordinary; in channel 1, x = running_mean gives y = beta in row 0, and row 1
+    # overflows: the message names x[1, 1] and its channel's arguments.
+    x = np.array([[1.0, 0.5], [2.0, 1.5]])
+    message = (
+        "gamma, x and running_var must give y = gamma * (x - running_mean) / "
+        "sqrt(running_var + eps) + beta within float64 (at most 1.8e308), got y = inf at "
+        "x[1, 1] = 1.5, where gamma = 1e+300, running_mean = 0.5, running_var = 0, "
+        "eps = 4.94e-324 and beta = 3"
+    )
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        batch_norm_inference(
+            x,
+            np.array([1.0, 1e300]),
+            np.array([0.0, 3.0]),
+            np.array([0.0, 0.5]),
+            np.array([1.0, 0.0]),
+            eps=2.0**-1074,
+        )
+
+
+def test_infinite_x_and_beta_of_one_sign_propagate_without_a_warning() -> None:
+    # As in the plain formula: gamma / sqrt(running_var + eps) * (inf - 0) + inf is inf, with
+    # no "invalid value" RuntimeWarning on the way (check_finite=False lets them in).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = batch_norm_inference(
+            np.array([[np.inf, -np.inf]]),
+            np.ones(2),
+            np.array([np.inf, -np.inf]),
+            np.zeros(2),
+            np.ones(2),
+            check_finite=False,
+        )
+    np.testing.assert_array_equal(y, [[np.inf, -np.inf]])
+
+
+# (x, gamma, beta, running_mean, running_var, eps) of one channel whose ratio
+# gamma / sqrt(running_var + eps) is ordinary (between 2**-1000 and 2**1000), where
+# x - running_mean is not: y is the plain formula's, bit for bit.
+INFERENCE_ORDINARY_RATIO = {
+    # ratio 2.1: no step may scale the ratio up, 1e200 * 2**501 is not a float64
+    "x - running_mean = 2e200": (1e200, 3.0, 0.5, -1e200, 2.0, 1e-5),
+    # a subnormal product, 2.99998 * 2**-1074 rounded once to 3 * 2**-1074
+    "subnormal x - running_mean": (3.0 * 2.0**-1074, 1.0, 0.0, 0.0, 1.0, 1e-5),
+    # x and running_mean near 2000 are subtracted as they are (halves only from 2**1000 on):
+    # the product 2**-1032 + 2**-1074, an odd multiple of 2**-1074, is exact
+    "subnormal product of values near 2000": (
+        2000.0 + 2.0**-42,
+        2.0**-990 + 2.0**-1032,
+        0.0,
+        2000.0,
+        0.75,
+        0.25,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "values", INFERENCE_ORDINARY_RATIO.values(), ids=INFERENCE_ORDINARY_RATIO.keys()
+)
+def test_inference_with_an_ordinary_ratio_is_the_plain_formula(
+    values: tuple[float, float, float, float, float, float],
+) -> None:
+    x, gamma, beta, rm, rv = (np.array([v]) for v in values[:5])
+    eps = values[5]
+    y = batch_norm_inference(x.reshape(1, 1), gamma, beta, rm, rv, eps=eps)
+    plain = gamma / np.sqrt(rv + eps) * (x - rm) + beta
+    np.testing.assert_array_equal(y[0], plain, strict=True)
 
 
 def test_an_inference_y_beyond_float64_propagates_beside_a_nan() -> None:

@@ -348,6 +348,31 @@ def test_a_population_variance_beyond_float64_is_a_value_error() -> None:
         r"within float64 \(at most 1\.8e308\), got about 2\*\*1024\.6 in channel 1$",
     ):
         population_statistics([[0.0, 0.0], [0.0, 0.0]], [[1.0, MAX], [1.0, MAX]], 3)
+    # (2 MAX + 1) / 3 * 2/1 = 2**1024.4: the exact Var[x] has the denominator 3, which the
+    # size in the message divides by.
+    with pytest.raises(ValueError, match=r"got about 2\*\*1024\.4 in channel 0$"):
+        population_statistics([[0.0]] * 3, [[MAX], [MAX], [1.0]], 2)
+
+
+@pytest.mark.parametrize(
+    ("batch_var", "count", "momentum"),
+    [
+        (2045.0, 2**20 + 1, 5e-324),  # b * c * batch_var = 2045.002 * 2**-1074, subnormal
+        (3001.0, 2**20 + 1, 5e-324),
+        (1e300, 3, 0.1),
+        (1.5 * 2.0**1021, 2, 0.1),  # c * batch_var = 1.5 * 2**1022, still a float64
+    ],
+)
+def test_a_running_variance_below_2_1022_is_the_plain_formula(
+    batch_var: float, count: int, momentum: float
+) -> None:
+    # Only from batch_var = 2**1022 on may c * batch_var pass 1.8e308 (c = n/(n-1) <= 2); below,
+    # a * running_var + b * (c * batch_var) is computed as it is, bit for bit, also where
+    # b * c * batch_var is subnormal (halving batch_var first would round it a second time).
+    got = update_running_stats([0.0], [0.0], [0.0], [batch_var], count, momentum=momentum)
+    a, b = CONVENTIONS["pytorch"].weights(momentum)
+    c = count / (count - 1)
+    np.testing.assert_array_equal(got.var, [a * 0.0 + b * (c * batch_var)], strict=True)
 
 
 @given(

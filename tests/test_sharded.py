@@ -295,6 +295,11 @@ def test_shard_stats_near_the_float64_limit() -> None:
         r"\(at most 1\.8e308\) in every channel, got about 2\*\*1025\.2 in channel 1$",
     ):
         shard_stats(np.array([[0.0, 1e154], [1.0, -1e154], [2.0, 1e154], [3.0, -1e154]]))
+    # Values from 2**480 on are summarized as x * 2**-k and scaled back: M2 by 4**k.
+    # [3, 1] * 2**500 has mean 2**501 and M2 = 2 * (2**500)**2 = 2**1001, exactly.
+    got = shard_stats(np.array([[3.0 * 2.0**500, 1.0], [2.0**500, 3.0]]))
+    np.testing.assert_array_equal(got.mean, [2.0**501, 2.0], strict=True)
+    np.testing.assert_array_equal(got.m2, [2.0**1001, 2.0], strict=True)
 
 
 # ---- tiny values, huge gradients: the plain reference's scales --------------------------------
