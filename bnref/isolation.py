@@ -275,28 +275,50 @@ def serve(fd: int) -> None:
             _send(conn, ("raised", None, text, "", writes))
 
 
+def _stacked(arrays: Sequence[Any]) -> Any:
+    """`arrays` as one stacked array when they are arrays of one shape and dtype (a single
+    buffer to pickle: a gradient check sends thousands of small ones), else as they are.
+    Iterating the result gives the arrays back, in order."""
+    first = arrays[0] if arrays else None
+    if not isinstance(first, np.ndarray) or not all(
+        isinstance(a, np.ndarray) and a.shape == first.shape and a.dtype == first.dtype
+        for a in arrays
+    ):
+        return arrays
+    return np.stack(arrays)
+
+
+def _rows(column: Any) -> Sequence[Any]:
+    """The arrays `_stacked` made `column` of, each a copy of its own (as the target would get
+    it in-process: not a view into a shared buffer)."""
+    return [row.copy() for row in column] if isinstance(column, np.ndarray) else column
+
+
 def _forward_many(
     conn: Connection,
     impl: Implementation,
-    points: Sequence[tuple[Array, Array, Array]],
+    xs: Sequence[Array],
+    gammas: Sequence[Array],
+    betas: Sequence[Array],
     *,
     eps: float,
     axis: int,
-) -> list[Array]:
-    """y of `impl.forward` at each (x, gamma, beta) of `points`, in order (in the worker).
+) -> Any:
+    """y of `impl.forward` at each (xs[i], gammas[i], betas[i]), in order (in the worker),
+    stacked if they can be (`_stacked`).
 
     After a call that ends HEARTBEAT seconds or more after the last message sent, a progress
     message tells the audit that the target is still answering (see the module docstring).
     """
     ys = []
     last = time.monotonic()
-    for x, gamma, beta in points:
+    for x, gamma, beta in zip(_rows(xs), _rows(gammas), _rows(betas), strict=True):
         ys.append(impl.forward(x, gamma, beta, eps=eps, axis=axis).y)
         now = time.monotonic()
         if now - last >= HEARTBEAT:
             _send(conn, ("progress",))
             last = now
-    return ys
+    return _stacked(ys)
 
 
 _LIVE: weakref.WeakSet[TargetWorker] = weakref.WeakSet()
@@ -638,10 +660,9 @@ class IsolatedTarget:
     ) -> list[Array]:
         """`properties.adapter.BatchedForward`: forward's y at every point, in one message to
         the worker, which calls the target's forward on each in turn."""
-        out: list[Array] = self._worker.call(
-            self._dtype, "forward_many", [list(points)], {"eps": eps, "axis": axis}
-        )
-        return out
+        columns = [_stacked([point[i] for point in points]) for i in range(3)]
+        out = self._worker.call(self._dtype, "forward_many", columns, {"eps": eps, "axis": axis})
+        return list(out)
 
     def update_running_stats(
         self,

@@ -26,6 +26,7 @@ import pytest
 
 from bnref.isolation import HEARTBEAT, TargetTimedOut, TargetWorker, open_target
 from bnref.targets import load_target
+from bnref.targets.user_target import load_user_target
 from properties.adapter import Array, frozen_backward_of
 
 TESTS = Path(__file__).parent
@@ -657,6 +658,28 @@ def test_a_batch_is_one_message_and_the_time_limit_holds_per_call() -> None:
         for y, w in zip(ys, want, strict=False):
             np.testing.assert_array_equal(y, w)
         assert worker.starts == 1
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("on_path")
+@pytest.mark.parametrize("shapes", [[(4, 3)] * 6, [(4, 3), (5, 3), (4, 3), (6, 2)]])
+def test_a_batch_gives_each_call_its_own_arrays(shapes: list[tuple[int, int]]) -> None:
+    """Points of one shape cross as stacked arrays, of several shapes as a list: either way the
+    ys are those of one in-process forward call per point, and a target that writes into its
+    x (forward_in_place) writes into its own copy, not into the next point's."""
+    rng = np.random.default_rng(3)
+    points = [
+        (rng.normal(size=s), rng.uniform(0.5, 2, s[1]), rng.normal(size=s[1])) for s in shapes
+    ]
+    local = load_user_target("user_impl_example:forward_in_place", convention="keras")
+    want = [local.forward(x.copy(), g, b, eps=1e-5, axis=1).y for x, g, b in points]
+    worker, (impl,) = open_target("user_impl_example:forward_in_place", ["float64"], KERAS)
+    try:
+        ys = impl.forward_many(points, eps=1e-5, axis=1)
+        assert len(ys) == len(points)
+        for y, w in zip(ys, want, strict=True):
+            np.testing.assert_array_equal(y, w)
     finally:
         worker.close()
 
