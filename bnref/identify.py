@@ -107,6 +107,7 @@ import numpy as np
 
 from properties.adapter import Array, Implementation
 from properties.batchnorm_props import moment_bounds
+from properties.framework import Unsupported
 from properties.tolerances import (
     PRECISIONS,
     SAFETY,
@@ -656,29 +657,54 @@ class RunningResult:
     evidence: dict[str, Any]
 
 
-def _running_update(prober: Prober, momentum: float) -> tuple[float, float, float, float]:
+def _running_update(
+    prober: Prober, momentum: float, eps: float
+) -> tuple[float, float, float, float]:
     """(w from channel 0's mean, 1 - w from channel 1's, w c / 4 from channel 0's variance,
-    1 - w from channel 1's) after one update with `momentum`."""
+    1 - w from channel 1's) after one update with `momentum`: from the target's
+    update_running_stats, or, for a target that has none, from one step of its whole layer
+    (`layer_step`, given `eps`), whose new running statistics are the same update."""
     rows = np.array([[0.5, 1.5, 0.5, 1.5], [0.0, 0.0, 0.0, 0.0]])
     x = prober.layout.place(rows)
     rm, rv = np.array([0.0, 1.0]), np.array([0.0, 1.0])
-    out = _call(
-        f"update_running_stats (momentum={momentum:g})",
-        lambda: prober.impl.update_running_stats(
-            x, rm, rv, momentum=momentum, num_batches_tracked=None, axis=prober.layout.passed
-        ),
-    )
-    mean, var = (np.asarray(a, dtype=np.float64).ravel() for a in (out.mean, out.var))
+    axis = prober.layout.passed
+    method = "update_running_stats"
+    try:
+        out = prober.impl.update_running_stats(
+            x, rm, rv, momentum=momentum, num_batches_tracked=None, axis=axis
+        )
+        stats = (out.mean, out.var)
+    except Unsupported as exc:  # no update of its own: its layer's step, if it has one
+        lacks = f"{method} (momentum={momentum:g}) raised {type(exc).__name__}: {exc}"
+        step = getattr(prober.impl, "layer_step", None)
+        if not callable(step):
+            raise ProbeFailed(lacks) from exc
+        method = "layer_step"
+        try:
+            _, *stats = step(x, rm, rv, momentum=momentum, eps=eps, axis=axis)
+        except Unsupported as also:  # neither: the first says why
+            raise ProbeFailed(f"{lacks}; {method} raised {type(also).__name__}: {also}") from also
+        except Exception as raised:  # the target's exception is the finding, whatever it is
+            raise ProbeFailed(
+                f"{method} (momentum={momentum:g}) raised {type(raised).__name__}: {raised}"
+            ) from raised
+    except Exception as exc:  # the target's exception is the finding, whatever it is
+        raise ProbeFailed(
+            f"{method} (momentum={momentum:g}) raised {type(exc).__name__}: {exc}"
+        ) from exc
+    mean, var = (np.asarray(a, dtype=np.float64).ravel() for a in stats)
     if mean.shape != (2,) or var.shape != (2,):
-        raise ProbeFailed(f"update_running_stats returned shapes {mean.shape}, {var.shape}")
+        raise ProbeFailed(f"{method} returned statistics of shapes {mean.shape}, {var.shape}")
     return float(mean[0]), float(mean[1]), float(var[0]), float(var[1])
 
 
-def measure_running(prober: Prober, momentum: float, u: float, *, fixed: bool) -> RunningResult:
+def measure_running(
+    prober: Prober, momentum: float, u: float, eps: float, *, fixed: bool
+) -> RunningResult:
     """The running update's weight of the batch statistic, its variance correction, and which
-    way the momentum argument weights."""
+    way the momentum argument weights (`eps`: what a layer step is given)."""
     try:
-        w, rest, var0, var1 = _running_update(prober, momentum)
+        w, rest, var0, var1 = _running_update(prober, momentum, eps)
     except ProbeFailed as exc:
         return RunningResult(None, None, None, None, {"reason": str(exc)})
     n = prober.layout.take(prober.layout.place(np.zeros((2, 4)))).shape[1]
@@ -704,7 +730,7 @@ def measure_running(prober: Prober, momentum: float, u: float, *, fixed: bool) -
     evidence["variance_factor"] = c
     second = 0.25 if momentum != 0.25 else 0.375
     try:
-        w2: float | None = _running_update(prober, second)[0]
+        w2: float | None = _running_update(prober, second, eps)[0]
         evidence["second"] = {"momentum_passed": second, "weight": w2}
     except ProbeFailed as exc:
         evidence["second"] = str(exc)
@@ -985,7 +1011,7 @@ def identify(impl: Implementation) -> Fingerprint:
         variance = VarianceResult(None, {"reason": str(exc)})
     evidence["variance_algorithm"] = variance.evidence
 
-    running = measure_running(prober, momentum0, u, fixed="momentum" in fixed)
+    running = measure_running(prober, momentum0, u, eps0, fixed="momentum" in fixed)
     evidence["running"] = running.evidence
 
     eps_value = _shortest(fit.eps, fit.uncertainty)
@@ -1089,7 +1115,7 @@ def _matched(fp: Fingerprint, fit: EpsFit, eps_result: EpsResult, u: float) -> F
 
 # --- the command ------------------------------------------------------------------------------
 
-USER_OPTIONS = ("backward", "inference", "running_stats", "eps", "momentum")
+USER_OPTIONS = ("backward", "inference", "running_stats", "layer", "eps", "momentum")
 EXIT_FITTED, EXIT_NOT_FITTED, EXIT_USAGE = 0, 1, 2
 SOURCES = {
     "argument": "follows the eps it is given",
@@ -1154,6 +1180,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MOD:FN",
         help="module:function target's r(running_mean, running_var, batch_mean, batch_var, n, "
         "momentum) -> (new_mean, new_var)",
+    )
+    parser.add_argument(
+        "--layer",
+        metavar="MOD:FN",
+        help="module:function target's layer(x, running_mean, running_var, momentum, eps) -> "
+        "(y, new_running_mean, new_running_var), one training step of the whole layer: its "
+        "running statistics are measured from it when --running-stats is not given",
     )
     parser.add_argument("--eps", type=float, help="module:function target: its fixed eps")
     parser.add_argument("--momentum", type=float, help="module:function target: its fixed momentum")

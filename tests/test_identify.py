@@ -142,6 +142,23 @@ def running_old(rm: F, rv: F, mean: F, var: F, n: int, momentum: float) -> tuple
     return momentum * rm + (1 - momentum) * mean, momentum * rv + (1 - momentum) * var * n / (n - 1)
 
 
+def layer_pytorch(x: F, rm: F, rv: F, momentum: float, eps: float) -> tuple[F, F, F]:
+    """One training step of a whole PyTorch-style layer (gamma 1, beta 0): y, and the running
+    statistics updated as `running_pytorch` updates them."""
+    n = x.size // x.shape[1]
+    mean, var = x.mean(axis=_axes(x)), x.var(axis=_axes(x))
+    y = (x - _per_channel(mean, x)) / np.sqrt(_per_channel(var, x) + eps)
+    new_mean, new_var = running_pytorch(rm, rv, mean, var, n, momentum)
+    return y, new_mean, new_var
+
+
+def layer_old_biased(x: F, rm: F, rv: F, momentum: float, eps: float) -> tuple[F, F, F]:
+    """A layer whose momentum weights the OLD value and whose running variance is biased."""
+    mean, var = x.mean(axis=_axes(x)), x.var(axis=_axes(x))
+    y = (x - _per_channel(mean, x)) / np.sqrt(_per_channel(var, x) + eps)
+    return y, momentum * rm + (1 - momentum) * mean, momentum * rv + (1 - momentum) * var
+
+
 @pytest.fixture
 def planted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(HERE))
@@ -198,6 +215,26 @@ def test_a_correct_user_target_is_pytorch() -> None:
     fp = _user("honest", running_stats="test_identify:running_pytorch")
     assert (fp.convention, fp.differences, fp.notes) == ("pytorch", (), ())
     assert (fp.running_variance, fp.momentum, fp.momentum_weights) == ("unbiased", 0.1, "new")
+
+
+@pytest.mark.usefixtures("planted")
+def test_the_running_statistics_come_from_a_layer_step_when_no_update_is_given() -> None:
+    """--layer alone: the running variance and the momentum are measured from one step of the
+    whole layer, as they would be from --running-stats."""
+    fp = _user("honest", layer="test_identify:layer_pytorch")
+    assert (fp.convention, fp.differences, fp.notes) == ("pytorch", (), ())
+    assert (fp.running_variance, fp.momentum, fp.momentum_weights) == ("unbiased", 0.1, "new")
+    old = _user("honest", layer="test_identify:layer_old_biased")
+    assert (old.running_variance, old.momentum, old.momentum_weights) == ("biased", 0.9, "old")
+    assert old.convention is None
+
+
+@pytest.mark.usefixtures("planted")
+def test_without_update_or_layer_the_running_statistics_are_null() -> None:
+    fp = _user("honest")
+    assert (fp.running_variance, fp.momentum, fp.momentum_weights) == (None, None, None)
+    reason = fp.evidence["running"]["reason"]
+    assert reason.startswith("update_running_stats (momentum=0.1) raised TargetLacks: ")
 
 
 @pytest.mark.usefixtures("planted")
@@ -435,6 +472,21 @@ def test_identify_command_prints_and_writes_strict_json(
         "convention": "pytorch",
         "differences": [],
     }
+
+
+@pytest.mark.usefixtures("planted")
+def test_identify_command_takes_a_user_layer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bnref identify MOD:FN --layer MOD:FN`: the layer runs in the target's worker and gives
+    the running variance and the momentum."""
+    path = tmp_path / "id.json"
+    argv = ["identify", "test_identify:honest", "--layer", "test_identify:layer_pytorch"]
+    assert bnref_main([*argv, "--json", str(path)]) == 0
+    assert "  running_variance        unbiased\n" in capsys.readouterr().out
+    report = _strict(path.read_text(encoding="utf-8"))
+    assert (report["running_variance"], report["momentum"]) == ("unbiased", 0.1)
+    assert (report["convention"], report["differences"]) == ("pytorch", [])
 
 
 @pytest.mark.usefixtures("planted")
