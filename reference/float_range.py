@@ -155,8 +155,9 @@ def inference_y(
         q = np.isinf(running_var + eps).astype(np.int_)
     std = np.ldexp(np.sqrt(np.ldexp(running_var, -2 * q) + np.ldexp(eps, -2 * q)), q)
     (g, i), (s, p) = np.frexp(gamma), np.frexp(std)  # gamma / std = g / s * 2**(i - p)
-    # gamma = 0 has i = 0, and 2**-537 <= sqrt(eps) <= std < 2**513: k = 0
-    k = np.where(np.abs(i - p) < 1000, 0, i - p - 501 * np.sign(i - p))
+    # gamma = 0 has i = 0, and 2**-537 <= sqrt(eps) <= std < 2**513: k = 0. |i - p| <= 1000
+    # takes in every ratio of the band, 2**(i - p - 1) < |ratio| < 2**(i - p + 1)
+    k = np.where(np.abs(i - p) <= 1000, 0, i - p - 501 * np.sign(i - p))
     ratio = np.ldexp(g / s, i - p - k)  # gamma / std itself where k = 0
     with np.errstate(over="ignore"):  # y beyond float64: inf, then a ValueError
         h = np.isinf(np.ldexp(scaled_difference(x, running_mean, ratio), k) + beta)

@@ -749,6 +749,23 @@ def test_an_inference_y_beyond_float64_is_a_value_error(
         batch_norm_inference(x, *map(np.array, arguments), eps=eps)
 
 
+def test_an_inference_y_at_the_edge_of_the_band_is_the_plain_formula() -> None:
+    """gamma / sqrt(running_var + eps) just above 2**-1000, its exponents 1000 apart: y is
+    the plain formula's bit for bit, as promised inside the band (a product rounded once to a
+    subnormal, not scaled and rounded twice, which differs here by one subnormal ulp)."""
+    x, rm = np.array([[1.8807909614559864e-37]]), np.array([-1.1920928955078128e-07])
+    rv, gamma, beta = (
+        np.array([2.532663311168619e176]),
+        np.array([1.485227786447805e-213]),
+        np.zeros(1),
+    )
+    ratio = gamma / np.sqrt(rv + 5e-324)
+    assert 2.0**-1000 < ratio[0] < 2.0**-999
+    want = ratio * (x - rm) + beta
+    got = batch_norm_inference(x, gamma, beta, rm, rv, eps=5e-324)
+    assert got[0, 0].hex() == want[0, 0].hex() == "0x0.800000005e6a5p-1022"
+
+
 def test_an_inference_y_beyond_float64_is_named_where_it_is() -> None:
     # Channel 0 is ordinary; in channel 1, x = running_mean gives y = beta in row 0, and row 1
     # overflows: the message names x[1, 1] and its channel's arguments.
