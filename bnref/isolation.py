@@ -16,8 +16,8 @@ does:
   target prints goes to stderr, so stdout carries only the report.
 
 An exception raised by the target comes back as the same exception (a builtin or NumPy one) or
-as `TargetRaised` naming its type (a class of the target's own, which the audit must not import),
-with a note saying where in the target it was raised. A write into an argument is copied back
+as `TargetRaised` naming its type (a class of the target's own, which the audit must not import,
+or a BaseException other than SystemExit), with a note saying where in the target it was raised. A write into an argument is copied back
 into the caller's array, so the no-mutation property sees it as if the call were in-process.
 
 A user's mini-batch function (`bnref check MOD:FN --minibatch`) runs the same way, as an
@@ -263,6 +263,11 @@ def serve(fd: int) -> None:
             reply = ("unsupported", str(exc))
         except Exception as exc:  # the target's exception, sent to the audit
             reply = ("raised", _portable(exc), f"{type(exc).__qualname__}: {exc}", _where(exc))
+        except SystemExit:  # the target ends its program: this process ends, as it asked
+            raise
+        except BaseException as exc:  # named, never re-raised in the audit (a KeyboardInterrupt
+            # there would read as the user's Ctrl-C)
+            reply = ("raised", None, f"{type(exc).__qualname__}: {exc}", _where(exc))
         writes = {
             i: a
             for i, (a, b) in enumerate(zip(args, before, strict=True))

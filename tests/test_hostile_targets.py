@@ -159,6 +159,12 @@ def raises_its_own(x, gamma, beta, eps):
     raise OwnError("the layer is not initialised")
 
 
+def raises_keyboard_interrupt(x, gamma, beta, eps):
+    if x.size > 2:
+        raise KeyboardInterrupt("the target's own")
+    return honest(x, gamma, beta, eps)
+
+
 def prints(x, gamma, beta, eps):
     print("debug output from the target: 0 passed, 0 failed")
     return honest(x, gamma, beta, eps)
@@ -479,6 +485,20 @@ def test_an_exception_class_of_the_targets_own_is_named(modules: Path) -> None:
     run = hostile(modules, "raises_its_own", "--property", "identity-params")
     assert run.status == 1, run.err
     assert "TargetRaised: OwnError: the layer is not initialised" in run.out
+
+
+def test_a_base_exception_of_the_target_is_named_and_the_audit_goes_on(modules: Path) -> None:
+    """A KeyboardInterrupt raised by the target (not the user's Ctrl-C) fails the property as
+    raised, named; it is not taken for an interrupt of the audit (exit 1, not 130), and the
+    next property runs."""
+    props = ["identity-params", "zero-mean-unit-var"]
+    run = hostile(
+        modules, "raises_keyboard_interrupt", *(a for p in props for a in ("--property", p))
+    )
+    assert run.status == 1, run.err
+    assert [run.row(name)[-1] for name in props] == ["FAIL", "FAIL"]
+    assert "TargetRaised: KeyboardInterrupt: the target's own" in run.out
+    assert "raised by target user hostile:raises_keyboard_interrupt in forward, at " in run.out
 
 
 def test_functions_not_given_are_not_applicable_whatever_forward_does(modules: Path) -> None:
