@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from corpus import PLANTED, Functions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
-from properties.adapter import Array, BackwardOutput, ReferenceImplementation
+from properties.adapter import Array, BackwardOutput, Implementation, ReferenceImplementation
 from properties.batchnorm_props import GradientCase as FrozenCase
 from properties.framework import Check, run_property
 from properties.gradient_props import (
@@ -301,30 +302,6 @@ class FrozenWithoutRoot(ReferenceImplementation):
         return BackwardOutput(dx, np.sum(dyr * rows, axis=1), right.dbeta)
 
 
-class FrozenWithBatchStatistics(ReferenceImplementation):
-    """WRONG: the batch's mean and biased variance in the place of the running statistics
-    (train/eval confusion in the backward); works for one value per channel too."""
-
-    @property
-    def name(self) -> str:
-        return "frozen backward with the batch statistics"
-
-    def frozen_backward(
-        self,
-        dy: Array,
-        x: Array,
-        gamma: Array,
-        running_mean: Array,
-        running_var: Array,
-        *,
-        eps: float,
-        axis: int,
-    ) -> BackwardOutput:
-        reduce = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
-        mean, var = np.mean(x, axis=reduce), np.var(x, axis=reduce)
-        return super().frozen_backward(dy, x, gamma, mean, var, eps=eps, axis=axis)
-
-
 class FrozenReflected(ReferenceImplementation):
     """WRONG: the gradients of gamma (rm - x) / sqrt(rv + eps) + beta (x - rm written the other
     way round): dx and dgamma of the wrong sign. Wrong wherever dx or dgamma is not 0."""
@@ -379,16 +356,22 @@ def test_a_dead_case_with_its_live_channel_has_teeth_and_catches_a_wrong_sign() 
     with_live_channel()
 
 
+# The corpus's planted mistake: the batch's statistics in the place of the running ones.
+(FROZEN_WITH_BATCH_STATISTICS,) = (
+    p.entry for p in PLANTED if p.entry.name == "frozen-backward-batch-stats"
+)
+
+
 @pytest.mark.parametrize(
     ("impl", "quantity"),
     [
         (FrozenWithoutRoot(), "frozen dx vs gamma dy / sqrt(rv + eps)"),
-        (FrozenWithBatchStatistics(), "frozen dx vs gamma dy / sqrt(rv + eps)"),
+        (Functions(FROZEN_WITH_BATCH_STATISTICS), "frozen dx vs gamma dy / sqrt(rv + eps)"),
     ],
     ids=["without-root", "batch-statistics"],
 )
 def test_a_wrong_frozen_backward_fails_frozen_backward_by_name(
-    impl: ReferenceImplementation, quantity: str
+    impl: Implementation, quantity: str
 ) -> None:
     result = run_property(by_name("frozen-backward"), impl, CI)
     assert result.status == "fail"
