@@ -45,8 +45,9 @@ element (torch's ``_run_slow_mode_and_get_error``).
 Batched evaluation. The perturbed points of a check do not depend on f's values, so they are
 built first and f is evaluated at all of them, in order, before any difference is taken. A
 caller whose f is costly to call once (a function in another process) passes ``f_many``, which
-evaluates f at a list of points in one call; the points are handed to it in batches of at most
-``BATCH_VALUES`` input values together, so that memory stays bounded for large inputs. The
+evaluates f at a list of points in one call; the points are handed to it in batches, each sent
+once it holds ``BATCH_VALUES`` input values (so fewer than that plus one point's values), so
+that memory stays bounded for large inputs. The
 numbers are the same as with f: the same points, in the same order, the same arithmetic.
 """
 
@@ -181,8 +182,8 @@ class _Problem:
 
     def losses(self, points: Iterable[Sequence[Float64Array]]) -> list[float]:
         """L = fsum(v * f(*point)) at each point, in order, on fresh copies (f can neither see
-        nor edit our arrays): with `f_many` on batches of at most BATCH_VALUES values, else
-        with f one point at a time."""
+        nor edit our arrays): with `f_many` on batches sent once they hold BATCH_VALUES values
+        (fewer than that plus one point's), else with f one point at a time."""
         out: list[float] = []
         batch: list[Point] = []
         values = 0
