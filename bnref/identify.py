@@ -122,10 +122,26 @@ SCHEMA = "bnref-identify"
 SCHEMA_VERSION = 1
 # A model of y fits when it predicts every channel's variance to within 2%: float16 rounds
 # those to ~10 u = 0.5%, while a wrong variance correction is off by 1/(n - 1) = 33% (n = 4)
-# and a wrong eps placement by more than 10% near v = eps.
+# and a wrong eps placement by more than 10% near v = eps. bfloat16 (u = 2**-8) rounds them to
+# ~4%: there the tolerance is 40 u (16%), the same margin over rounding, still half of the 33%
+# of a wrong correction (an eps placement it cannot tell stays open: `fit_eps`'s rivals).
 FIT_TOLERANCE = 0.02
-# Affine-fit residual, mean and variance window of a slice of y along the channel axis.
+# Affine-fit residual, mean and variance window of a slice of y along the channel axis: 1%, or
+# 8 u where that is more (bfloat16: a correct slice's residual is ~3 u, x and y being rounded);
+# a wrong axis misfits by more than 1.
 AXIS_TOLERANCE = 0.01
+
+
+def fit_tolerance(u: float) -> float:
+    """FIT_TOLERANCE, or 40 u in a precision too coarse for it (see there)."""
+    return max(FIT_TOLERANCE, 40 * u)
+
+
+def axis_tolerance(u: float) -> float:
+    """AXIS_TOLERANCE, or 8 u in a precision too coarse for it (see there)."""
+    return max(AXIS_TOLERANCE, 8 * u)
+
+
 # A channel gives an eps estimate when eps makes 5% to 95% of c v + eps: its estimate's
 # relative error is then at most 20 times that of the channel's variance.
 INFORMATIVE_SHARE = (0.05, 0.95)
@@ -281,7 +297,7 @@ def _slice_fits(xs: Array, ys: Array) -> float:
 
 
 def _axis_probe(
-    impl: Implementation, ndim: int, passed: int, eps: float
+    impl: Implementation, ndim: int, passed: int, eps: float, u: float
 ) -> tuple[int | None, list[float]]:
     """(the axis of an ndim-dimensional probe along which y is normalized, or None; the misfit
     of each axis)."""
@@ -306,7 +322,7 @@ def _axis_probe(
     for k in range(ndim):
         xs, ys = np.moveaxis(x, k, 0).reshape(side, -1), np.moveaxis(y, k, 0).reshape(side, -1)
         misfits.append(max(_slice_fits(xr, yr) for xr, yr in zip(xs, ys, strict=True)))
-    fitting = [k for k, m in enumerate(misfits) if m <= AXIS_TOLERANCE]
+    fitting = [k for k, m in enumerate(misfits) if m <= axis_tolerance(u)]
     return (fitting[0] if len(fitting) == 1 else None), misfits
 
 
@@ -318,14 +334,15 @@ class AxisResult:
     evidence: dict[str, Any]
 
 
-def measure_axis(impl: Implementation, passed: int, eps: float) -> AxisResult:
-    """The channel axis: the one along which y is normalized, at every rank probed."""
+def measure_axis(impl: Implementation, passed: int, eps: float, u: float) -> AxisResult:
+    """The channel axis: the one along which y is normalized, at every rank probed (`u`: the
+    unit roundoff of the dtype the target is given)."""
     found: dict[int, int | None] = {}
     evidence: dict[str, Any] = {"axis_passed": passed, "misfit_per_axis": {}, "failed": {}}
     for ndims in ((3, 4), (2, 5)):
         for ndim in ndims:
             try:
-                k, misfits = _axis_probe(impl, ndim, passed, eps)
+                k, misfits = _axis_probe(impl, ndim, passed, eps, u)
             except ProbeFailed as exc:
                 evidence["failed"][str(ndim)] = str(exc)
                 continue
@@ -433,7 +450,7 @@ def _eps_estimates(v: Array, t: Array, c: float, placement: str) -> tuple[Array,
 
 def fit_eps(v: Array, t: Array, n: int, u: float) -> tuple[EpsFit | None, list[dict[str, Any]]]:
     """The model (correction, placement, eps) that predicts the variances t of y for the
-    input variances v best, or None if none is within FIT_TOLERANCE; and every model's fit."""
+    input variances v best, or None if none is within `fit_tolerance(u)`; and every model's fit."""
     tried: list[dict[str, Any]] = []
     fits: list[EpsFit] = []
     finite = np.isfinite(t) & (t > 0)
@@ -464,10 +481,11 @@ def fit_eps(v: Array, t: Array, n: int, u: float) -> tuple[EpsFit | None, list[d
             )
             fits.append(fit)
     best = min(fits, key=lambda f: f.misfit)
-    if best.misfit > FIT_TOLERANCE:
+    tolerance = fit_tolerance(u)
+    if best.misfit > tolerance:
         return None, tried
     # Models that fit as well (eps below what the grid resolves) leave their differences open.
-    rivals = [f for f in fits if f.misfit <= FIT_TOLERANCE and f is not best]
+    rivals = [f for f in fits if f.misfit <= tolerance and f is not best]
     spread = max([abs(f.eps - best.eps) + f.uncertainty for f in rivals], default=0.0)
     return (
         EpsFit(
@@ -534,17 +552,20 @@ def measure_eps(
     try:
         second, second_evidence = _eps_probe(prober, second_eps, u, tiny, top)
     except ProbeFailed as exc:
-        source = "fixed" if fixed else None
-        return EpsResult(fit, source, eps, None, {"first": evidence, "second": str(exc)})
-    everything = {"first": evidence, "second": second_evidence}
+        refused = "fixed" if fixed else None
+        return EpsResult(fit, refused, eps, None, {"first": evidence, "second": str(exc)})
+    everything: dict[str, Any] = {"first": evidence, "second": second_evidence}
     if second is None:
         return EpsResult(fit, "other", eps, None, everything)
-    if _eps_close(fit, eps, u) and _eps_close(second, second_eps, u):
-        source = "argument"
-    elif abs(fit.eps - second.eps) <= fit.uncertainty + second.uncertainty:
-        source = "own"
-    else:
-        source = "other"
+    follows = _eps_close(fit, eps, u) and _eps_close(second, second_eps, u)
+    same = abs(fit.eps - second.eps) <= fit.uncertainty + second.uncertainty
+    source: str | None = "argument" if follows else "own" if same else "other"
+    if follows and same:  # the uncertainty spans both eps passed: a coarse precision
+        source = None
+        everything["source_reason"] = (
+            f"not determined: the eps measured ({fit.eps:.3g} and {second.eps:.3g}) are within "
+            f"their uncertainty of both eps passed ({eps:.3g} and {second_eps:.3g})"
+        )
     return EpsResult(fit, source, eps, second, everything)
 
 
@@ -720,9 +741,9 @@ def measure_running(
         evidence["reason"] = "the update is not new = (1 - w) running + w batch"
         return RunningResult(None, None, None, None, evidence)
     c = var0 / (0.25 * w)
-    if abs(c - 1.0) <= FIT_TOLERANCE:
+    if abs(c - 1.0) <= fit_tolerance(u):
         variance: str | None = "biased"
-    elif abs(c - n / (n - 1)) <= FIT_TOLERANCE:
+    elif abs(c - n / (n - 1)) <= fit_tolerance(u):
         variance = "unbiased"
     else:
         variance = None
@@ -944,7 +965,7 @@ def identify(impl: Implementation) -> Fingerprint:
     precision = PRECISIONS.get(impl.dtype, PRECISIONS["float64"])
     evidence: dict[str, Any] = {"eps_passed": eps0, "momentum_passed": momentum0}
 
-    axis_result = measure_axis(impl, declared.axis, eps0)
+    axis_result = measure_axis(impl, declared.axis, eps0, precision.u)
     evidence["axis"] = axis_result.evidence
     if axis_result.axis is None:
         failed = axis_result.evidence.get("failed", {})
@@ -1045,9 +1066,19 @@ def identify(impl: Implementation) -> Fingerprint:
     return _matched(measured, fit, eps_result, u)
 
 
+# The largest finite value of each dtype identify probes; bfloat16 has float32's exponent range
+# and an 8-bit significand: (2 - 2**-7) 2**127 (np.finfo knows it only once ml_dtypes is loaded).
+LARGEST = {
+    "float64": float(np.finfo(np.float64).max),
+    "float32": float(np.finfo(np.float32).max),
+    "float16": float(np.finfo(np.float16).max),
+    "bfloat16": (2.0 - 2.0**-7) * 2.0**127,
+}
+
+
 def _largest(*dtypes: str) -> float:
-    """The largest finite value of the narrowest of `dtypes` that NumPy knows."""
-    return min(float(np.finfo(d).max) for d in dtypes if d in PRECISIONS)
+    """The largest finite value of the narrowest of `dtypes` that identify knows."""
+    return min(LARGEST[d] for d in dtypes if d in LARGEST)
 
 
 def _matched(fp: Fingerprint, fit: EpsFit, eps_result: EpsResult, u: float) -> Fingerprint:

@@ -17,8 +17,9 @@ does:
 
 An exception raised by the target comes back as the same exception (a builtin or NumPy one) or
 as `TargetRaised` naming its type (a class of the target's own, which the audit must not import,
-or a BaseException other than SystemExit), with a note saying where in the target it was raised. A write into an argument is copied back
-into the caller's array, so the no-mutation property sees it as if the call were in-process.
+or a BaseException other than SystemExit), with a note saying where in the target it was
+raised. A write into an argument is copied back into the caller's array, so the no-mutation
+property sees it as if the call were in-process.
 
 A user's mini-batch function (`bnref check MOD:FN --minibatch`) runs the same way, as an
 `IsolatedMiniBatchTarget`: the worker also decides whether a batch shares memory with X or Y,

@@ -238,6 +238,26 @@ def test_without_update_or_layer_the_running_statistics_are_null() -> None:
 
 
 @pytest.mark.usefixtures("planted")
+def test_a_correct_user_target_at_bfloat16_is_pytorch() -> None:
+    """At bfloat16 (u = 2**-8) the fits allow its rounding: the axis, the variances and the
+    momentum are found; whether eps follows the argument is left open when the uncertainty
+    spans both eps passed, rather than claimed."""
+    fp = _user("honest", dtype="bfloat16", running_stats="test_identify:running_pytorch")
+    assert (fp.axis, fp.normalization_variance, fp.compute_dtype) == (1, "biased", "bfloat16")
+    assert (fp.running_variance, fp.momentum, fp.momentum_weights) == ("unbiased", 0.1, "new")
+    assert (fp.convention, fp.differences) == ("pytorch", ())
+    assert fp.eps is not None
+    assert fp.eps_uncertainty is not None
+    assert abs(fp.eps - 1e-5) <= fp.eps_uncertainty
+    if fp.eps_source is None:
+        assert fp.evidence["eps"]["source_reason"].startswith("not determined: the eps measured")
+    unbiased = _user("unbiased", dtype="bfloat16")
+    assert (unbiased.axis, unbiased.normalization_variance) == (1, "unbiased")
+    assert unbiased.convention is None
+    assert not _user("identity", dtype="bfloat16").fitted
+
+
+@pytest.mark.usefixtures("planted")
 def test_unbiased_normalization_is_recognised() -> None:
     fp = _user("unbiased")
     assert fp.fitted

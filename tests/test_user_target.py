@@ -55,6 +55,24 @@ def test_honest_user_functions_pass(name: str) -> None:
     assert result.examples > 0
 
 
+@pytest.mark.parametrize(
+    "name", ["identity-params", "zero-mean-unit-var", "inference-formula", "running-stats-formula"]
+)
+def test_honest_user_functions_pass_at_bfloat16(name: str) -> None:
+    """Given bfloat16 (ml_dtypes), the functions return bfloat16: real numbers, read as such
+    (NumPy reports ml_dtypes' kind as "V")."""
+    impl = load_user_target(
+        f"{MOD}:forward",
+        convention="keras",
+        inference=f"{MOD}:inference",
+        running_stats=f"{MOD}:running_stats",
+        dtype="bfloat16",
+    )
+    result = run_property(by_name(name), impl, FIXED)
+    assert result.passed, result.failure
+    assert result.examples > 0
+
+
 def test_forward_returning_stats_passes_forward_accuracy() -> None:
     impl = load_user_target(f"{MOD}:forward_with_stats", convention="keras")
     result = run_property(by_name("forward-accuracy"), impl, FIXED)
