@@ -6,10 +6,14 @@ and results to rounding, but several times faster on large inputs (`nox -s bench
 the oracle: it is one more target that every batch-norm property audits (`bnref check fast`),
 and the tests compare it with `reference.batchnorm`, the plain formulas, to rounding.
 
-Where the speed comes from: x is viewed as (N, C, L) and cut into blocks of 2**17 values. The
-chain of elementwise steps on one block stays in the CPU cache, so each chain costs one pass
-over memory instead of one pass per step, and the temporaries are a block, not a copy of x.
-NumPy's ufuncs and reductions release the GIL, so the blocks of a pass run on a few threads.
+Where the speed comes from: x is viewed as (N, C, L) and cut into blocks of 2**17 values, and
+the blocks of a pass run on a few threads. With numba installed (``bnref[fast]``) a block is one
+compiled loop (`bnref.fast_kernels`) that reads each value once, takes it through every step
+of the pass and sums in vectorized lanes, without the GIL. Without numba, or for an x or dy
+that is not C-contiguous, the block runs the same steps as a chain of NumPy ufuncs, which
+release the GIL too: the chain on one block stays in the CPU cache, so it costs one pass over
+memory instead of one per step, and its temporaries are a block, not a copy of x. The two
+agree to rounding (their sums add in different orders); the kernels are the faster.
 The sum of x per channel doubles as its finiteness check, and a float32 x is read in place.
 The statistics take two passes over x: its sum, then the sums of x - m0 and its square around
 the first mean m0 = sum/n (and of dy and dy (x - m0) for the backward), from which the mean,
@@ -20,7 +24,9 @@ out NaN or infinite (a NaN or infinity let through with ``check_finite=False``, 
 1.8e308 whose sums or squares overflow) sends the call to the reference, which propagates the
 former and scales the latter (`reference.float_range`): the two agree there too, at no cost for
 the ordinary input. So does a variance small enough that its squares were subnormal, with an eps
-too small to dwarf it (`_TINY_VAR`), and per-channel factors of dx beyond float64.
+too small to dwarf it (`_TINY_VAR`), and per-channel factors of dx beyond float64. A kernel's
+box of x_hat and y, or of dx, with a value beyond float64 (gamma * x_hat overflowing, say) is
+redone by the NumPy steps, which warn or raise as the caller's ``np.errstate`` asks.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from types import ModuleType
 from typing import TypeVar, cast
 
 import numpy as np
@@ -55,6 +62,12 @@ from reference.batchnorm import (
     channel_layout,
     training_layout,
 )
+
+_kernels: ModuleType | None  # the compiled block kernels, or None without numba ('bnref[fast]')
+try:
+    from bnref import fast_kernels as _kernels
+except ImportError:
+    _kernels = None
 
 # float64, or float32 read in float64 by every step: a float64 copy of x would cost a pass and
 # x's size in float64, for the same values.
@@ -181,6 +194,20 @@ def _channel_totals(fn: Callable[[Box, Float64Array], Float64Array], x3: RealArr
     return total
 
 
+def _kernels_for(*arrays: RealArray) -> ModuleType | None:
+    """The compiled kernels for a pass over these (N, C, L) arrays, read in place: None
+    without numba or for an array that is not C-contiguous, and the block functions of the
+    pass run their NumPy steps instead."""
+    if _kernels is None or not all(a.flags.c_contiguous for a in arrays):
+        return None
+    return _kernels
+
+
+def _bounds(box: Box, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A box of an array of `shape` as the ints a kernel takes: n0, n1, c0, c1, l0, l1."""
+    return tuple(i for part, size in zip(box, shape, strict=True) for i in part.indices(size)[:2])
+
+
 def _column(vector: Float64Array) -> Float64Array:
     """A (C,) vector as (C, 1), to broadcast along the channel axis of an (N, C, L) block."""
     return vector[:, np.newaxis]
@@ -206,7 +233,11 @@ def _channel_sums(
     the caller leaves such an input to the plain reference (module docstring).
     """
 
+    kernels = _kernels_for(x3)
+
     def partial(box: Box, _: Float64Array) -> Float64Array:
+        if kernels is not None:
+            return cast(Float64Array, kernels.channel_sums(x3, _bounds(box, x3.shape)))
         total: Float64Array = np.add.reduce(x3[box], axis=_SUM_AXES, dtype=np.float64)
         return total
 
@@ -229,7 +260,14 @@ def _shifted_sums(x3: RealArray, shift: Float64Array, *others: RealArray) -> Flo
     sum(o) and sum(o * t), as rows of a (2 + 2 len(others), C) array: one pass over x and them.
     """
 
+    kernels = _kernels_for(x3, *others) if len(others) <= 1 else None  # they take one o
+
     def sums(box: Box, scratch: Float64Array) -> Float64Array:
+        if kernels is not None:
+            where = _bounds(box, x3.shape)
+            if others:
+                return cast(Float64Array, kernels.shifted_sums_with(x3, shift, *others, where))
+            return cast(Float64Array, kernels.shifted_sums(x3, shift, where))
         t = _centered(x3, shift, box, scratch)
         rows = [np.add.reduce(t, axis=_SUM_AXES), np.einsum("ncl,ncl->c", t, t)]
         for other in others:
@@ -349,8 +387,12 @@ def batch_norm_forward(
     inv_std = 1.0 / np.sqrt(var + eps_)
     x_hat, y = np.empty(x_arr.shape), np.empty(x_arr.shape)
     x_hat3, y3 = _channel_view(x_hat, layout), _channel_view(y, layout)
+    kernels, channel = _kernels_for(x3), (mean, inv_std, g, b)
 
     def normalize(box: Box, _: Float64Array) -> None:
+        where = _bounds(box, x3.shape)
+        if kernels is not None and kernels.normalize(x3, channel, x_hat3, y3, where):
+            return  # else a value beyond float64: redone below (module docstring)
         c = box[1]
         xh, yb = x_hat3[box], y3[box]
         np.subtract(x3[box], _column(mean[c]), out=xh)
@@ -431,8 +473,12 @@ def batch_norm_backward(
         )
     dx = np.empty(x_arr.shape)
     dx3 = _channel_view(dx, layout)
+    kernels, channel = _kernels_for(x3, dy3), (mean, dy_factor, deviation_factor, shift)
 
     def gradient(box: Box, scratch: Float64Array) -> None:
+        where = _bounds(box, x3.shape)
+        if kernels is not None and kernels.gradient(x3, dy3, channel, dx3, where):
+            return  # else a value beyond float64: redone below (module docstring)
         c = box[1]
         t = _centered(x3, mean, box, scratch)
         t *= _column(deviation_factor[c])  # the path through the variance

@@ -5,8 +5,10 @@ reduces an (N, C, L) view block by block, reads float32 input without a float64 
 finiteness from the channel sums and takes sum(dy * x_hat) as inv_std * sum(dy * (x - mean)). The
 blocks are made tiny here (`block` below) so that the small Hypothesis cases are cut into many
 boxes, as a real activation is, and the boxes of a pass run on a few threads, whose number must not
-change a single bit of any result. Inference mode does, per element, the same three rounded
-operations in the same order as the plain version, so there the two agree exactly (tolerance 0).
+change a single bit of any result. Most tests run twice, with the block functions' compiled
+kernels (`bnref.fast_kernels`, numba) and with their NumPy steps, which stand in without numba.
+Inference mode does, per element, the same three rounded operations in the same order as the
+plain version, so there the two agree exactly (tolerance 0).
 
 Tolerance, derived (first order; u = 2**-53). Per channel with n values, mean mu, s = x - mu,
 A = mean|x|, D = mean|s|, and g = (n + 4) u, a bound on any order of summation of n terms
@@ -70,6 +72,10 @@ U = 2.0**-53  # float64 unit roundoff
 ETA = 2.0**-1074  # float64's smallest subnormal: the absolute rounding error near zero
 BLOCKS = (1, 2, 3, 7, 64, 2**17)  # values per block: one value, odd sizes, one box per case
 THREADS = (1, 2, 3)  # one thread (no pool), as many as this machine's cores, more
+NO_NUMBA = pytest.mark.skipif(batchnorm._kernels is None, reason="needs numba (bnref[fast])")
+# The fast path's block functions: numba's kernels (bnref.fast_kernels), or the NumPy steps that
+# run without numba. Each must agree with the reference; the tests that take `engine` run twice.
+ENGINES = (pytest.param("compiled", marks=NO_NUMBA), "numpy")
 
 
 @contextmanager
@@ -78,6 +84,23 @@ def block_size(size: int) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(batchnorm, "_BLOCK", size)
         yield
+
+
+@contextmanager
+def block_functions(kind: str) -> Iterator[None]:
+    """Run the fast path's blocks with the compiled kernels ("compiled", as imported) or with
+    the NumPy steps ("numpy")."""
+    with pytest.MonkeyPatch.context() as patch:
+        if kind == "numpy":
+            patch.setattr(batchnorm, "_kernels", None)
+        yield
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test runs with each kind of block functions (`block_functions`); its name."""
+    with block_functions(request.param):
+        yield request.param
 
 
 @contextmanager
@@ -149,13 +172,16 @@ def _assert_close(name: str, fast: Array, plain: Array, bound: Array) -> None:
     )
 
 
+@pytest.mark.parametrize("kind", ENGINES)
 @pytest.mark.parametrize("block", BLOCKS)
 @given(case=batch_cases(), data=st.data())
-def test_fast_forward_agrees_with_plain(block: int, case: BatchCase, data: st.DataObject) -> None:
+def test_fast_forward_agrees_with_plain(
+    kind: str, block: int, case: BatchCase, data: st.DataObject
+) -> None:
     dy = data.draw(upstream_gradients(case.x.shape))
     bounds = _bounds(case, dy)
     x = _as_input(case.x, case.dtype)
-    with block_size(block):
+    with block_size(block), block_functions(kind):
         fast = batch_norm_forward(x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     plain = plain_forward(case.x, case.gamma, case.beta, eps=case.eps, axis=case.axis)
     assert fast.axis == plain.axis
@@ -164,14 +190,17 @@ def test_fast_forward_agrees_with_plain(block: int, case: BatchCase, data: st.Da
         _assert_close(name, getattr(fast, name), getattr(plain, name), getattr(bounds, name))
 
 
+@pytest.mark.parametrize("kind", ENGINES)
 @pytest.mark.parametrize("block", BLOCKS)
 @given(case=batch_cases(), data=st.data())
-def test_fast_backward_agrees_with_plain(block: int, case: BatchCase, data: st.DataObject) -> None:
+def test_fast_backward_agrees_with_plain(
+    kind: str, block: int, case: BatchCase, data: st.DataObject
+) -> None:
     dy = data.draw(upstream_gradients(case.x.shape))
     dy = dy.astype(case.dtype).astype(np.float64)  # representable, so both see the same values
     bounds = _bounds(case, dy)
     x, dy_in = _as_input(case.x, case.dtype), _as_input(dy, case.dtype)
-    with block_size(block):
+    with block_size(block), block_functions(kind):
         fast = batch_norm_backward(dy_in, x, case.gamma, eps=case.eps, axis=case.axis)
     plain = plain_backward(dy, case.x, case.gamma, eps=case.eps, axis=case.axis)
     for name in ("dbeta", "dgamma", "dx"):
@@ -190,6 +219,7 @@ def test_blocks_tile_the_array_once(shape: tuple[int, int, int], size: int) -> N
     assert np.all(count == 1)
 
 
+@pytest.mark.usefixtures("engine")
 def test_non_contiguous_and_integer_inputs() -> None:
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 6, 7)).transpose(2, 1, 0)  # a strided view, channel axis 1
@@ -213,6 +243,7 @@ def _message(fn: object, *args: object, **kwargs: object) -> str:
     return str(info.value)
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -329,6 +360,7 @@ def _with_warnings(fn: Callable[[], T]) -> tuple[T, set[str]]:
     return result, {str(w.message) for w in caught}
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_finite_input_whose_sum_overflows_is_not_rejected() -> None:
     # Finite values near the float64 maximum: the channel sum overflows, but x is finite, so no
     # ValueError; the call goes to the reference, which scales channel 0 and finds mean 1e308,
@@ -372,6 +404,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
+@pytest.mark.usefixtures("engine")
 def test_values_near_the_float64_limit_give_the_plain_results(
     x: list[list[float]], dy: list[list[float]], step: str, forward_hands_over: bool, dtype: str
 ) -> None:
@@ -398,6 +431,7 @@ def test_values_near_the_float64_limit_give_the_plain_results(
     assert handed == ["batch_norm_forward"] * forward_hands_over + ["batch_norm_backward"]
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("eps", [2.0**-1074, 1e-300])
 def test_tiny_channels_with_a_tiny_eps_give_the_plain_results(eps: float) -> None:
     """x = [1, 2, 3] 1e-160: the squared deviations are subnormal. With eps = 2**-1074 they are
@@ -442,6 +476,7 @@ def test_inference_steps_past_float64_give_the_plain_result(
     assert got[0, 0] == pytest.approx(y, rel=1e-14)
 
 
+@pytest.mark.usefixtures("engine")
 def test_gradient_factors_past_float64_give_the_plain_results() -> None:
     """With var and eps near 1e-320, gamma inv_std**2 dgamma / n overflows while the
     reference's order of steps (x_hat first) stays finite: the call is handed over."""
@@ -466,6 +501,7 @@ def test_gradient_factors_past_float64_give_the_plain_results() -> None:
     ],
     ids=["exact m0", "m0 off by the std"],
 )
+@pytest.mark.usefixtures("engine")
 def test_shifted_sums_are_taken_again_when_the_first_mean_is_far(x: Array, passes: int) -> None:
     calls: list[int] = []
     shifted_sums = batchnorm._shifted_sums
@@ -500,6 +536,7 @@ def _outcome(fn: Callable[[], object]) -> tuple[str, ...]:
     return (*got, *sorted(str(w.message) for w in caught))
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_variance_beyond_float64_is_the_plain_error() -> None:
     # The sums overflow and the variance (about 2**2037) cannot be held: the same ValueError.
     x = np.array([[1.7e308], [1.7e308], [1e308]])
@@ -520,6 +557,7 @@ def test_inference_where_x_minus_running_mean_overflows_is_the_plain_result() ->
     np.testing.assert_allclose(fast[:, 0], [2e154, 0.0, 1e154], rtol=4 * U)
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_check_finite_false_propagates_like_the_plain_version(value: float) -> None:
     x = np.arange(12.0).reshape(4, 3)
@@ -539,6 +577,7 @@ def test_check_finite_false_propagates_like_the_plain_version(value: float) -> N
         np.testing.assert_array_equal(got[..., [0, 2]], want[..., [0, 2]])
 
 
+@pytest.mark.usefixtures("engine")
 def test_float32_input_is_read_in_float64() -> None:
     # A float32 x is not copied to float64 up front, but every step computes in float64: the
     # result equals that of the same values passed as float64, bit for bit.
@@ -559,6 +598,81 @@ def test_float32_input_is_read_in_float64() -> None:
     y32 = batch_norm_inference(x32, g, b, rm, rv)
     assert y32.dtype == np.float64
     np.testing.assert_array_equal(y32, batch_norm_inference(x32.astype(np.float64), g, b, rm, rv))
+
+
+# Shapes of x (channel axis 1, as (N, C, L)) and values per block that cut it in every way.
+CUTS = [
+    ((310, 40), 1024),  # L = 1: boxes of 25 whole rows of one value, the last of 10
+    ((7, 5, 3), 40),  # rows of 3 values: boxes of 2 x 5 rows, the last of 1 x 5
+    ((2, 200), 64),  # more channels than a block: boxes of 64, 64, 64 and 8 channels
+    ((3, 4, 150), 64),  # rows longer than a block: parts of a row, 64, 64 and 22 values
+    ((50, 2, 700), 2**17),  # one box of rows of 700 values: 10 x 64 in lanes, 60 after them
+]
+
+
+@NO_NUMBA
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("offset", [0.0, 1e8])
+@pytest.mark.parametrize(("shape", "block"), CUTS)
+def test_the_compiled_and_the_numpy_blocks_agree(
+    shape: tuple[int, ...], block: int, offset: float, dtype: str
+) -> None:
+    """The kernels sum in another order than NumPy: each result is within E of the exact one
+    (module docstring), so the two are within 2 E of each other, and of the reference, also at
+    |mean|/std = 1e8."""
+    rng = np.random.default_rng(8)
+    x = (offset + rng.standard_normal(shape)).astype(dtype).astype(np.float64)
+    dy = rng.standard_normal(shape).astype(dtype).astype(np.float64)
+    c = shape[1]
+    case = BatchCase(x, rng.standard_normal(c), rng.standard_normal(c), 1e-5, 1, dtype)
+    bounds = _bounds(case, dy)
+    x_in, dy_in = _as_input(x, dtype), _as_input(dy, dtype)
+    results = {}
+    with block_size(block):
+        for kind in ("compiled", "numpy"):
+            with block_functions(kind):
+                fwd = batch_norm_forward(x_in, case.gamma, case.beta)
+                grad = batch_norm_backward(dy_in, x_in, case.gamma)
+            results[kind] = {**vars(fwd), **vars(grad)}
+    plain = {
+        **vars(plain_forward(x, case.gamma, case.beta)),
+        **vars(plain_backward(dy, x, case.gamma)),
+    }
+    for name in ("mean", "var", "inv_std", "x_hat", "y", "dbeta", "dgamma", "dx"):
+        compiled, bound = results["compiled"][name], getattr(bounds, name)
+        _assert_close(name, compiled, results["numpy"][name], bound)
+        _assert_close(name, compiled, plain[name], bound)
+
+
+@NO_NUMBA
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("shape", "block"), CUTS)
+def test_the_elementwise_kernels_round_as_the_numpy_steps(
+    shape: tuple[int, ...], block: int, dtype: str
+) -> None:
+    """`normalize` and `gradient` round the same operations in the same order as the NumPy
+    steps: from the same per-channel numbers, box by box, the same bits."""
+    kernels = batchnorm._kernels
+    assert kernels is not None
+    rng = np.random.default_rng(9)
+    x3 = rng.standard_normal(shape).astype(dtype).reshape(shape[0], shape[1], -1)
+    dy3 = rng.standard_normal(x3.shape).astype(dtype)
+    mean, inv_std, g, b, factor, shift = rng.standard_normal((6, shape[1]))
+
+    def col(v: Array) -> Array:
+        return v[:, np.newaxis]
+
+    x_hat = (x3 - col(mean)) * col(inv_std)
+    y = col(g) * x_hat + col(b)
+    dx = dy3.astype(np.float64) * col(g) - (x3 - col(mean)) * col(factor) - col(shift)
+    got_x_hat, got_y, got_dx = np.empty(x3.shape), np.empty(x3.shape), np.empty(x3.shape)
+    for box in batchnorm._blocks(x3.shape, block):
+        where = batchnorm._bounds(box, x3.shape)
+        assert kernels.normalize(x3, (mean, inv_std, g, b), got_x_hat, got_y, where)
+        assert kernels.gradient(x3, dy3, (mean, g, factor, shift), got_dx, where)
+    assert got_x_hat.tobytes() == x_hat.tobytes()
+    assert got_y.tobytes() == y.tobytes()
+    assert got_dx.tobytes() == dx.tobytes()
 
 
 @pytest.mark.parametrize(("offset", "limit"), [(0.0, 1e-10), (1e8, 1e-5)])
@@ -625,16 +739,17 @@ def _all_results(case: BatchCase, dy: Array, rm: Array, rv: Array) -> list[bytes
     return [a.tobytes() for a in arrays]
 
 
+@pytest.mark.parametrize("kind", ENGINES)
 @pytest.mark.parametrize("block", [1, 3, 64])
 @given(case=batch_cases(), data=st.data())
 def test_results_do_not_depend_on_the_number_of_threads(
-    block: int, case: BatchCase, data: st.DataObject
+    kind: str, block: int, case: BatchCase, data: st.DataObject
 ) -> None:
     dy = data.draw(upstream_gradients(case.x.shape))
     rm, rv = data.draw(running_statistics(case.gamma.shape[0]))
     results = []
     for count in THREADS:
-        with block_size(block), threads(count):
+        with block_size(block), threads(count), block_functions(kind):
             results.append(_all_results(case, dy, rm, rv))
     assert results[1] == results[0]  # bit for bit
     assert results[2] == results[0]
@@ -667,6 +782,7 @@ def test_a_pass_runs_on_the_one_pool_of_its_worker_count() -> None:
     assert len(pool_threads) in {1, 2}  # at least the one that ran, at most _WORKERS = 2
 
 
+@pytest.mark.usefixtures("engine")
 def test_the_callers_errstate_holds_in_every_thread() -> None:
     # gamma * x_hat overflows in channel 1 (gamma = 1.7e308, |x_hat| up to 1.5), in the pass that
     # normalizes, on the pool threads: ignored, or raised, as the caller asked. A thread with
@@ -694,6 +810,7 @@ def plain_forward_quiet(x: Array, g: Array, b: Array) -> Array:
         return plain_forward(x, g, b).y
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_forked_child_starts_its_own_threads() -> None:
     # The child inherits the pool object but not its threads. Without a pool of its own, its
     # first threaded pass would wait forever; the alarm ends such a child with SIGALRM.
@@ -711,6 +828,36 @@ def test_a_forked_child_starts_its_own_threads() -> None:
             os._exit(0 if same else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.usefixtures("engine")
+def test_two_threads_that_call_at_once_get_the_results_of_calls_alone() -> None:
+    # Both callers' passes share the pool (and the kernels, which run without the GIL).
+    rng = np.random.default_rng(10)
+    xs = [rng.standard_normal((40, 6, 50)), (5 + rng.standard_normal((300, 20))).astype("float32")]
+
+    def call(x: NDArray[np.floating]) -> list[bytes]:
+        c = x.shape[1]
+        fwd = batch_norm_forward(x, np.ones(c), np.zeros(c))
+        grad = batch_norm_backward(x[::-1].copy(), x, np.ones(c))
+        return [a.tobytes() for a in (fwd.y, fwd.x_hat, fwd.mean, fwd.var, grad.dx, grad.dgamma)]
+
+    got: dict[int, list[list[bytes]]] = {}
+    barrier = threading.Barrier(2, timeout=10)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        got[k] = [call(xs[(k + i) % 2]) for i in range(10)]
+
+    with block_size(256), threads(2):
+        alone = [call(x) for x in xs]
+        callers = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(timeout=60)
+    for k in range(2):
+        assert got[k] == [alone[(k + i) % 2] for i in range(10)]
 
 
 class _ShutDownPool:
@@ -732,12 +879,13 @@ def test_a_pool_that_takes_no_work_leaves_every_box_to_the_calling_thread(
     assert {ident for _, ident in boxes} == {threading.get_ident()}
 
 
-def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
+def test_a_call_at_interpreter_exit_runs_without_the_pool(engine: str) -> None:
     # At exit the pool takes no new work (RuntimeError); an atexit hook still gets its result.
     code = (
         "import atexit, numpy as np\n"
         "import bnref.fast as bn\n"
         "bn._BLOCK, bn._WORKERS = 4, 2\n"
+        f"bn._kernels = {'None' if engine == 'numpy' else 'bn._kernels'}\n"
         "x = np.arange(90.0).reshape(6, 3, 5)\n"
         "y = bn.batch_norm_forward(x, np.ones(3), np.zeros(3)).y\n"
         "atexit.register(lambda: print(np.array_equal("
@@ -752,6 +900,7 @@ def test_a_call_at_interpreter_exit_runs_without_the_pool() -> None:
     assert done.stdout.strip() == "True"
 
 
+@pytest.mark.usefixtures("engine")
 def test_the_sum_that_checks_finiteness_warns_never() -> None:
     """The channel sums double as the finiteness check, taken with overflow and invalid
     ignored: a finite x whose sum overflows gives None without a warning (the caller hands
