@@ -151,7 +151,7 @@ def bench(session: nox.Session) -> None:
     takes the torch CPU wheel on disk (see `oracle`).
     """
     session.install("torch==2.13.0")
-    session.install("-e", ".[onnx]")
+    session.install("-e", ".[onnx,fast]")  # fast: the engine's compiled block kernels
     session.run("python", "-m", "benchmarks.bench_batchnorm", *session.posargs)
 
 

@@ -66,7 +66,9 @@ from reference.batchnorm import (
 _kernels: ModuleType | None  # the compiled block kernels, or None without numba ('bnref[fast]')
 try:
     from bnref import fast_kernels as _kernels
-except ImportError:
+except ImportError:  # no numba
+    _kernels = None
+except RuntimeError:  # numba, but no writable directory to cache its kernels in (it says which)
     _kernels = None
 
 # float64, or float32 read in float64 by every step: a float64 copy of x would cost a pass and
