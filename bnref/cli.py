@@ -55,7 +55,8 @@ the example that caused it, and the audit goes on. The exit status means one thi
 each (EXIT_STATUS below): 0 every applicable property ran to completion and passed; 1 a
 property failed (an exit, crash or timeout of the target included); 2 a usage error (a bad option
 or BNREF_PROFILE, a target that does not import, a --json path that cannot be written), found
-before the run starts; 130 interrupted (Ctrl-C), after printing the partial table. --json writes
+before the run starts; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, as a CI job cancelled
+or out of time gets), each after printing the partial table. --json writes
 strict JSON (RFC 8259; schema in docs/audit.md, `JSON_SCHEMA_VERSION`).
 
 The run's progress (properties done of the total over the dtypes, the rate, the time left, the
@@ -67,12 +68,15 @@ nothing for a run shorter than that; --progress never: nothing (`bnref.progress`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import IO, Any, NoReturn
 
@@ -95,13 +99,13 @@ from reference.conventions import CONVENTIONS
 
 USER_OPTIONS = ("backward", "inference", "running_stats", "layer", "eps", "momentum")
 STRICT_CODE = "from properties.adapter import StrictAccuracy\nimpl = StrictAccuracy(impl)"
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 EXIT_STATUS = (
     "exit status: 0 when every applicable property ran to completion and passed; 1 when a "
     "property failed (the target's exit, crash or timeout included); 2 for a usage error (a bad "
     "option or BNREF_PROFILE, a target that does not import, a --json path that cannot be "
-    "written), found before the run starts; 130 when interrupted (Ctrl-C), after the partial "
-    "table."
+    "written), found before the run starts; 130 when interrupted (Ctrl-C) and 143 when "
+    "terminated (SIGTERM), after the partial table."
 )
 # The --json report's layout (docs/audit.md): a reader checks "schema" and this version, which
 # changes whenever a field is renamed, removed or changes meaning.
@@ -545,6 +549,29 @@ def _check_minibatch(args: argparse.Namespace) -> int:
         worker.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during the run (a CI job cancelled or out of time): it stops the run as Ctrl-C
+    does, so what finished is reported before the exit."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    """While the run lasts, SIGTERM raises Terminated (in the main thread, where signal
+    handlers run); the previous handler is restored after it."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():  # handlers: main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(
     args: argparse.Namespace,
     profile: str,
@@ -555,11 +582,11 @@ def _run(
     report: IO[str] | None,
 ) -> int:
     """Run `props` on each implementation, print the table and the failures, write the JSON
-    report; return the exit status. Ctrl-C stops the run: what finished is reported."""
+    report; return the exit status. Ctrl-C or SIGTERM stops the run: what finished is reported."""
     results: list[PropertyResult] = []
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
-        with _progress(args.progress, len(impls) * len(props)) as bar:
+        with _sigterm_stops_the_run(), _progress(args.progress, len(impls) * len(props)) as bar:
             for impl, code in impls:
                 with bar.paused():
                     print(
@@ -575,15 +602,17 @@ def _run(
                         examples = f"({result.examples} examples)"
                         print(f"  {prop.name}: {_status(result)} {examples}", flush=True)
                     bar.update()
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ninterrupted (Ctrl-C): the table shows the properties that finished", flush=True)
+    except KeyboardInterrupt as stopped:
+        interrupted = stopped
+        how = "terminated (SIGTERM)" if isinstance(stopped, Terminated) else "interrupted (Ctrl-C)"
+        print(f"\n{how}: the table shows the properties that finished", flush=True)
     print()
     print(format_table(results))
     from properties.accuracy_props import accuracy_report  # noqa: PLC0415 -- heavy import
 
     # After Ctrl-C the target is not called again: the user asked the run to stop.
-    for line in [] if interrupted else accuracy_report([i for i, _ in impls], props, results):
+    stopped_early = interrupted is not None
+    for line in [] if stopped_early else accuracy_report([i for i, _ in impls], props, results):
         print(line)
     failures = [r for r in results if not r.passed]
     inconclusive = [r for r in results if r.inconclusive]
@@ -598,7 +627,10 @@ def _run(
     groups = failure_groups(failures)
     for group in groups:
         print("\n" + _format_group(group))
-    status = EXIT_INTERRUPTED if interrupted else EXIT_FAILED if failures else EXIT_PASSED
+    if interrupted is not None:
+        status = EXIT_TERMINATED if isinstance(interrupted, Terminated) else EXIT_INTERRUPTED
+    else:
+        status = EXIT_FAILED if failures else EXIT_PASSED
     skipped = sum(1 for r in results if r.not_applicable)
     passed = len(results) - len(failures) - skipped - len(inconclusive)
     if report is not None:
@@ -611,7 +643,7 @@ def _run(
         document = {
             "schema": JSON_SCHEMA,
             "schema_version": JSON_SCHEMA_VERSION,
-            "complete": not interrupted,
+            "complete": not stopped_early,
             "exit_status": status,
             "target": args.target,
             "implementations": {impl.dtype: impl.name for impl, _ in impls},
@@ -632,7 +664,7 @@ def _run(
         report.write("\n")
     tail = f", {len(inconclusive)} inconclusive" if inconclusive else ""
     tail += f", {skipped} not applicable" if skipped else ""
-    stop = " (interrupted)" if interrupted else ""
+    stop = " (interrupted)" if stopped_early else ""
     print(f"\n{passed} passed, {len(failures)} failed{tail}{stop}")
     return status
 

@@ -350,9 +350,16 @@ def _lines(proc: subprocess.Popen[str], count: int, deadline: float) -> list[str
         raise AssertionError(f"no {count} lines of output within the time limit") from None
 
 
-def test_ctrl_c_prints_the_partial_table_and_exits_130(modules: Path, tmp_path: Path) -> None:
-    """SIGINT during a hang (no --timeout): what finished is reported, the JSON says the run is
-    incomplete, and the status is 130."""
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_prints_the_partial_table_and_its_own_status(
+    modules: Path, tmp_path: Path, signum: signal.Signals, status: int, said: str
+) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (a CI job cancelled) during a hang (no --timeout): what
+    finished is reported, the JSON says the run is incomplete, and the status is 130 or 143."""
     report = tmp_path / "report.json"
     argv = ["hostile:hangs_after_forty_calls", "--convention", "keras", "--profile", "dev"]
     argv += ["--timeout", "0", "--json", str(report)]
@@ -371,18 +378,18 @@ def test_ctrl_c_prints_the_partial_table_and_exits_130(modules: Path, tmp_path: 
         lines = _lines(proc, 2, deadline=time.monotonic() + LIMIT)
         assert lines[1].startswith("  zero-mean-unit-var: pass"), lines
         time.sleep(1)  # identity-params is now hanging in the target
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 130, err
-    assert "interrupted (Ctrl-C)" in out
+    assert proc.returncode == status, err
+    assert f"{said}: the table shows the properties that finished" in out
     assert "Traceback" not in err
     table = [line.split() for line in out.splitlines() if line.startswith("zero-mean-unit-var ")]
     assert table[0][-1] == "pass"
     data = strict_json(report)
-    assert (data["complete"], data["exit_status"]) == (False, 130)
+    assert (data["complete"], data["exit_status"]) == (False, status)
     assert [r["name"] for r in data["results"]] == ["zero-mean-unit-var"]
 
 
