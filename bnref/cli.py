@@ -328,7 +328,7 @@ none. always: the same, and the last line even for a short run. never: none."""
 CHECK_SIGNATURES = """\
 targets:
   reference       the reference (default): the batch-norm and mini-batch properties
-  fast            bnref.fast, the blocked threaded engine
+  fast            bnref.fast, the blocked threaded engine (compiled blocks with 'bnref[fast]')
   torch           PyTorch (pip install 'bnref[torch]')
   onnx            the ONNX reference evaluator (pip install 'bnref[onnx]')
   onnxruntime     ONNX Runtime (pip install 'bnref[onnx]')
