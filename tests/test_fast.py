@@ -928,6 +928,6 @@ def test_the_fast_target_satisfies(prop: Property) -> None:
     """`bnref check fast`: every batch-norm property holds for the fast engine as a target."""
     impl = load_target("fast")
     assert impl.name == (
-        "fast (NumPy blocks)" if batchnorm._kernels is None else "fast (compiled blocks)"
+        "fast with NumPy blocks" if batchnorm._kernels is None else "fast with compiled blocks"
     )
     prop.as_test(impl)()
