@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from test_batchnorm_values import GRADIENT_OVERFLOWS as SINGLE_BATCH_OVERFLOWS
 
 from properties.accuracy_props import BackwardCase, check_backward, check_forward
 from properties.adapter import BackwardOutput, ForwardOutput, ReferenceImplementation
@@ -448,35 +449,11 @@ def test_sync_gradients_whose_steps_overflow_equal_plain(
     np.testing.assert_array_equal(got.dbeta, want.dbeta)
 
 
-# From finite arguments a non-finite gradient can only be an overflow: of dx = gamma /
-# sqrt(eps) ~ 4.5e321 itself, of dgamma = sum(dy * x_hat) = -2.4e308 or of dbeta = sum(dy) =
-# 2e308. The message is the plain reference's, naming dys.
+# The single-batch backward's overflow cases (dx, dgamma, dbeta beyond float64): sharded, the
+# same message names dys, the argument that holds the shards of dy.
 GRADIENT_OVERFLOWS = {
-    # case: (x's channel 1, dy's channel 1, gamma[1], eps, the message)
-    "dx": (
-        [0.0, 2.0**-1074, 2.0**-1073],
-        [1.0, 0.0, -1.0],
-        1e160,
-        2.0**-1074,
-        "dys and gamma must be small enough that dx is within float64 (at most 1.8e308), got a "
-        "non-finite dx in channel 1, where max|dy| = 1 and gamma = 1e+160",
-    ),
-    "dgamma": (
-        [1.0, 2.0, 3.0],
-        [1e308, 0.0, -1e308],
-        1e-10,
-        1e-5,
-        "dys must be small enough that dgamma is within float64 (at most 1.8e308), got a "
-        "non-finite dgamma in channel 1, where max|dy| = 1e+308",
-    ),
-    "dbeta": (
-        [1.0, 2.0, 3.0],
-        [1e308, 1e308, 1.0],
-        1e-10,
-        1e-5,
-        "dys must be small enough that dbeta is within float64 (at most 1.8e308), got a "
-        "non-finite dbeta in channel 1, where max|dy| = 1e+308",
-    ),
+    case: (*values[:4], "dys" + values[4].removeprefix("dy"))
+    for case, values in SINGLE_BATCH_OVERFLOWS.items()
 }
 
 
